@@ -1,0 +1,1 @@
+"""The seqtrain command line (installed as `seqtrain_cli`)."""

@@ -1,0 +1,190 @@
+"""The `seqtrain` command: parse, build a config, call the library."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seqtrain.errors import SeqtrainError
+from seqtrain_cli.options import build_config, with_config_options
+
+app = typer.Typer(
+    name="seqtrain",
+    help="Train recurrent sequence models (RNN, LSTM, GRU) from the command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def friendly(func):
+    """Turn user mistakes into one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SeqtrainError as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            errors.print("[yellow]aborted[/]")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+RunArg = Annotated[Optional[str], typer.Argument(help="A run folder, a checkpoint file, or a run name under --logdir [default: latest].")]
+LogdirOpt = Annotated[str, typer.Option("--logdir", help="Folder that holds the run directories.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+
+
+@app.command()
+@friendly
+@with_config_options("model", "train", "data")
+def fit(
+    task: Annotated[str, typer.Option("--task", "-t", help="What to train: see `seqtrain tasks`.")] = "imdb",
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder from its last checkpoint.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    overrides: dict | None = None,
+) -> None:
+    """Train a model; writes checkpoints, TensorBoard events and metrics.json into a new run folder."""
+    from seqtrain.tasks import get_task
+    from seqtrain.training.runs import config_of, resolve_checkpoint
+    from seqtrain.training.trainer import Trainer
+
+    if resume is not None:
+        checkpoint = resolve_checkpoint(str(resume), prefer="last.pt")
+        config = config_of(checkpoint)
+        allowed = {"train.epochs", "train.device", "train.patience", "data.data_dir", "data.cache_dir", "data.mirror"}
+        ignored = sorted(set(overrides) - allowed)
+        if ignored:
+            raise SeqtrainError(f"--resume keeps the run's settings; drop {', '.join(ignored)} (only epochs, device, patience and data locations may change)")
+        config.update(overrides)
+        task_obj = get_task(config.task)
+        run = checkpoint.parent
+    else:
+        task_obj = get_task(task)
+        config = build_config(task, task_obj.defaults, overrides)
+        run = None
+    Trainer(task_obj, config, None if quiet else console).fit(resume=run)
+
+
+@app.command()
+@friendly
+def evaluate(
+    run: RunArg = None,
+    split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where the data is, if not where the run found it.")] = None,
+    logdir: LogdirOpt = "runs",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Score a trained model on the held-out data (its best checkpoint by default)."""
+    from seqtrain.training.evaluation import evaluate_checkpoint
+    from seqtrain.training.progress import metrics_table
+    from seqtrain.training.runs import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(run, logdir)
+    if split not in ("test", "val"):
+        raise SeqtrainError(f"--split must be test or val, not '{split}'")
+    metrics, config = evaluate_checkpoint(checkpoint, split, device, data_dir, console)
+    console.print(metrics_table(f"{config.task}: {checkpoint}", {split: metrics}))
+
+
+@app.command()
+@friendly
+def predict(
+    run: RunArg = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify; '-' reads one per line from stdin.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read texts from a file, one per line.")] = None,
+    logdir: LogdirOpt = "runs",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Classify texts with a trained model: prints the label and its probability."""
+    from seqtrain.tasks import get_task
+    from seqtrain.training.evaluation import load_model
+    from seqtrain.training.runs import resolve_checkpoint
+
+    lines = list(texts or [])
+    if file is not None:
+        if not file.is_file():
+            raise SeqtrainError(f"--file {file} does not exist")
+        lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
+    if lines == ["-"] or (not lines and not sys.stdin.isatty()):
+        lines = sys.stdin.read().splitlines()
+    lines = [line for line in lines if line.strip() and line != "-"]
+    if not lines:
+        raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
+    model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
+    task = get_task(config.task)
+    if not hasattr(task, "predict"):
+        raise SeqtrainError(f"task '{config.task}' does not classify texts; see `seqtrain --help` for its command")
+    for text, (label, probability) in zip(lines, task.predict(model, meta, lines, dev)):
+        shown = text if len(text) <= 70 else text[:67] + "..."
+        console.print(f"{label}\t{probability:.3f}\t{shown}", highlight=False, markup=False)
+
+
+@app.command()
+@friendly
+@with_config_options("model", "data")
+def summary(
+    run: RunArg = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Summarise a fresh model of this task instead of a run.")] = None,
+    logdir: LogdirOpt = "runs",
+    overrides: dict | None = None,
+) -> None:
+    """A Keras-style table of layers, output shapes and parameter counts."""
+    from seqtrain.models.summary import summarize
+    from seqtrain.tasks import get_task
+    from seqtrain.training.evaluation import load_model
+    from seqtrain.training.runs import resolve_checkpoint
+
+    if task is not None:
+        task_obj = get_task(task)
+        config = build_config(task, task_obj.defaults, overrides)
+        meta = task_obj.default_meta(config)
+        model = task_obj.build_model(config, meta)
+    else:
+        model, config, meta, _ = load_model(resolve_checkpoint(run, logdir), "cpu")
+        task_obj = get_task(config.task)
+    result = summarize(model, *task_obj.example_input(model, meta))
+    table = Table(title=f"{type(model).__name__} ({config.task})")
+    table.add_column("Layer (type)")
+    table.add_column("Output shape")
+    table.add_column("Param #", justify="right")
+    for row in result.rows:
+        table.add_row(f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}")
+    console.print(table)
+    console.print(f"Total params: {result.total:,}")
+    console.print(f"Trainable params: {result.trainable:,}")
+    console.print(f"Non-trainable params: {result.total - result.trainable:,}")
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks `seqtrain fit --task` knows."""
+    from seqtrain.tasks.base import REGISTRY
+    import seqtrain.tasks  # noqa: F401  (fills the registry)
+
+    table = Table(title="tasks")
+    table.add_column("task")
+    table.add_column("what it trains")
+    for name, task in sorted(REGISTRY.items()):
+        table.add_row(name, task.description)
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

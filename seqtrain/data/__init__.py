@@ -1,0 +1,1 @@
+"""Data: downloads, tokenization and vocabularies, batching, word vectors."""

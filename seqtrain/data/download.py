@@ -1,0 +1,185 @@
+"""Cached, verified downloads and safe archive extraction.
+
+A download goes to `<cache>/downloads/<name>.part`, resumes from there if it
+was interrupted, is checked against its sha256 and only then renamed into
+place, so a file under its final name is always complete and verified.
+Extraction happens in a temporary folder beside the target and is renamed in
+one step, so nothing half-extracted is ever left under the target's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+from seqtrain.errors import SeqtrainError
+
+CHUNK = 1 << 20
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """The cache folder: the flag, else $SEQTRAIN_CACHE, else ~/.cache/seqtrain."""
+    path = override or os.environ.get("SEQTRAIN_CACHE") or Path.home() / ".cache" / "seqtrain"
+    path = Path(path).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def mirrored_url(url: str, mirror: str | None = None) -> str:
+    """Replace the URL's host and folder by a mirror (base URL or local folder), keeping the file name."""
+    mirror = mirror or os.environ.get("SEQTRAIN_MIRROR")
+    if not mirror:
+        return url
+    name = Path(urllib.parse.urlparse(url).path).name
+    if "://" not in mirror:
+        return Path(mirror).expanduser().resolve().joinpath(name).as_uri()
+    return mirror.rstrip("/") + "/" + name
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(
+    url: str,
+    sha256: str | None,
+    cache: str | os.PathLike | None = None,
+    mirror: str | None = None,
+    filename: str | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Fetch `url` (or its mirror) into the cache once; return the verified file's path.
+
+    `sha256=None` is for sources that publish no fixed checksum: the caller
+    must then check the file's structure itself.
+    """
+    target = cache_dir(cache) / "downloads" / (filename or Path(urllib.parse.urlparse(url).path).name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and (sha256 is None or sha256_of(target) == sha256):
+        return target
+    source = mirrored_url(url, mirror)
+    part = target.with_name(target.name + ".part")
+    _fetch(source, part, quiet)
+    if sha256 is not None:
+        actual = sha256_of(part)
+        if actual != sha256:
+            part.unlink()
+            raise SeqtrainError(
+                f"checksum mismatch for {source}: expected sha256 {sha256}, got {actual}; "
+                "the partial file was removed, check the mirror or try again"
+            )
+    os.replace(part, target)
+    return target
+
+
+def _fetch(source: str, part: Path, quiet: bool) -> None:
+    """Append the rest of `source` to `part`, resuming where an earlier attempt stopped."""
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(source, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:  # the partial file is already complete
+            return
+        raise SeqtrainError(f"download failed: {source}: HTTP {exc.code}; use --mirror or --data-dir offline") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise SeqtrainError(f"download failed: {source}: {exc}; use --mirror or --data-dir offline") from exc
+    with response:
+        resumed = offset and getattr(response, "status", 200) == 206
+        if offset and not resumed:
+            if source.startswith("file:"):  # local files ignore Range: skip the bytes we have
+                response.read(offset)
+            else:
+                offset = 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and (resumed or not offset) else None
+        if source.startswith("file:"):
+            total = Path(urllib.request.url2pathname(urllib.parse.urlparse(source).path)).stat().st_size
+        with open(part, "ab" if offset else "wb") as out, _progress(quiet) as progress:
+            task = progress.add_task(Path(part.stem).name, total=total, completed=offset)
+            for block in iter(lambda: response.read(CHUNK), b""):
+                out.write(block)
+                progress.advance(task, len(block))
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        "[bold]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=quiet,
+        transient=True,
+    )
+
+
+def extract(archive: Path, target: Path) -> Path:
+    """Extract a .tar(.gz) or .zip archive into `target`, refusing members that would escape it.
+
+    Idempotent: an existing `target` is taken as a finished extraction.
+    """
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, staging)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, staging)
+        else:
+            raise SeqtrainError(f"{archive} is neither a tar nor a zip archive")
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _extract_tar(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            _check_member(member.name, dest)
+            if member.issym() or member.islnk():
+                base = (dest / member.name).parent if member.issym() else dest
+                if Path(member.linkname).is_absolute() or not (base / member.linkname).resolve().is_relative_to(
+                    dest.resolve()
+                ):
+                    raise SeqtrainError(f"unsafe archive member {member.name!r}: link points outside the target")
+            elif not (member.isfile() or member.isdir()):
+                raise SeqtrainError(f"unsafe archive {archive}: special file {member.name!r}")
+        # The 'data' filter re-checks paths and links and drops set-uid bits and device files.
+        tar.extractall(dest, filter="data")
+
+
+def _extract_zip(archive: Path, dest: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for name in zf.namelist():
+            _check_member(name, dest)
+        zf.extractall(dest)
+
+
+def _check_member(name: str, dest: Path) -> None:
+    """Refuse absolute paths, `..` and anything resolving outside `dest`."""
+    shown = name
+    if name.startswith(("/", "\\")) or Path(name).is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise SeqtrainError(f"unsafe archive member {shown!r}: absolute path")
+    if ".." in Path(name.replace("\\", "/")).parts:
+        raise SeqtrainError(f"unsafe archive member {shown!r}: '..' in path")
+    root = dest.resolve()
+    if not (dest / name).resolve().is_relative_to(root):
+        raise SeqtrainError(f"unsafe archive member {shown!r}: escapes the target folder")

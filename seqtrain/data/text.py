@@ -1,0 +1,60 @@
+"""Word tokenization and the vocabulary that maps tokens to ids."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+PAD, UNK = "<pad>", "<unk>"
+
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]|_", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words (contractions kept whole) and single punctuation marks; HTML line breaks dropped."""
+    return _TOKEN.findall(_BREAK.sub(" ", text).lower())
+
+
+class Vocab:
+    """Token <-> id mapping with padding at 0 and unknown at 1 (when `specials` is the default)."""
+
+    def __init__(self, itos: list[str], specials: tuple[str, ...] = (PAD, UNK)):
+        self.itos = list(itos)
+        self.stoi = {token: index for index, token in enumerate(self.itos)}
+        self.specials = specials
+        self.unk_index = self.stoi.get(UNK, -1)
+
+    @classmethod
+    def build(
+        cls,
+        token_lists: Iterable[Iterable[str]],
+        max_size: int | None = None,
+        min_freq: int = 1,
+        specials: tuple[str, ...] = (PAD, UNK),
+    ) -> Vocab:
+        """Most frequent tokens first (ties alphabetical, so the result is deterministic)."""
+        counts: Counter[str] = Counter()
+        for tokens in token_lists:
+            counts.update(tokens)
+        for special in specials:
+            counts.pop(special, None)
+        ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        if max_size:
+            ranked = ranked[: max(max_size - len(specials), 0)]
+        return cls(list(specials) + ranked, specials)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        if self.unk_index < 0:
+            return [self.stoi[t] for t in tokens]
+        return [self.stoi.get(t, self.unk_index) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.itos[i] for i in ids]

@@ -1,0 +1,1 @@
+"""Recurrent building blocks and the model shapes built from them."""

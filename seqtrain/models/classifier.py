@@ -1,0 +1,38 @@
+"""Many-to-one: embed tokens, run the recurrent encoder, pool, classify."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqtrain.config import ModelConfig
+from seqtrain.models.recurrent import RecurrentEncoder, pool
+
+
+class SequenceClassifier(nn.Module):
+    """Embedding -> RecurrentEncoder -> pooling -> Linear.
+
+    Two classes use one logit (sigmoid + binary cross-entropy, like Keras'
+    Dense(1)); more classes use one logit each.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, cfg: ModelConfig):
+        super().__init__()
+        self.pooling = cfg.pooling
+        self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
+        self.embed_dropout = nn.Dropout(cfg.dropout)
+        self.encoder = RecurrentEncoder(
+            cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.packing
+        )
+        self.head_dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(self.encoder.output_size, 1 if num_classes == 2 else num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits [B] for two classes, [B, C] otherwise."""
+        outputs, last = self.encoder(self.embed_dropout(self.embedding(tokens)), lengths)
+        logits = self.head(self.head_dropout(pool(outputs, last, lengths, self.pooling)))
+        return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
+
+    def example_input(self, batch: int = 2, steps: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+        """A dummy batch for the parameter summary."""
+        return torch.ones(batch, steps, dtype=torch.long), torch.full((batch,), steps, dtype=torch.long)

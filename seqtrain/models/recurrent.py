@@ -1,0 +1,119 @@
+"""A recurrent encoder for padded variable-length batches that never lets padding leak.
+
+Each layer and direction is its own single-layer nn.RNN/LSTM/GRU, so the same
+parameters serve two exact ways of skipping padding:
+
+- packed: pack_padded_sequence per layer (what cuDNN is fastest at);
+- masked: run the padded batch as is. Right padding cannot reach the valid
+  steps of a forward pass; the backward direction runs forward over each
+  sequence reversed *within its own length*, so its padding also comes last.
+  The last state is read at each sequence's true end. On CPU this is faster
+  than packing (scripts/bench_train.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def make_rnn(cell: str, input_size: int, hidden: int, num_layers: int = 1, dropout: float = 0.0) -> nn.RNNBase:
+    """A batch-first nn.RNN/LSTM/GRU."""
+    return CELLS[cell](input_size, hidden, num_layers=num_layers, batch_first=True, dropout=dropout)
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first `length` steps, leaving its padding in place. Its own inverse."""
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+    lengths = lengths.to(x.device).unsqueeze(1)
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+def padding_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """[B, width] True at valid steps."""
+    return torch.arange(width, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class RecurrentEncoder(nn.Module):
+    """Stacked, optionally bidirectional RNN/LSTM/GRU over right-padded [B, T, E] input."""
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden: int,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        packing: str = "auto",
+    ):
+        super().__init__()
+        self.directions = 2 if bidirectional else 1
+        self.hidden = hidden
+        self.packing = packing
+        self.layers = nn.ModuleList()
+        for layer in range(layers):
+            size = input_size if layer == 0 else hidden * self.directions
+            self.layers.append(nn.ModuleList(make_rnn(cell, size, hidden) for _ in range(self.directions)))
+        self.between = nn.Dropout(dropout)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden * self.directions
+
+    def use_packing(self, device: torch.device) -> bool:
+        return self.packing == "on" or (self.packing == "auto" and device.type == "cuda")
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return outputs [B, T, H*dirs] (zero at padding) and each sequence's last state [B, H*dirs].
+
+        For the backward direction the 'last' state is the one after reading
+        the whole sequence backwards, i.e. at its first token.
+        """
+        run = self._packed if self.use_packing(x.device) else self._masked
+        finals = None
+        for index, layer in enumerate(self.layers):
+            if index:
+                x = self.between(x)
+            outputs, finals = zip(*(run(rnn, x, lengths, reverse=d == 1) for d, rnn in enumerate(layer)))
+            x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+        x = x * padding_mask(lengths.to(x.device), x.shape[1]).unsqueeze(-1).to(x.dtype)
+        return x, torch.cat(finals, dim=-1)
+
+    @staticmethod
+    def _masked(rnn: nn.RNNBase, x, lengths, reverse: bool):
+        if reverse:
+            x = reverse_padded(x, lengths)
+        out, _ = rnn(x)
+        last = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1]
+        if reverse:
+            out = reverse_padded(out, lengths)
+        return out, last
+
+    @staticmethod
+    def _packed(rnn: nn.RNNBase, x, lengths, reverse: bool):
+        if reverse:
+            x = reverse_padded(x, lengths)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        last = (state[0] if isinstance(state, tuple) else state)[-1]
+        if reverse:
+            out = reverse_padded(out, lengths)
+        return out, last
+
+
+def pool(outputs: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor, mode: str) -> torch.Tensor:
+    """One vector per sequence from masked outputs: the last state, or the mean or max over valid steps."""
+    if mode == "last":
+        return last
+    mask = padding_mask(lengths.to(outputs.device), outputs.shape[1]).unsqueeze(-1)
+    if mode == "mean":
+        return outputs.sum(1) / lengths.to(outputs.device).unsqueeze(1).to(outputs.dtype)
+    if mode == "max":
+        return outputs.masked_fill(~mask, float("-inf")).max(1).values
+    raise ValueError(f"unknown pooling {mode!r}")

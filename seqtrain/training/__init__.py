@@ -1,0 +1,1 @@
+"""The task-agnostic training loop and what it writes: checkpoints, TensorBoard, run folders."""

@@ -1,0 +1,50 @@
+"""TensorBoard output for one run, all in the run's own folder (hparams included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        # purge_step drops events past a resumed run's checkpoint, so curves do not double back.
+        self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
+
+    def figure(self, tag: str, figure, step: int) -> None:
+        self.writer.add_figure(tag, figure, step)
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Write the hparams summary into this run's own event file.
+
+        SummaryWriter.add_hparams would open a new sub-folder, which shows as
+        a second run in TensorBoard; writing the three summaries here keeps
+        one run as one run.
+        """
+        clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in params.items()}
+        metric_tags = {f"hparams/{k}": v for k, v in metrics.items()}
+        experiment, session_start, session_end = hparams(clean, metric_tags)
+        file_writer = self.writer._get_file_writer()
+        for summary in (experiment, session_start, session_end):
+            file_writer.add_summary(summary)
+        for tag, value in metric_tags.items():
+            self.writer.add_scalar(tag, value)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
