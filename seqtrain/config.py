@@ -42,6 +42,13 @@ class ModelConfig:
         "'auto' packs on CUDA only (measured fastest there; slower on CPU).",
         ("auto", "on", "off"),
     )
+    recurrent_dropout: float = opt(0.0, "Dropout on the hidden state between time steps (one mask per sequence).")
+    layer_norm: bool = opt(False, "Layer-normalised recurrent cells (LNSimpleRNNCell and its LSTM/GRU kin).")
+    every_step: bool = opt(
+        False,
+        "Forecasting: predict the next --horizon values at every time step (sequence to sequence, trained on all "
+        "steps, scored on the last) instead of from the last state only.",
+    )
 
 
 @dataclass
@@ -57,6 +64,7 @@ class TrainConfig:
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
     max_steps: int = opt(0, "Stop each epoch after this many batches; 0 runs whole epochs (for quick trials).")
     logdir: str = opt("runs", "Folder that holds the run directories.")
+    loss: str = opt("mse", "Regression loss (forecasting).", ("mse", "mae", "huber"))
 
 
 @dataclass
@@ -68,6 +76,17 @@ class DataConfig:
     min_freq: int = opt(1, "Drop words seen fewer times than this in training.")
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.")
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.")
+    data: str | None = opt(None, "A local data file (e.g. the CSV for csv-series, or a copy of the Jena CSV).")
+    target: str | None = opt(None, "Forecasting: the column to predict.")
+    features: str | None = opt(
+        None, "Forecasting: comma-separated input columns besides the target, or 'all' [default: the target only]."
+    )
+    time_col: str | None = opt(None, "Forecasting: the timestamp column; rows are put in time order and it is never a feature.")
+    window: int = opt(50, "Forecasting: input time steps per example.")
+    horizon: int = opt(1, "Forecasting: how many future steps to predict.")
+    stride: int = opt(1, "Forecasting: steps between the starts of consecutive windows.")
+    every: int = opt(1, "Forecasting: keep every Nth row (6 turns 10-minute records into hourly ones).")
+    test_split: float = opt(0.1, "Forecasting: fraction of the rows (the most recent) held out for testing.")
 
 
 @dataclass

@@ -17,11 +17,23 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqtrain.models.cells import LoopRNN
+
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
-def make_rnn(cell: str, input_size: int, hidden: int, num_layers: int = 1, dropout: float = 0.0) -> nn.RNNBase:
-    """A batch-first nn.RNN/LSTM/GRU."""
+def make_rnn(
+    cell: str,
+    input_size: int,
+    hidden: int,
+    num_layers: int = 1,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    layer_norm: bool = False,
+) -> nn.Module:
+    """A batch-first nn.RNN/LSTM/GRU; with recurrent dropout or layer norm, the same interface from models/cells.py."""
+    if recurrent_dropout or layer_norm:
+        return LoopRNN(cell, input_size, hidden, num_layers, dropout, recurrent_dropout, layer_norm)
     return CELLS[cell](input_size, hidden, num_layers=num_layers, batch_first=True, dropout=dropout)
 
 

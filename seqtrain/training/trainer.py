@@ -188,7 +188,7 @@ class Trainer:
             log.hparams(flat_hparams(self.config), {**{f"test_{k}": v for k, v in test_metrics.items()},
                                                     **{f"val_{k}": v for k, v in best_val.items()}})
             if self.console:
-                self.console.print(metrics_table(f"{self.task.name}: best epoch", {"val": best_val, "test": test_metrics, **({"extra": extra} if extra else {})}))
+                self.console.print(metrics_table(f"{self.task.name}: best epoch", report_rows(best_val, test_metrics, extra)))
         log.close()
         return FitResult(run_dir, test_metrics, best_val, epoch + 1, interrupted, time.perf_counter() - started, extra)
 
@@ -262,6 +262,14 @@ class Trainer:
     def _say(self, message: str) -> None:
         if self.console is not None:
             self.console.print(message)
+
+
+def report_rows(best_val: dict[str, float], test: dict[str, float], extra: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Rows of the final table: val, test, then each dict-valued extra (e.g. a baseline) as its own row."""
+    rows = {"val": best_val, "test": test}
+    rows.update({name: values for name, values in extra.items() if isinstance(values, dict)})
+    flat = {name: value for name, value in extra.items() if not isinstance(value, dict)}
+    return {**rows, **({"extra": flat} if flat else {})}
 
 
 def flat_hparams(config: Config) -> dict[str, Any]:

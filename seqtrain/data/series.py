@@ -1,0 +1,178 @@
+"""Time series for forecasting: the synthetic sine series, CSV columns, splits, normalisation and windows.
+
+Windows are never materialised: a split keeps its whole series once and a
+batch gathers its windows by index, so stride-1 windows over a long record
+cost no memory beyond the record itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqtrain.errors import SeqtrainError
+
+TIME_FORMATS = ("%d.%m.%Y %H:%M:%S",)  # besides ISO 8601; this one is the Jena record's
+
+
+def sine_series(count: int, steps: int, seed: int) -> np.ndarray:
+    """[count, steps] float32: two sines with random frequencies and offsets plus noise (Géron, ch. 15)."""
+    rng = np.random.default_rng(seed)
+    freq1, freq2, offsets1, offsets2 = rng.random((4, count, 1))
+    time = np.linspace(0, 1, steps)
+    series = 0.5 * np.sin((time - offsets1) * (freq1 * 10 + 10))
+    series += 0.2 * np.sin((time - offsets2) * (freq2 * 20 + 20))
+    series += 0.1 * (rng.random((count, steps)) - 0.5)
+    return series.astype(np.float32)
+
+
+def window_starts(length: int, window: int, horizon: int, stride: int) -> torch.Tensor:
+    """Start of every window of `window` inputs followed by `horizon` targets that fits in `length` steps."""
+    return torch.arange(0, max(length - window - horizon + 1, 0), stride)
+
+
+@dataclass
+class Windows:
+    """Windows over one or more series of one split.
+
+    `inputs` [S, L, F] are the (normalised) features, `targets` [S, L] the
+    (normalised) target; window i reads series `series[i]` from `starts[i]`.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    series: torch.Tensor
+    starts: torch.Tensor
+    window: int
+    horizon: int
+
+    @classmethod
+    def over(cls, inputs: torch.Tensor, targets: torch.Tensor, window: int, horizon: int, stride: int) -> Windows:
+        """Every window of each series in `inputs` [S, L, F] / `targets` [S, L]."""
+        starts = window_starts(inputs.shape[1], window, horizon, stride)
+        series = torch.arange(inputs.shape[0]).repeat_interleave(len(starts))
+        return cls(inputs, targets, series, starts.repeat(inputs.shape[0]), window, horizon)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, window, F] and y [B, window, horizon]: y[b, t] are the `horizon` target values after step t."""
+        series, starts = self.series[index].unsqueeze(1), self.starts[index].unsqueeze(1)
+        steps = starts + torch.arange(self.window)
+        x = self.inputs[series, steps]
+        ahead = steps.unsqueeze(-1) + 1 + torch.arange(self.horizon)
+        y = self.targets[series.unsqueeze(-1), ahead]
+        return x, y
+
+
+class WindowLoader:
+    """Batches (x, y) of a Windows set; shuffled per epoch (`set_epoch`) when training, in order otherwise."""
+
+    def __init__(self, windows: Windows, batch_size: int, shuffle: bool = False, seed: int = 0):
+        self.windows, self.batch_size, self.shuffle, self.seed = windows, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.windows) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.windows)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1000003 + self.epoch))
+        else:
+            order = torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            yield self.windows.gather(order[start : start + self.batch_size])
+
+
+def split_points(rows: int, val_split: float, test_split: float) -> tuple[int, int]:
+    """Chronological cut: rows [0, a) train, [a, b) validation, [b, rows) test."""
+    if not (0 <= val_split < 1 and 0 <= test_split < 1 and val_split + test_split < 1):
+        raise SeqtrainError(f"--val-split {val_split} and --test-split {test_split} must be in [0, 1) and sum below 1")
+    val_start = round(rows * (1 - val_split - test_split))
+    return val_start, round(rows * (1 - test_split))
+
+
+def fit_normalization(train_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation of the training rows only (a constant column gets std 1)."""
+    mean = train_rows.mean(axis=0)
+    std = train_rows.std(axis=0)
+    return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+
+
+def read_columns(path: Path, target: str, features: str | None, time_col: str | None, every: int = 1) -> tuple[list[str], np.ndarray]:
+    """The target and feature columns of a CSV file as float32 [rows, 1 + features], target first, in time order.
+
+    `features` is a comma-separated list, 'all' (every other column but the
+    time column), or None (the target alone). With `time_col`, rows are
+    sorted by its timestamps; then every `every`-th row is kept.
+    """
+    if not path.is_file():
+        raise SeqtrainError(f"--data {path} does not exist")
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        rows = [row for row in reader if row]
+    if not header:
+        raise SeqtrainError(f"{path} is empty; expected a header row of column names")
+    position = {name: i for i, name in enumerate(header)}
+    if features == "all":
+        wanted = [name for name in header if name not in (target, time_col)]
+    else:
+        wanted = [name.strip() for name in (features or "").split(",") if name.strip() and name.strip() != target]
+    names = [target] + wanted
+    for name, flag in [(target, "--target"), *((n, "--features") for n in wanted), (time_col, "--time-col")]:
+        if name is not None and name not in position:
+            raise SeqtrainError(f"{flag}: no column '{name}' in {path}; its columns are {', '.join(header)}")
+    values = np.empty((len(rows), len(names)), dtype=np.float64)
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise SeqtrainError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}")
+        for column, name in enumerate(names):
+            text = row[position[name]].strip()
+            try:
+                value = float(text)
+            except ValueError:
+                if text.lower() in ("", "na", "n/a", "null", "none", "nan"):
+                    value = math.nan
+                else:
+                    raise SeqtrainError(
+                        f"column '{name}' is not numeric ({path} line {line}: '{text}'); forecast numeric columns only "
+                        "(choose them with --target/--features, and name a timestamp column with --time-col)"
+                    ) from None
+            if not math.isfinite(value):
+                raise SeqtrainError(
+                    f"column '{name}' has a missing value at {path} line {line}; fill or drop such rows first"
+                )
+            values[line - 2, column] = value
+    if time_col is not None:
+        stamps = [_timestamp(row[position[time_col]].strip(), time_col, path, line) for line, row in enumerate(rows, start=2)]
+        values = values[np.argsort(np.array(stamps), kind="stable")]
+    return names, values[:: max(every, 1)].astype(np.float32)
+
+
+def _timestamp(text: str, column: str, path: Path, line: int) -> float:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        pass
+    for fmt in TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).timestamp()
+        except ValueError:
+            pass
+    raise SeqtrainError(
+        f"--time-col '{column}': cannot read '{text}' ({path} line {line}) as a time; use ISO 8601 "
+        "(2009-01-01 00:10:00) or leave --time-col out if the rows are already in time order"
+    )

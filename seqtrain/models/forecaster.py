@@ -1,0 +1,35 @@
+"""Forecasting over real values: a recurrent stack, then a linear head to the next `horizon` values."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqtrain.config import ModelConfig
+from seqtrain.models.recurrent import make_rnn
+
+
+class Forecaster(nn.Module):
+    """Sequence -> vector (head on the last state, [B, horizon]) or, with `every_step`, sequence -> sequence
+    (head on every step's state, [B, T, horizon]: step t forecasts the `horizon` values after t).
+
+    It works in normalised units; the `target_std` buffer turns its errors
+    back into the target's own units, and travels with the weights.
+    """
+
+    def __init__(self, n_features: int, horizon: int, window: int, cfg: ModelConfig, target_std: float = 1.0):
+        super().__init__()
+        self.every_step, self.window, self.n_features = cfg.every_step, window, n_features
+        self.rnn = make_rnn(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout, cfg.recurrent_dropout, cfg.layer_norm)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden, horizon)
+        self.register_buffer("target_std", torch.tensor(float(target_std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.rnn(x)
+        if not self.every_step:
+            outputs = outputs[:, -1]
+        return self.head(self.dropout(outputs))
+
+    def example_input(self, batch: int = 2) -> tuple[torch.Tensor]:
+        return (torch.zeros(batch, self.window, self.n_features),)

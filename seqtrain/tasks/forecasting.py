@@ -1,0 +1,328 @@
+"""Time-series forecasting: sine (synthetic), csv-series (a user's CSV) and jena (Chollet's temperature record).
+
+Every run also scores two baselines on the same windows: naive (repeat the
+last observed value) and linear (least squares on the flattened window). A
+recurrent model that does not beat them has learnt nothing worth having.
+Metrics are in the target's own units; the validation and test rows of the
+final table score the forecast made at the last input step.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqtrain.config import Config
+from seqtrain.data.download import cache_dir, download, extract
+from seqtrain.data.series import Windows, WindowLoader, fit_normalization, read_columns, sine_series, split_points
+from seqtrain.errors import SeqtrainError
+from seqtrain.models.forecaster import Forecaster
+from seqtrain.tasks.base import StepContext, StepResult, Task, TaskData, register
+
+LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+PLOTTED = 3  # validation windows drawn in TensorBoard each epoch
+
+
+@dataclass
+class ForecastData(TaskData):
+    """TaskData plus the windows behind each loader, so baselines and plots can reach them."""
+
+    windows: dict[str, Windows | None] | None = None
+
+    @functools.cached_property
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """{"naive val": {"mse", "mae"}, "linear val": ..., "naive test": ..., "linear test": ...}, in target units."""
+        std = float(self.meta["std"][0])
+        weights = fit_linear(self.windows["train"])
+        rows = {}
+        for split in ("val", "test"):
+            windows = self.windows.get(split)
+            if windows is None:
+                continue
+            x, y = windows.gather(torch.arange(len(windows)))
+            truth = y[:, -1]
+            rows[f"naive {split}"] = errors(naive_forecast(x, truth.shape[1]), truth, std)
+            rows[f"linear {split}"] = errors(linear_forecast(weights, x), truth, std)
+        return rows
+
+
+def naive_forecast(x: torch.Tensor, horizon: int) -> torch.Tensor:
+    """The last observed target value (feature 0), repeated `horizon` times: [B, horizon]."""
+    return x[:, -1, :1].expand(-1, horizon)
+
+
+def fit_linear(windows: Windows, chunk: int = 4096) -> torch.Tensor:
+    """Least squares from the flattened window (plus a bias) to the next `horizon` values; [window*F + 1, horizon].
+
+    Accumulates the normal equations in float64 chunk by chunk, so long
+    stride-1 records fit without materialising every window.
+    """
+    size = windows.window * windows.inputs.shape[-1] + 1
+    gram = torch.zeros(size, size, dtype=torch.float64)
+    moment = torch.zeros(size, windows.horizon, dtype=torch.float64)
+    for start in range(0, len(windows), chunk):
+        x, y = windows.gather(torch.arange(start, min(start + chunk, len(windows))))
+        a = _design(x)
+        gram += a.T @ a
+        moment += a.T @ y[:, -1].double()
+    ridge = 1e-8 * gram.diagonal().mean() * torch.eye(size, dtype=torch.float64)  # only to keep a singular system solvable
+    return torch.linalg.solve(gram + ridge, moment)
+
+
+def linear_forecast(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (_design(x) @ weights).float()
+
+
+def _design(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1).double()
+    return torch.cat([flat, torch.ones(len(flat), 1, dtype=torch.float64)], 1)
+
+
+def errors(predicted: torch.Tensor, truth: torch.Tensor, std: float) -> dict[str, float]:
+    diff = (predicted - truth) * std
+    return {"mse": diff.pow(2).mean().item(), "mae": diff.abs().mean().item()}
+
+
+class ForecastTask(Task):
+    """What the three forecasting tasks share; each one only says how it loads its series (`load`)."""
+
+    monitor = "mse"
+    monitor_mode = "min"
+    headline = "mse"
+
+    def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
+        """The windows of each split (train, val, test) and the meta that rebuilds the model."""
+        raise NotImplementedError
+
+    def prepare(self, config: Config, meta: dict[str, Any] | None = None, quiet: bool = False) -> TaskData:
+        check_settings(config)
+        windows, meta = self.load(config, meta, quiet)
+        batch, seed = config.train.batch_size, config.train.seed
+        loaders = {
+            split: WindowLoader(w, batch, shuffle=split == "train", seed=seed) if w is not None else None
+            for split, w in windows.items()
+        }
+        return ForecastData(loaders["train"], loaders["val"], loaders["test"], meta, windows=windows)
+
+    def build_model(self, config: Config, meta: dict[str, Any]) -> nn.Module:
+        model = Forecaster(len(meta["features"]), meta["horizon"], meta["window"], config.model, float(meta["std"][0]))
+        model.loss = config.train.loss  # Task.step sees the model and the batch only
+        return model
+
+    def default_meta(self, config: Config) -> dict[str, Any]:
+        return {
+            "features": ["value"],
+            "target": "value",
+            "window": config.data.window,
+            "horizon": config.data.horizon,
+            "mean": torch.zeros(1),
+            "std": torch.ones(1),
+        }
+
+    def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: Any, ctx: StepContext) -> StepResult:
+        x, y = batch
+        predicted = model(x)
+        loss_fn = LOSSES[getattr(model, "loss", "mse")]
+        loss = loss_fn(predicted, y if predicted.dim() == 3 else y[:, -1])
+        last = predicted[:, -1] if predicted.dim() == 3 else predicted
+        diff = ((last - y[:, -1]) * model.target_std).detach()
+        count = len(x)
+        sums = {
+            "loss": loss.item() * count,
+            "mse": diff.pow(2).mean(1).sum().item(),
+            "mae": diff.abs().mean(1).sum().item(),
+        }
+        return StepResult(loss, count, sums)
+
+    def final_metrics(self, model: nn.Module, data: TaskData) -> dict[str, Any]:
+        return data.baselines if isinstance(data, ForecastData) else {}
+
+    def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
+        if not isinstance(data, ForecastData):
+            return
+        for row, values in data.baselines.items():
+            name, split = row.split()
+            log.scalars(f"baseline/{split}/{name}", values, epoch)
+        if data.windows.get("val") is not None:
+            plot_forecasts(model, data.windows["val"], data.meta, log, epoch)
+
+
+def check_settings(config: Config) -> None:
+    d, m = config.data, config.model
+    for ok, message in [
+        (d.window >= 1, "--window must be at least 1"),
+        (d.horizon >= 1, "--horizon must be at least 1"),
+        (d.stride >= 1, "--stride must be at least 1"),
+        (d.every >= 1, "--every must be at least 1"),
+        (0 <= m.recurrent_dropout < 1, "--recurrent-dropout must be in [0, 1)"),
+    ]:
+        if not ok:
+            raise SeqtrainError(message)
+
+
+_warned_no_matplotlib = False
+
+
+def plot_forecasts(model: nn.Module, windows: Windows, meta: dict[str, Any], log, epoch: int) -> None:
+    """A TensorBoard figure of a few validation windows: input, truth, forecast and the naive forecast."""
+    global _warned_no_matplotlib
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if not _warned_no_matplotlib:
+            _warned_no_matplotlib = True
+            note = "forecast plots are skipped: matplotlib is not installed (pip install 'seqtrain[plot]')"
+            warnings.warn(note, stacklevel=2)
+            log.text("forecast/plot", note, epoch)
+        return
+    index = torch.linspace(0, len(windows) - 1, min(PLOTTED, len(windows))).long()
+    x, y = windows.gather(index)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        predicted = model(x.to(model.target_std.device)).cpu()
+    model.train(was_training)
+    if predicted.dim() == 3:
+        predicted = predicted[:, -1]
+    mean, std = float(meta["mean"][0]), float(meta["std"][0])
+    past = np.arange(-windows.window + 1, 1)
+    ahead = np.arange(1, windows.horizon + 1)
+    figure, axes = plt.subplots(len(index), 1, figsize=(8, 2.2 * len(index)), squeeze=False)
+    for row, axis in enumerate(axes[:, 0]):
+        axis.plot(past, x[row, :, 0] * std + mean, ".-", color="tab:blue", label="input")
+        axis.plot(ahead, y[row, -1] * std + mean, "o-", color="tab:green", label="truth")
+        axis.plot(ahead, predicted[row] * std + mean, "x-", color="tab:red", label="forecast")
+        axis.plot(ahead, np.full(len(ahead), float(x[row, -1, 0]) * std + mean), ":", color="gray", label="naive")
+        axis.set_ylabel(meta["target"])
+    axes[0, 0].legend(loc="upper left", fontsize="small", ncol=4)
+    axes[-1, 0].set_xlabel("time step (0 = last input)")
+    figure.tight_layout()
+    log.figure("forecast/val", figure, epoch)
+    plt.close(figure)
+
+
+def _split_series(values: np.ndarray, config: Config, meta: dict[str, Any] | None, names: list[str], source: str):
+    """Chronological splits of a [rows, F] record, normalised with statistics of the training rows only."""
+    if meta is not None and list(meta["features"]) != names:
+        raise SeqtrainError(f"{source} gives columns {names}, but the model was trained on {list(meta['features'])}")
+    window, horizon = (meta["window"], meta["horizon"]) if meta else (config.data.window, config.data.horizon)
+    rows, need = len(values), window + horizon
+    val_start, test_start = split_points(rows, config.data.val_split, config.data.test_split)
+    parts = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, rows)}
+    wanted = {"train": True, "val": config.data.val_split > 0, "test": config.data.test_split > 0}
+    for split, (begin, end) in parts.items():
+        if wanted[split] and end - begin < need:
+            raise SeqtrainError(
+                f"{source} has {rows} rows (after --every {config.data.every}), leaving {end - begin} for {split}: "
+                f"too few for --window {window} + --horizon {horizon} = {need}; use a longer file, "
+                "a smaller --window/--horizon/--every, or other --val-split/--test-split"
+            )
+    if meta is None:
+        mean, std = fit_normalization(values[:val_start])
+        meta = {"features": names, "target": names[0], "window": window, "horizon": horizon,
+                "mean": torch.from_numpy(mean), "std": torch.from_numpy(std)}
+    normalised = torch.from_numpy((values - meta["mean"].numpy()) / meta["std"].numpy())
+    windows: dict[str, Windows | None] = {}
+    for split, (begin, end) in parts.items():
+        part = normalised[begin:end]
+        windows[split] = Windows.over(part[None], part[None, :, 0], window, horizon, config.data.stride) if wanted[split] else None
+    return windows, meta
+
+
+@register
+class SineTask(ForecastTask):
+    name = "sine"
+    description = "Synthetic sine series (Géron ch. 15): 10,000 series of 50 steps, forecast the next --horizon values."
+    SPLITS = (7000, 2000, 1000)
+    defaults = {
+        "model.cell": "gru",
+        "model.hidden": 32,
+        "model.layers": 2,
+        "train.epochs": 20,
+        "train.batch_size": 32,
+        "train.lr": 2e-3,
+        "data.window": 50,
+    }
+
+    def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
+        meta = meta or {**self.default_meta(config), "seed": config.train.seed}
+        window, horizon = meta["window"], meta["horizon"]
+        series = torch.from_numpy(sine_series(sum(self.SPLITS), window + horizon, meta["seed"]))
+        windows, begin = {}, 0
+        for split, size in zip(("train", "val", "test"), self.SPLITS):
+            part = series[begin : begin + size]
+            windows[split] = Windows.over(part.unsqueeze(-1), part, window, horizon, stride=1)
+            begin += size
+        return windows, meta
+
+
+@register
+class CsvSeriesTask(ForecastTask):
+    name = "csv-series"
+    description = "Forecast a column of your own CSV: --data FILE --target COL [--features COL,...] [--time-col COL]."
+    defaults = {"model.cell": "gru", "model.hidden": 32, "train.epochs": 10, "data.window": 24, "data.val_split": 0.2}
+
+    def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
+        d = config.data
+        if d.data is None or d.target is None:
+            raise SeqtrainError("csv-series needs --data FILE and --target COLUMN (the column to forecast)")
+        path = Path(d.data).expanduser()
+        names, values = read_columns(path, d.target, d.features, d.time_col, d.every)
+        return _split_series(values, config, meta, names, str(path))
+
+
+@register
+class JenaTask(ForecastTask):
+    name = "jena"
+    description = "Jena climate 2009-2016 (Chollet): forecast the temperature from 14 weather series, hourly."
+    URL = "https://s3.amazonaws.com/keras-datasets/jena_climate_2009_2016.csv.zip"
+    CSV = "jena_climate_2009_2016.csv"
+    defaults = {
+        "model.cell": "gru",
+        "model.hidden": 32,
+        "train.epochs": 10,
+        "train.batch_size": 128,
+        "data.target": "T (degC)",
+        "data.features": "all",
+        "data.time_col": "Date Time",
+        "data.every": 6,
+        "data.window": 120,
+        "data.horizon": 24,
+        "data.val_split": 0.25,
+        "data.test_split": 0.25,
+    }
+
+    def locate(self, config: Config, quiet: bool) -> Path:
+        """The CSV: --data (a .csv or the .zip), else downloaded into the cache and extracted."""
+        if config.data.data is not None:
+            path = Path(config.data.data).expanduser()
+            if not path.is_file():
+                raise SeqtrainError(f"--data {path} does not exist")
+            if path.suffix != ".zip":
+                return path
+            archive, folder = path, cache_dir(config.data.cache_dir) / "jena" / f"local-{path.stat().st_mtime_ns}"
+        else:
+            # The host publishes no checksum: the file is checked by its header instead (read_columns).
+            archive = download(self.URL, None, config.data.cache_dir, config.data.mirror, quiet=quiet)
+            folder = cache_dir(config.data.cache_dir) / "jena" / "jena_climate_2009_2016"
+        found = sorted(extract(archive, folder).rglob("*.csv"))
+        if not found:
+            raise SeqtrainError(f"{archive} holds no .csv file; expected {self.CSV}")
+        return found[0]
+
+    def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
+        d = config.data
+        path = self.locate(config, quiet)
+        names, values = read_columns(path, d.target, d.features, d.time_col, d.every)
+        return _split_series(values, config, meta, names, str(path))
