@@ -102,7 +102,7 @@ def evaluate(
 @app.command()
 @friendly
 def predict(
-    run: RunArg = None,
+    run: Annotated[str, typer.Argument(help="A run folder, a checkpoint file, a run name under --logdir, or 'latest'.")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify; '-' reads one per line from stdin.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read texts from a file, one per line.")] = None,
     logdir: LogdirOpt = "runs",

@@ -117,9 +117,14 @@ def embedding_matrix(vectors: WordVectors, vocab: Vocab, seed: int = 0) -> tuple
     generator = torch.Generator().manual_seed(seed)
     matrix = torch.randn(len(vocab), vectors.dim, generator=generator) * vectors.vectors.std().item()
     lookup = vectors.index()
+    lowered: dict[str, int] = {}
+    for word, row in lookup.items():
+        lowered.setdefault(word.lower(), row)
     found = 0
     for index, token in enumerate(vocab.itos):
-        row = lookup.get(token, lookup.get(token.lower()))
+        row = lookup.get(token)
+        if row is None:
+            row = lowered.get(token.lower())
         if row is not None:
             matrix[index] = vectors.vectors[row]
             found += 1

@@ -1,0 +1,111 @@
+"""End to end through the CLI on the small IMDB-format corpus."""
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from typer.testing import CliRunner
+
+from seqtrain_cli.main import app
+
+runner = CliRunner()
+SMALL = ["--embed-dim", "32", "--hidden", "16", "--batch-size", "32"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(imdb_dir, tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("runs")
+    result = invoke("fit", "--task", "imdb", "--data-dir", imdb_dir, "--logdir", logdir, "--epochs", "4", *SMALL)
+    assert result.exit_code == 0, result.output
+    return logdir, result
+
+
+def test_fit_learns_and_writes_a_complete_run(trained):
+    logdir, result = trained
+    run = (logdir / "latest").resolve()
+    assert run.name.startswith("imdb-")
+    assert {"best.pt", "last.pt", "config.toml", "metrics.json"} <= {p.name for p in run.iterdir()}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.85, metrics  # chance is 0.5
+    assert metrics["best_val"]["accuracy"] > 0.85
+    assert "test" in result.output and "accuracy" in result.output
+
+
+def test_event_files_hold_the_expected_tags(trained):
+    logdir, _ = trained
+    events = EventAccumulator(str((logdir / "latest").resolve()))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/grad_norm", "epoch/train/loss", "epoch/train/accuracy", "epoch/val/loss",
+            "epoch/val/accuracy", "epoch/lr", "hparams/test_accuracy"} <= scalars
+    assert len(events.Scalars("train/loss")) > 4
+    assert len(events.Scalars("epoch/val/accuracy")) == 4
+    assert "config/text_summary" in events.Tags()["tensors"]
+    # hparams live in the run's own folder, not a sub-folder
+    assert [p for p in (logdir / "latest").resolve().iterdir() if p.is_dir()] == []
+
+
+def test_evaluate_reports_test_accuracy(trained):
+    logdir, _ = trained
+    result = invoke("evaluate", "--logdir", logdir)
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output
+
+
+def test_predict_prints_label_and_probability(trained, tmp_path):
+    logdir, _ = trained
+    result = invoke("predict", "--logdir", logdir, "latest", "a wonderful brilliant film, loved it", "awful boring waste")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("pos\t") and lines[1].startswith("neg\t")
+    assert float(lines[0].split("\t")[1]) > 0.5
+    texts = tmp_path / "texts.txt"
+    texts.write_text("superb excellent\nterrible horrible\n")
+    from_file = invoke("predict", "latest", "--logdir", logdir, "--file", texts)
+    assert [l.split("\t")[0] for l in from_file.output.strip().splitlines()] == ["pos", "neg"]
+    piped = runner.invoke(app, ["predict", "latest", "--logdir", str(logdir), "-"], input="great fantastic\n")
+    assert piped.output.startswith("pos\t")
+
+
+def test_summary_of_a_run_and_of_a_fresh_model(trained):
+    logdir, _ = trained
+    result = invoke("summary", "--logdir", logdir)
+    assert result.exit_code == 0, result.output
+    assert "Total params" in result.output and "LSTM" in result.output
+    fresh = invoke("summary", "--task", "imdb", "--cell", "gru", "--hidden", "10", "--no-bidirectional", "--max-vocab", "1000")
+    assert fresh.exit_code == 0, fresh.output
+    # Embedding 1000x128 + GRU(128->10) + Linear(10->1)
+    expected = 1000 * 128 + 3 * (128 * 10 + 10 * 10 + 2 * 10) + 11
+    assert f"Total params: {expected:,}" in fresh.output
+
+
+def test_tasks_lists_imdb():
+    result = invoke("tasks")
+    assert result.exit_code == 0 and "imdb" in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["fit", "--task", "nope"], "unknown task 'nope'"),
+        (["fit", "--cell", "transformer"], "--cell must be one of"),
+        (["fit", "--data-dir", "/no/such/dir"], "does not exist"),
+        (["fit", "--device", "cuda:0"], "CUDA is not available"),
+        (["fit", "--epochs", "0"], "--epochs must be at least 1"),
+        (["evaluate", "/no/such/run"], "no run or checkpoint"),
+        (["predict", "/no/such/run", "text"], "no run or checkpoint"),
+        (["fit", "--embeddings", "/no/vectors.txt", "--max-steps", "1"], "embeddings file not found"),
+    ],
+)
+def test_user_mistakes_get_one_line_and_no_traceback(args, message, imdb_dir, tmp_path):
+    if args[:1] == ["fit"] and "--data-dir" not in args:
+        args = args + ["--data-dir", str(imdb_dir), "--logdir", str(tmp_path)]
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
