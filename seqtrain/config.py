@@ -49,6 +49,9 @@ class ModelConfig:
         "Forecasting: predict the next --horizon values at every time step (sequence to sequence, trained on all "
         "steps, scored on the last) instead of from the last state only.",
     )
+    residual: bool = opt(
+        False, "Forecasting: learn the change from the last observed value (the naive forecast plus a correction)."
+    )
 
 
 @dataclass

@@ -203,6 +203,16 @@ def test_forecaster_output_shapes(every_step, shape):
     assert model(*model.example_input()).shape == shape
 
 
+def test_residual_forecaster_starts_from_the_naive_forecast():
+    model = Forecaster(2, 3, 5, ModelConfig(cell="lstm", hidden=4, residual=True, every_step=True))
+    nn.init.zeros_(model.head.weight)
+    nn.init.zeros_(model.head.bias)
+    x = torch.randn(2, 5, 2)
+    assert torch.equal(model(x), x[..., :1].expand(-1, -1, 3))  # each step repeats the target's value there
+    model.every_step = False
+    assert torch.equal(model(x), naive_forecast(x, 3))
+
+
 # ----------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def sine_run(tmp_path_factory):

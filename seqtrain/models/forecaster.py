@@ -13,13 +13,15 @@ class Forecaster(nn.Module):
     """Sequence -> vector (head on the last state, [B, horizon]) or, with `every_step`, sequence -> sequence
     (head on every step's state, [B, T, horizon]: step t forecasts the `horizon` values after t).
 
-    It works in normalised units; the `target_std` buffer turns its errors
+    With `residual`, the head's output is added to the last observed target
+    value (feature 0), so an untrained model starts as the naive forecast
+    and learns only the change. It works in normalised units; the `target_std` buffer turns its errors
     back into the target's own units, and travels with the weights.
     """
 
     def __init__(self, n_features: int, horizon: int, window: int, cfg: ModelConfig, target_std: float = 1.0):
         super().__init__()
-        self.every_step, self.window, self.n_features = cfg.every_step, window, n_features
+        self.every_step, self.residual, self.window, self.n_features = cfg.every_step, cfg.residual, window, n_features
         self.rnn = make_rnn(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout, cfg.recurrent_dropout, cfg.layer_norm)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, horizon)
@@ -27,9 +29,11 @@ class Forecaster(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs, _ = self.rnn(x)
+        level = x[..., :1]  # the target's value at each step
         if not self.every_step:
-            outputs = outputs[:, -1]
-        return self.head(self.dropout(outputs))
+            outputs, level = outputs[:, -1], level[:, -1]
+        forecast = self.head(self.dropout(outputs))
+        return forecast + level if self.residual else forecast
 
     def example_input(self, batch: int = 2) -> tuple[torch.Tensor]:
         return (torch.zeros(batch, self.window, self.n_features),)

@@ -10,7 +10,7 @@ final table score the forecast made at the last input step.
 from __future__ import annotations
 
 import functools
-import warnings
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,7 +183,7 @@ def plot_forecasts(model: nn.Module, windows: Windows, meta: dict[str, Any], log
         if not _warned_no_matplotlib:
             _warned_no_matplotlib = True
             note = "forecast plots are skipped: matplotlib is not installed (pip install 'seqtrain[plot]')"
-            warnings.warn(note, stacklevel=2)
+            logging.getLogger(__name__).warning(note)  # one line on stderr, once per process
             log.text("forecast/plot", note, epoch)
         return
     index = torch.linspace(0, len(windows) - 1, min(PLOTTED, len(windows))).long()
@@ -271,7 +271,14 @@ class SineTask(ForecastTask):
 class CsvSeriesTask(ForecastTask):
     name = "csv-series"
     description = "Forecast a column of your own CSV: --data FILE --target COL [--features COL,...] [--time-col COL]."
-    defaults = {"model.cell": "gru", "model.hidden": 32, "train.epochs": 10, "data.window": 24, "data.val_split": 0.2}
+    defaults = {
+        "model.cell": "gru",
+        "model.hidden": 32,
+        "model.residual": True,
+        "train.epochs": 10,
+        "data.window": 24,
+        "data.val_split": 0.2,
+    }
 
     def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
         d = config.data
@@ -291,6 +298,7 @@ class JenaTask(ForecastTask):
     defaults = {
         "model.cell": "gru",
         "model.hidden": 32,
+        "model.residual": True,
         "train.epochs": 10,
         "train.batch_size": 128,
         "data.target": "T (degC)",
