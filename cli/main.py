@@ -129,7 +129,7 @@ def predict(
         raise SeqtrainError(f"task '{config.task}' does not classify texts; see `seqtrain --help` for its command")
     for text, (label, probability) in zip(lines, task.predict(model, meta, lines, dev)):
         shown = text if len(text) <= 70 else text[:67] + "..."
-        console.print(f"{label}\t{probability:.3f}\t{shown}", highlight=False, markup=False)
+        typer.echo(f"{label}\t{probability:.3f}\t{shown}")  # tab-separated, for pipes
 
 
 @app.command()

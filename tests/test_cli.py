@@ -58,16 +58,16 @@ def test_evaluate_reports_test_accuracy(trained):
 
 def test_predict_prints_label_and_probability(trained, tmp_path):
     logdir, _ = trained
-    result = invoke("predict", "--logdir", logdir, "latest", "a wonderful brilliant film, loved it", "awful boring waste")
+    result = invoke("predict", "--logdir", logdir, "latest", "The film was wonderful and the plot brilliant.<br />Really worth it!", "The movie was awful and the script boring. Not for me.")
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("pos\t") and lines[1].startswith("neg\t")
     assert float(lines[0].split("\t")[1]) > 0.5
     texts = tmp_path / "texts.txt"
-    texts.write_text("superb excellent\nterrible horrible\n")
+    texts.write_text("The story was superb, the music excellent. Really worth it!\nThe acting was terrible and the ending horrible. Not for me.\n")
     from_file = invoke("predict", "latest", "--logdir", logdir, "--file", texts)
     assert [l.split("\t")[0] for l in from_file.output.strip().splitlines()] == ["pos", "neg"]
-    piped = runner.invoke(app, ["predict", "latest", "--logdir", str(logdir), "-"], input="great fantastic\n")
+    piped = runner.invoke(app, ["predict", "latest", "--logdir", str(logdir), "-"], input="A great film with a fantastic cast. Really worth it!\n")
     assert piped.output.startswith("pos\t")
 
 
