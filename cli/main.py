@@ -156,7 +156,7 @@ def summary(
         model, config, meta, _ = load_model(resolve_checkpoint(run, logdir), "cpu")
         task_obj = get_task(config.task)
     result = summarize(model, *task_obj.example_input(model, meta))
-    table = Table(title=f"{type(model).__name__} ({config.task})")
+    table = Table(title=f"{type(model).__name__} ({config.task}); shapes for one example batch", title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output shape")
     table.add_column("Param #", justify="right")
