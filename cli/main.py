@@ -129,7 +129,7 @@ def predict(
         raise SeqtrainError(f"task '{config.task}' does not classify texts; see `seqtrain --help` for its command")
     for text, (label, probability) in zip(lines, task.predict(model, meta, lines, dev)):
         shown = text if len(text) <= 70 else text[:67] + "..."
-        console.print(f"{label}\t{probability:.3f}\t{shown}", highlight=False, markup=False)
+        typer.echo(f"{label}\t{probability:.3f}\t{shown}")  # tab-separated, for pipes
 
 
 @app.command()
@@ -156,7 +156,7 @@ def summary(
         model, config, meta, _ = load_model(resolve_checkpoint(run, logdir), "cpu")
         task_obj = get_task(config.task)
     result = summarize(model, *task_obj.example_input(model, meta))
-    table = Table(title=f"{type(model).__name__} ({config.task})")
+    table = Table(title=f"{type(model).__name__} ({config.task}); shapes for one example batch", title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output shape")
     table.add_column("Param #", justify="right")

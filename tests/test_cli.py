@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
@@ -58,16 +59,16 @@ def test_evaluate_reports_test_accuracy(trained):
 
 def test_predict_prints_label_and_probability(trained, tmp_path):
     logdir, _ = trained
-    result = invoke("predict", "--logdir", logdir, "latest", "a wonderful brilliant film, loved it", "awful boring waste")
+    result = invoke("predict", "--logdir", logdir, "latest", "The film was wonderful and the plot brilliant.<br />Really worth it!", "The movie was awful and the script boring. Not for me.")
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("pos\t") and lines[1].startswith("neg\t")
     assert float(lines[0].split("\t")[1]) > 0.5
     texts = tmp_path / "texts.txt"
-    texts.write_text("superb excellent\nterrible horrible\n")
+    texts.write_text("The story was superb, the music excellent. Really worth it!\nThe acting was terrible and the ending horrible. Not for me.\n")
     from_file = invoke("predict", "latest", "--logdir", logdir, "--file", texts)
     assert [l.split("\t")[0] for l in from_file.output.strip().splitlines()] == ["pos", "neg"]
-    piped = runner.invoke(app, ["predict", "latest", "--logdir", str(logdir), "-"], input="great fantastic\n")
+    piped = runner.invoke(app, ["predict", "latest", "--logdir", str(logdir), "-"], input="A great film with a fantastic cast. Really worth it!\n")
     assert piped.output.startswith("pos\t")
 
 
@@ -109,3 +110,22 @@ def test_user_mistakes_get_one_line_and_no_traceback(args, message, imdb_dir, tm
     assert message in result.output
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+def test_pretrained_frozen_embeddings(imdb_dir, tmp_path):
+    from conftest import shared_data
+    from seqtrain.training.checkpoint import load_checkpoint
+
+    glove = shared_data("glove-subset/glove.6B.50d.head2446.txt")
+    result = invoke("fit", "--data-dir", imdb_dir, "--logdir", tmp_path, "--epochs", "1", "--hidden", "8",
+                    "--embeddings", glove, "--freeze-embeddings")
+    assert result.exit_code == 0, result.output
+    assert "pretrained embeddings cover" in result.output
+    checkpoint = load_checkpoint((tmp_path / "latest" / "best.pt").resolve())
+    assert checkpoint["config"]["model"]["embed_dim"] == 50
+    assert 0.5 < checkpoint["meta"]["embedding_coverage"] <= 1.0  # the fixture's words are common English
+    from seqtrain.data.vectors import load_vectors
+
+    vectors = load_vectors(glove)
+    row = checkpoint["meta"]["vocab"].index("movie")
+    torch.testing.assert_close(checkpoint["model"]["embedding.weight"][row], vectors.vectors[vectors.words.index("movie")])

@@ -67,3 +67,15 @@ def test_real_glove_subset_loads_and_second_load_is_cached():
     assert vectors.words[0] == "the"
     again = load_vectors(path)
     assert torch.equal(again.vectors, vectors.vectors) and again.words == vectors.words
+
+
+def test_named_glove_downloads_through_the_mirror(tmp_path):
+    subset = shared_data("glove-subset/glove.6B.50d.head2446.txt")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with zipfile.ZipFile(mirror / "glove.6B.zip", "w") as zf:
+        zf.write(subset, "glove.6B.50d.txt")
+        zf.writestr("glove.6B.100d.txt", "the " + " ".join(["0.5"] * 100) + "\n")
+    vectors = resolve_vectors("glove.6B.50d", mirror=str(mirror))
+    assert vectors.vectors.shape == (2446, 50)
+    assert resolve_vectors("glove.6B.100d", mirror=str(mirror)).dim == 100

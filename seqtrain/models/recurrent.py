@@ -70,7 +70,8 @@ class RecurrentEncoder(nn.Module):
         self.layers = nn.ModuleList()
         for layer in range(layers):
             size = input_size if layer == 0 else hidden * self.directions
-            self.layers.append(nn.ModuleList(make_rnn(cell, size, hidden) for _ in range(self.directions)))
+            directions = ("fwd", "bwd")[: self.directions]
+            self.layers.append(nn.ModuleDict({d: make_rnn(cell, size, hidden) for d in directions}))
         self.between = nn.Dropout(dropout)
 
     @property
@@ -91,7 +92,7 @@ class RecurrentEncoder(nn.Module):
         for index, layer in enumerate(self.layers):
             if index:
                 x = self.between(x)
-            outputs, finals = zip(*(run(rnn, x, lengths, reverse=d == 1) for d, rnn in enumerate(layer)))
+            outputs, finals = zip(*(run(rnn, x, lengths, reverse=d == "bwd") for d, rnn in layer.items()))
             x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
         x = x * padding_mask(lengths.to(x.device), x.shape[1]).unsqueeze(-1).to(x.dtype)
         return x, torch.cat(finals, dim=-1)

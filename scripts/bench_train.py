@@ -1,0 +1,150 @@
+"""Training throughput: seqtrain against two minimal hand-written PyTorch loops, side by side.
+
+The model is the classic one from the RNN lectures: Embedding(10000, 32) ->
+LSTM(32) -> Dense(1), reviews capped at 500 tokens. The three contenders
+train on the same reviews in one process, interleaved over several rounds,
+and the best round of each is reported (these machines are noisy):
+
+- pad500:  every review padded to 500 tokens (the Keras `pad_sequences` way),
+- bucketed: a hand-written loop with length buckets, padded per batch,
+- seqtrain: the real Trainer over its SequenceLoader (bucketing, masking,
+  clipping, TensorBoard logging included),
+- seqtrain-packed: the same with pack_padded_sequence instead of masking.
+
+    python scripts/bench_train.py [--data-dir ../shared/data/imdb] [--examples 3200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seqtrain.config import Config
+from seqtrain.data.batching import SequenceLoader, bucket_batches, pad_batch
+from seqtrain.tasks import get_task
+from seqtrain.training.tensorboard import RunLogger
+from seqtrain.training.trainer import Trainer, make_optimizer
+
+MAX_LEN, VOCAB, BATCH = 500, 10000, 64
+
+
+class SeedsModel(nn.Module):
+    """Embedding(10000, 32) -> LSTM(32) -> Linear(1), reading the state at each review's end."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 32)
+        self.lstm = nn.LSTM(32, 32, batch_first=True)
+        self.head = nn.Linear(32, 1)
+
+    def forward(self, tokens, lengths=None):
+        out, (h, _) = self.lstm(self.embedding(tokens))
+        last = h[-1] if lengths is None else out[torch.arange(len(out)), lengths - 1]
+        return self.head(last).squeeze(-1)
+
+
+def reviews(data_dir: str | None, n: int) -> tuple[list[torch.Tensor], torch.Tensor, str]:
+    """Real IMDB reviews when a data dir is given, else synthetic ones with IMDB's length spread."""
+    if data_dir:
+        config = Config(task="imdb")
+        config.update({"data.data_dir": data_dir, "data.max_vocab": VOCAB, "data.max_len": MAX_LEN, "data.val_split": 0.0})
+        train = get_task("imdb").prepare(config, quiet=True).train
+        return list(train.sequences[:n]), train.targets[:n], f"IMDB ({data_dir})"
+    g = torch.Generator().manual_seed(0)
+    lengths = (torch.distributions.LogNormal(5.3, 0.7).sample((n,)).clamp(10, MAX_LEN)).long()
+    seqs = [torch.randint(2, VOCAB, (int(k),), generator=g) for k in lengths]
+    return seqs, torch.randint(0, 2, (n,), generator=g), "synthetic (IMDB-like lengths)"
+
+
+def train_pad500(seqs, targets) -> float:
+    model = SeedsModel()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    # Keras pads at the front, so the last step is real data; the loop reads the final state.
+    padded = torch.zeros(len(seqs), MAX_LEN, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        padded[i, MAX_LEN - len(s) :] = s
+    order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    for i in range(0, len(seqs), BATCH):
+        idx = order[i : i + BATCH]
+        loss = nn.functional.binary_cross_entropy_with_logits(model(padded[idx]), targets[idx].float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return len(seqs) / (time.perf_counter() - start)
+
+
+def train_bucketed(seqs, targets) -> float:
+    model = SeedsModel()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    start = time.perf_counter()
+    for idx in bucket_batches([len(s) for s in seqs], BATCH, torch.Generator().manual_seed(0)):
+        tokens, lengths = pad_batch([seqs[i] for i in idx])
+        loss = nn.functional.binary_cross_entropy_with_logits(model(tokens, lengths), targets[idx].float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return len(seqs) / (time.perf_counter() - start)
+
+
+def train_seqtrain(seqs, targets, packing: str = "auto") -> float:
+    config = Config(task="imdb")
+    config.update({"model.embed_dim": 32, "model.hidden": 32, "model.pooling": "last", "train.batch_size": BATCH,
+                   "data.max_vocab": VOCAB, "train.epochs": 1, "train.device": "cpu", "model.packing": packing})
+    task = get_task("imdb")
+    model = task.build_model(config, {"vocab": ["<pad>", "<unk>"] + ["w"] * (VOCAB - 2), "labels": ["neg", "pos"]})
+    trainer = Trainer(task, config)
+    loader = SequenceLoader(seqs, targets, BATCH, shuffle=True, seed=0)
+    with tempfile.TemporaryDirectory() as logdir:
+        log = RunLogger(Path(logdir))
+        start = time.perf_counter()
+        trainer._run(model, loader, torch.device("cpu"), 0, make_optimizer(config.train, model.parameters()), log)
+        elapsed = time.perf_counter() - start
+        log.close()
+    return len(seqs) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="an IMDB data dir (aclImdb/ or its archive); synthetic reviews without")
+    parser.add_argument("--examples", type=int, default=3200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    seqs, targets, source = reviews(args.data_dir, args.examples)
+    mean_len = sum(len(s) for s in seqs) / len(seqs)
+    print(f"data: {source}, {len(seqs)} reviews, mean length {mean_len:.0f} tokens (cap {MAX_LEN}); "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    contenders = {
+        "pad500": train_pad500,
+        "bucketed": train_bucketed,
+        "seqtrain": train_seqtrain,
+        "seqtrain-packed": lambda s, t: train_seqtrain(s, t, packing="on"),
+    }
+    best = {name: 0.0 for name in contenders}
+    for round_ in range(args.rounds):
+        for name, run in contenders.items():
+            rate = run(seqs, targets)
+            best[name] = max(best[name], rate)
+            print(f"  round {round_ + 1} {name:15s} {rate:8.0f} samples/s", flush=True)
+    try:
+        import keras  # noqa: F401
+        print("keras is installed, but this script does not time it yet")
+    except ImportError:
+        print("keras: not installed (pip install keras tensorflow to compare)")
+    print("\nbest of rounds (samples/s):")
+    for name, rate in best.items():
+        print(f"  {name:15s} {rate:8.0f}")
+    hand_best = max(best["pad500"], best["bucketed"])
+    print(f"\nseqtrain / pad500          = {best['seqtrain'] / best['pad500']:.2f}x  (target >= 3)")
+    print(f"seqtrain / best hand loop  = {best['seqtrain'] / hand_best:.2f}x  (target >= 0.95)")
+    print(f"packed / masked (seqtrain) = {best['seqtrain-packed'] / best['seqtrain']:.2f}x  (packing is used only where > 1)")
+
+
+if __name__ == "__main__":
+    main()
