@@ -47,11 +47,22 @@ class ForecastData(TaskData):
             windows = self.windows.get(split)
             if windows is None:
                 continue
-            x, y = windows.gather(torch.arange(len(windows)))
-            truth = y[:, -1]
-            rows[f"naive {split}"] = errors(naive_forecast(x, truth.shape[1]), truth, std)
-            rows[f"linear {split}"] = errors(linear_forecast(weights, x), truth, std)
+            totals = {"naive": torch.zeros(2, dtype=torch.float64), "linear": torch.zeros(2, dtype=torch.float64)}
+            for x, y in chunks(windows):
+                truth = y[:, -1]
+                for name, predicted in (("naive", naive_forecast(x, truth.shape[1])), ("linear", linear_forecast(weights, x))):
+                    diff = (predicted - truth).double() * std
+                    totals[name] += torch.stack([diff.pow(2).sum(), diff.abs().sum()])
+            values = windows.horizon * len(windows)
+            for name, (squared, absolute) in totals.items():
+                rows[f"{name} {split}"] = {"mse": squared.item() / values, "mae": absolute.item() / values}
         return rows
+
+
+def chunks(windows: Windows, size: int = 4096):
+    """All windows in order, `size` at a time, so long stride-1 records never sit in memory whole."""
+    for start in range(0, len(windows), size):
+        yield windows.gather(torch.arange(start, min(start + size, len(windows))))
 
 
 def naive_forecast(x: torch.Tensor, horizon: int) -> torch.Tensor:
@@ -62,14 +73,12 @@ def naive_forecast(x: torch.Tensor, horizon: int) -> torch.Tensor:
 def fit_linear(windows: Windows, chunk: int = 4096) -> torch.Tensor:
     """Least squares from the flattened window (plus a bias) to the next `horizon` values; [window*F + 1, horizon].
 
-    Accumulates the normal equations in float64 chunk by chunk, so long
-    stride-1 records fit without materialising every window.
+    Accumulates the normal equations in float64 chunk by chunk.
     """
     size = windows.window * windows.inputs.shape[-1] + 1
     gram = torch.zeros(size, size, dtype=torch.float64)
     moment = torch.zeros(size, windows.horizon, dtype=torch.float64)
-    for start in range(0, len(windows), chunk):
-        x, y = windows.gather(torch.arange(start, min(start + chunk, len(windows))))
+    for x, y in chunks(windows, chunk):
         a = _design(x)
         gram += a.T @ a
         moment += a.T @ y[:, -1].double()
@@ -84,11 +93,6 @@ def linear_forecast(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _design(x: torch.Tensor) -> torch.Tensor:
     flat = x.flatten(1).double()
     return torch.cat([flat, torch.ones(len(flat), 1, dtype=torch.float64)], 1)
-
-
-def errors(predicted: torch.Tensor, truth: torch.Tensor, std: float) -> dict[str, float]:
-    diff = (predicted - truth) * std
-    return {"mse": diff.pow(2).mean().item(), "mae": diff.abs().mean().item()}
 
 
 class ForecastTask(Task):
