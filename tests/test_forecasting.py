@@ -19,7 +19,7 @@ from seqtrain.data.series import Windows, WindowLoader, read_columns, sine_serie
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.cells import LoopRNN
 from seqtrain.models.forecaster import Forecaster
-from seqtrain.models.recurrent import make_rnn
+from seqtrain.models.recurrent import RecurrentEncoder, make_rnn
 from seqtrain.tasks import get_task
 from seqtrain.tasks.forecasting import ForecastData, fit_linear, linear_forecast, naive_forecast
 from seqtrain_cli.main import app
@@ -197,6 +197,18 @@ def test_layer_norm_cell_normalises_the_pre_activation():
     pre = torch.atanh(out.clamp(-0.999999, 0.999999))
     assert torch.allclose(pre.mean(-1), torch.zeros(3, 4), atol=1e-3)
     assert torch.allclose(pre.std(-1, unbiased=False), torch.ones(3, 4), atol=1e-2)
+
+
+def test_encoder_with_layer_norm_cells_stays_padding_exact():
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder("gru", 3, 6, layers=2, bidirectional=True, packing="on", layer_norm=True).eval()
+    x = torch.randn(2, 5, 3)
+    lengths = torch.tensor([5, 3])
+    outputs, last = encoder(x, lengths)
+    alone_outputs, alone_last = encoder(x[1:, :3], lengths[1:])
+    assert torch.allclose(outputs[1, :3], alone_outputs[0], atol=1e-6)
+    assert torch.allclose(last[1], alone_last[0], atol=1e-6)
+    assert outputs[1, 3:].abs().sum() == 0
 
 
 @pytest.mark.parametrize("every_step, shape", [(False, (2, 10)), (True, (2, 50, 10))])

@@ -62,16 +62,21 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         packing: str = "auto",
+        recurrent_dropout: float = 0.0,
+        layer_norm: bool = False,
     ):
         super().__init__()
         self.directions = 2 if bidirectional else 1
         self.hidden = hidden
-        self.packing = packing
+        # loop cells (recurrent dropout, layer norm) take padded batches only: the masked path is exact for them too
+        self.packing = "off" if recurrent_dropout or layer_norm else packing
         self.layers = nn.ModuleList()
         for layer in range(layers):
             size = input_size if layer == 0 else hidden * self.directions
             directions = ("fwd", "bwd")[: self.directions]
-            self.layers.append(nn.ModuleDict({d: make_rnn(cell, size, hidden) for d in directions}))
+            self.layers.append(
+                nn.ModuleDict({d: make_rnn(cell, size, hidden, 1, 0.0, recurrent_dropout, layer_norm) for d in directions})
+            )
         self.between = nn.Dropout(dropout)
 
     @property
