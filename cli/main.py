@@ -134,6 +134,27 @@ def predict(
 
 @app.command()
 @friendly
+def forecast(
+    run: RunArg = None,
+    data: Annotated[Path, typer.Option("--data", help="CSV with the model's columns (for sine: a 'value' column); its last rows are the input.")] = ...,
+    logdir: LogdirOpt = "runs",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Forecast the values after the end of a CSV with a trained forecasting model: one 'step<TAB>value' line each."""
+    from seqtrain.tasks import get_task
+    from seqtrain.training.evaluation import load_model
+    from seqtrain.training.runs import resolve_checkpoint
+
+    model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
+    task = get_task(config.task)
+    if not hasattr(task, "forecast"):
+        raise SeqtrainError(f"task '{config.task}' does not forecast; see `seqtrain --help` for its command")
+    for step, value in enumerate(task.forecast(model, meta, config, data, dev), start=1):
+        typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
+
+
+@app.command()
+@friendly
 @with_config_options("model", "data")
 def summary(
     run: RunArg = None,

@@ -21,6 +21,7 @@ from seqtrain.models.cells import LoopRNN
 from seqtrain.models.forecaster import Forecaster
 from seqtrain.models.recurrent import RecurrentEncoder, make_rnn
 from seqtrain.tasks import get_task
+from seqtrain.training.evaluation import load_model
 from seqtrain.tasks.forecasting import ForecastData, fit_linear, linear_forecast, naive_forecast
 from seqtrain_cli.main import app
 
@@ -295,6 +296,23 @@ def test_csv_series_reports_original_units(tmp_path):
     meta = torch.load(run / "best.pt", weights_only=True)["meta"]
     assert meta["features"] == ["load", "temp"] and 90 < float(meta["mean"][0]) < 110
 
+    # `seqtrain forecast` on the file cut two rows short reads the last test window: same numbers as the model there
+    ordered = write_csv(tmp_path / "ordered.csv", 600)
+    lines = ordered.read_text().splitlines()
+    ordered.write_text("\n".join(lines[:-2]) + "\n")
+    result = invoke("forecast", run, "--data", ordered)
+    assert result.exit_code == 0, result.output
+    printed = [line.split("\t") for line in result.output.strip().splitlines()]
+    assert [step for step, _ in printed] == ["1", "2"]
+    model, config, meta, _ = load_model(run / "best.pt", "cpu")
+    test = get_task("csv-series").prepare(config, meta, quiet=True).windows["test"]
+    x, y = test.gather(torch.tensor([len(test) - 1]))
+    with torch.no_grad():
+        expected = model(x)[0] * meta["std"][0] + meta["mean"][0]
+    assert [float(v) for _, v in printed] == pytest.approx(expected.tolist(), rel=1e-4)
+    truth = [float(line.split(",")[2]) for line in lines[-2:]]
+    assert (y[0, -1] * meta["std"][0] + meta["mean"][0]).tolist() == pytest.approx(truth, abs=1e-3)
+
 
 @pytest.mark.parametrize(
     "args, message",
@@ -311,6 +329,14 @@ def test_csv_series_mistakes_are_one_line_errors(tmp_path, args, message):
     result = invoke("fit", "--task", "csv-series", *data, *args, "--logdir", tmp_path / "runs", "--quiet")
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_forecast_refuses_a_file_shorter_than_the_window(sine_run, tmp_path):
+    run, _ = sine_run
+    short = tmp_path / "short.csv"
+    short.write_text("value\n0.1\n0.2\n")
+    result = invoke("forecast", run, "--data", short)
+    assert result.exit_code == 2 and "the model reads 50" in result.output
 
 
 def test_jena_downloads_through_a_mirror(tmp_path):

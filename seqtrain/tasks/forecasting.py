@@ -146,6 +146,21 @@ class ForecastTask(Task):
         }
         return StepResult(loss, count, sums)
 
+    def forecast(self, model: nn.Module, meta: dict[str, Any], config: Config, path: Path, device: torch.device) -> list[float]:
+        """The next `horizon` target values, in its own units, after the last `window` rows of a CSV."""
+        names = list(meta["features"])
+        _, values = read_columns(Path(path).expanduser(), names[0], ",".join(names[1:]) or None, config.data.time_col, config.data.every)
+        if len(values) < meta["window"]:
+            raise SeqtrainError(f"{path} has {len(values)} rows (after --every {config.data.every}); the model reads {meta['window']}")
+        mean, std = meta["mean"].numpy(), meta["std"].numpy()
+        x = torch.from_numpy((values[-meta["window"] :] - mean) / std).unsqueeze(0).to(device)
+        model.eval()
+        with torch.no_grad():
+            predicted = model(x).cpu()
+        if predicted.dim() == 3:
+            predicted = predicted[:, -1]
+        return (predicted[0] * float(std[0]) + float(mean[0])).tolist()
+
     def final_metrics(self, model: nn.Module, data: TaskData) -> dict[str, Any]:
         return data.baselines if isinstance(data, ForecastData) else {}
 
