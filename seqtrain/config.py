@@ -61,6 +61,10 @@ class TrainConfig:
     lr: float = opt(1e-3, "Learning rate.")
     optimizer: str = opt("adam", "Optimizer.", ("adam", "adamw", "rmsprop", "sgd"))
     weight_decay: float = opt(0.0, "Weight decay (L2; decoupled for adamw).")
+    lr_schedule: str = opt(
+        "constant", "Learning rate over all training steps: constant, or decayed to 0 (cosine or linear).",
+        ("constant", "cosine", "linear"),
+    )
     clip: float = opt(1.0, "Clip gradients to this global norm; 0 turns clipping off.")
     patience: int = opt(0, "Stop after this many epochs without a better validation score; 0 never stops early.")
     seed: int = opt(42, "Random seed for data order, initialisation and dropout.")

@@ -3,6 +3,7 @@
 import os
 import signal
 
+import pytest
 import torch
 
 from seqtrain.config import Config
@@ -29,15 +30,41 @@ def test_checkpoint_round_trip_is_atomic(tmp_path):
     assert torch.equal(loaded["model"]["w"], payload["model"]["w"]) and loaded["meta"] == payload["meta"]
 
 
-def test_resume_reproduces_an_uninterrupted_run(imdb_dir, tmp_path):
-    straight = Trainer(get_task("imdb"), small_config(imdb_dir, tmp_path / "a")).fit()
-    first = Trainer(get_task("imdb"), small_config(imdb_dir, tmp_path / "b", epochs=1)).fit()
-    resumed = Trainer(get_task("imdb"), small_config(imdb_dir, tmp_path / "b", epochs=2)).fit(resume=first.run_dir)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_reproduces_an_uninterrupted_run(imdb_dir, tmp_path, schedule):
+    straight = Trainer(get_task("imdb"), small_config(imdb_dir, tmp_path / "a", lr_schedule=schedule)).fit()
+    crashed = small_config(imdb_dir, tmp_path / "b", lr_schedule=schedule)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Trainer(CrashInSecondEpoch(), crashed).fit()
+    run = (tmp_path / "b" / "runs" / "latest").resolve()
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    resumed = Trainer(get_task("imdb"), crashed).fit(resume=run)
     a = load_checkpoint(straight.run_dir / "last.pt")
     b = load_checkpoint(resumed.run_dir / "last.pt")
     assert b["epoch"] == 2 and b["global_step"] == a["global_step"]
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key])
+
+
+class CrashInSecondEpoch(ImdbTask):
+    """Dies at the end of the second epoch, before its checkpoint: the last one on disk is epoch 1's."""
+
+    name = "imdb"
+
+    def on_epoch_end(self, model, data, log, epoch):
+        if epoch == 2:
+            raise RuntimeError("simulated crash")
+
+
+def test_cosine_schedule_decays_to_zero(imdb_dir, tmp_path):
+    result = Trainer(get_task("imdb"), small_config(imdb_dir, tmp_path, lr_schedule="cosine")).fit()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(result.run_dir))
+    events.Reload()
+    lrs = [e.value for e in events.Scalars("train/lr")]
+    assert lrs[0] < 2e-3 and lrs[-1] == pytest.approx(0.0, abs=1e-9)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
 class InterruptingTask(ImdbTask):

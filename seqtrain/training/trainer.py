@@ -44,6 +44,21 @@ def make_optimizer(train: TrainConfig, params: Iterable[nn.Parameter]) -> torch.
     raise SeqtrainError(f"unknown optimizer '{train.optimizer}'; choose adam, adamw, rmsprop or sgd")
 
 
+def make_scheduler(
+    train: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int | None
+) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """Per-step decay of the learning rate to 0 over the whole run, or None for a constant rate."""
+    if train.lr_schedule == "constant":
+        return None
+    if not total_steps:
+        raise SeqtrainError(f"--lr-schedule {train.lr_schedule} needs a training loader of known length")
+    if train.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total_steps))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -85,6 +100,7 @@ class Trainer:
         self.stop_requested = False
         self.global_step = 0
         self.scheduled: dict[str, Callable[[int], float]] = {}
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
 
     # ----------------------------------------------------------------- set-up
     def fit(self, resume: Path | None = None) -> FitResult:
@@ -101,12 +117,20 @@ class Trainer:
         data = self.task.prepare(self.config, checkpoint["meta"] if checkpoint else None, quiet=self.console is None)
         model = self.task.build_model(self.config, data.meta).to(device)
         optimizer = make_optimizer(self.config.train, model.parameters())
+        steps_per_epoch = len(data.train) if hasattr(data.train, "__len__") else None
+        if steps_per_epoch and self.config.train.max_steps:
+            steps_per_epoch = min(steps_per_epoch, self.config.train.max_steps)
+        self.scheduler = make_scheduler(
+            self.config.train, optimizer, steps_per_epoch and steps_per_epoch * self.config.train.epochs
+        )
         self.scheduled = data.schedules
 
         start_epoch, best, bad_epochs, best_val = 0, None, 0, {}
         if checkpoint:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(checkpoint["scheduler"])
             start_epoch, self.global_step = checkpoint["epoch"], checkpoint["global_step"]
             best, bad_epochs, best_val = checkpoint["best"], checkpoint["bad_epochs"], checkpoint["best_val"]
             set_rng_state(checkpoint["rng"])
@@ -131,6 +155,7 @@ class Trainer:
                     "meta": data.meta,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                     "epoch": epoch,
                     "global_step": self.global_step,
                     "best": best,
@@ -236,9 +261,12 @@ class Trainer:
                     max_norm = self.config.train.clip or math.inf
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
                     optimizer.step()
+                    if self.scheduler is not None:
+                        self.scheduler.step()
                     self.global_step += 1
                     log.scalar("train/loss", result.loss.item(), self.global_step)
                     log.scalar("train/grad_norm", grad_norm, self.global_step)
+                    log.scalar("train/lr", optimizer.param_groups[0]["lr"], self.global_step)
                     for name, value in scheduled.items():
                         log.scalar(f"train/{name}", value, self.global_step)
                 for key, value in result.sums.items():
