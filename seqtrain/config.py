@@ -69,6 +69,9 @@ class TrainConfig:
     patience: int = opt(0, "Stop after this many epochs without a better validation score; 0 never stops early.")
     seed: int = opt(42, "Random seed for data order, initialisation and dropout.")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
+    threads: int = opt(
+        0, "CPU threads for torch; 0 keeps torch's default. 1 is fastest when other jobs share the cores."
+    )
     max_steps: int = opt(0, "Stop each epoch after this many batches; 0 runs whole epochs (for quick trials).")
     logdir: str = opt("runs", "Folder that holds the run directories.")
     loss: str = opt("mse", "Regression loss (forecasting).", ("mse", "mae", "huber"))

@@ -71,6 +71,7 @@ def validate(config: Config) -> None:
         (config.train.batch_size >= 1, "--batch-size must be at least 1"),
         (config.train.lr > 0, "--lr must be positive"),
         (config.train.clip >= 0, "--clip must be 0 (off) or positive"),
+        (config.train.threads >= 0, "--threads must be 0 (torch's default) or positive"),
         (config.model.hidden >= 1, "--hidden must be at least 1"),
         (config.model.layers >= 1, "--layers must be at least 1"),
         (config.model.embed_dim >= 1, "--embed-dim must be at least 1"),
@@ -113,6 +114,8 @@ class Trainer:
             )
         validate(self.config)
         seed_everything(self.config.train.seed)
+        if self.config.train.threads:
+            torch.set_num_threads(self.config.train.threads)
         device = resolve_device(self.config.train.device)
         data = self.task.prepare(self.config, checkpoint["meta"] if checkpoint else None, quiet=self.console is None)
         model = self.task.build_model(self.config, data.meta).to(device)
