@@ -42,6 +42,7 @@ class ModelConfig:
         "'auto' packs on CUDA only (measured fastest there; slower on CPU).",
         ("auto", "on", "off"),
     )
+    attention: str = opt("none", "Seq2seq decoder attention over the encoder outputs.", ("none", "dot", "bahdanau"))
 
 
 @dataclass
@@ -57,6 +58,15 @@ class TrainConfig:
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
     max_steps: int = opt(0, "Stop each epoch after this many batches; 0 runs whole epochs (for quick trials).")
     logdir: str = opt("runs", "Folder that holds the run directories.")
+    teacher_forcing: float = opt(
+        1.0, "Seq2seq: chance of feeding the true previous token (per token) instead of the model's own; 1.0 always."
+    )
+    tf_schedule: str = opt(
+        "constant",
+        "Seq2seq teacher forcing over the run: constant, or decaying from 1.0 to --teacher-forcing "
+        "(linear, or inverse-sigmoid as in scheduled sampling).",
+        ("constant", "linear", "inverse-sigmoid"),
+    )
 
 
 @dataclass
@@ -68,6 +78,10 @@ class DataConfig:
     min_freq: int = opt(1, "Drop words seen fewer times than this in training.")
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.")
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.")
+    data: str | None = opt(None, "A local data file (e.g. tab-separated source/target pairs; .txt, .gz or .zip).")
+    num_pairs: int = opt(10000, "Seq2seq: use the first N pairs of the file (or generate N); 0 uses all.")
+    level: str = opt("word", "Seq2seq tokens: characters or words.", ("char", "word"))
+    reverse: bool = opt(False, "Seq2seq: swap source and target (e.g. French to English).")
 
 
 @dataclass
