@@ -99,6 +99,18 @@ def evaluate(
     console.print(metrics_table(f"{config.task}: {checkpoint}", {split: metrics}))
 
 
+def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
+    """Texts from arguments, a file (one per line), or stdin ('-' or piped input); blank lines dropped."""
+    lines = list(texts or [])
+    if file is not None:
+        if not file.is_file():
+            raise SeqtrainError(f"--file {file} does not exist")
+        lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
+    if lines == ["-"] or (not lines and not sys.stdin.isatty()):
+        lines = sys.stdin.read().splitlines()
+    return [line for line in lines if line.strip() and line != "-"]
+
+
 @app.command()
 @friendly
 def predict(
@@ -123,18 +135,6 @@ def predict(
     for text, (label, probability) in zip(lines, task.predict(model, meta, lines, dev)):
         shown = text if len(text) <= 70 else text[:67] + "..."
         console.print(f"{label}\t{probability:.3f}\t{shown}", highlight=False, markup=False)
-
-
-def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
-    """Texts from arguments, a file (one per line), or stdin ('-' or piped input); blank lines dropped."""
-    lines = list(texts or [])
-    if file is not None:
-        if not file.is_file():
-            raise SeqtrainError(f"--file {file} does not exist")
-        lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
-    if lines == ["-"] or (not lines and not sys.stdin.isatty()):
-        lines = sys.stdin.read().splitlines()
-    return [line for line in lines if line.strip() and line != "-"]
 
 
 @app.command()

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from seqtrain.bleu import bleu_from_stats, bleu_stats, corpus_bleu
 from seqtrain.config import Config, ModelConfig
-from seqtrain.data.pairs import PairBatch, date_pairs, read_pairs
+from seqtrain.data.pairs import PairBatch, PairLoader, date_pairs, read_pairs
 from seqtrain.data.text import tokenize
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.seq2seq import Seq2Seq
@@ -70,6 +70,13 @@ def test_split_keeps_each_source_in_one_split():
     assert len(sources[1]) == len(sources[2]) == 4
     assert not (sources[0] & sources[1]) and not (sources[0] & sources[2]) and not (sources[1] & sources[2])
     assert len(train) + len(val) + len(test) == 200
+
+
+def test_loader_gives_every_translation_as_references():
+    pairs = [("Go.", "Va !"), ("Go.", "Marche."), ("Hi.", "Salut !")]
+    ids = [torch.tensor([4, 5])] * 3
+    batch = next(iter(PairLoader(pairs, ids, ids, batch_size=3, shuffle=False)))
+    assert sorted(map(sorted, batch.references)) == [["Marche.", "Va !"], ["Marche.", "Va !"], ["Salut !"]]
 
 
 # ------------------------------------------------------------------ BLEU
@@ -145,7 +152,7 @@ def toy_batch(seed: int = 1) -> PairBatch:
     source = torch.randint(4, 20, (4, 7), generator=generator) * (torch.arange(7) < source_lengths[:, None])
     target = torch.randint(4, 15, (4, 6), generator=generator) * (torch.arange(6) < target_lengths[:, None])
     target[torch.arange(4), target_lengths - 1] = 3  # <eos>
-    return PairBatch(source, source_lengths, target, target_lengths, ["x"] * 4)
+    return PairBatch(source, source_lengths, target, target_lengths, [["x"]] * 4)
 
 
 @pytest.mark.parametrize("attention,cell", [("none", "gru"), ("dot", "lstm"), ("bahdanau", "rnn")])

@@ -97,14 +97,15 @@ class PairBatch:
     """Padded source ids [B, S] with lengths, and target ids [B, T] ending in <eos>, with lengths.
 
     The decoder reads `<bos> + target[:-1]` and predicts `target`; padding is 0.
-    `references` are the raw target texts (for BLEU, free of <unk>).
+    `references` are each example's raw target texts (every translation of its
+    source in the split), for BLEU: free of <unk>.
     """
 
     source: torch.Tensor
     source_lengths: torch.Tensor
     target: torch.Tensor
     target_lengths: torch.Tensor
-    references: list[str]
+    references: list[list[str]]
 
     def to(self, device: torch.device) -> PairBatch:
         tensors = (self.source, self.source_lengths, self.target, self.target_lengths)
@@ -127,6 +128,10 @@ class PairLoader:
         seed: int = 0,
     ):
         self.pairs, self.sources, self.targets = pairs, sources, targets
+        translations: dict[str, list[str]] = {}
+        for source, target in pairs:
+            translations.setdefault(source, []).append(target)
+        self.references = [translations[source] for source, _ in pairs]
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.lengths = [len(s) + len(t) for s, t in zip(sources, targets)]
 
@@ -141,7 +146,7 @@ class PairLoader:
         for indices in bucket_batches(self.lengths, self.batch_size, generator):
             source, source_lengths = pad_batch([self.sources[i] for i in indices])
             target, target_lengths = pad_batch([self.targets[i] for i in indices])
-            yield PairBatch(source, source_lengths, target, target_lengths, [self.pairs[i][1] for i in indices])
+            yield PairBatch(source, source_lengths, target, target_lengths, [self.references[i] for i in indices])
 
 
 # -------------------------------------------------------------- dates task

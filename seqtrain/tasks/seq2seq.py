@@ -10,7 +10,8 @@ Metrics: `loss` and `token_accuracy` are teacher-forced, per target token
 share of targets whose every token is the argmax: in evaluation (no dropout)
 that is exactly the share greedy decoding gets right, because greedy feeds
 back those same argmaxes. `bleu` is corpus BLEU of greedy decoding against
-the raw target text, on lower-cased word tokens, computed in evaluation only.
+every translation the split holds for the source (raw text, lower-cased word
+tokens), computed in evaluation only.
 """
 
 from __future__ import annotations
@@ -142,8 +143,8 @@ class Seq2SeqTask(Task):
         }
         if not ctx.training:
             decoded = model.greedy(batch.source, batch.source_lengths, decode_max_len(model.meta))
-            for ids, reference in zip(decoded.tolist(), batch.references):
-                stats = bleu_stats(self.bleu_tokens(ids, model.meta), [tokenize(reference)])
+            for ids, references in zip(decoded.tolist(), batch.references):
+                stats = bleu_stats(self.bleu_tokens(ids, model.meta), [tokenize(r) for r in references])
                 for name, value in zip(STAT_NAMES, stats):
                     sums[name] = sums.get(name, 0.0) + value
         return StepResult(loss_sum / max(tokens, 1), tokens, sums)
@@ -221,7 +222,9 @@ class TranslateTask(Seq2SeqTask):
         "model.cell": "lstm",
         "model.embed_dim": 128,
         "model.hidden": 256,
+        "model.bidirectional": True,
         "model.attention": "dot",
+        "model.dropout": 0.2,
         "train.epochs": 10,
         "train.lr": 2e-3,
         "data.level": "word",
