@@ -280,6 +280,17 @@ def test_pairs_task_needs_data(tmp_path):
     result = runner.invoke(app, ["fit", "--task", "pairs", "--logdir", str(tmp_path)])
     assert result.exit_code == 2
     assert "--data FILE" in result.output and "Traceback" not in result.output
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{a} plus {b}\t{a + b}\n" for a in range(20) for b in range(20)))
+    fitted = runner.invoke(app, ["fit", "--task", "pairs", "--data", str(tsv), "--epochs", "1", "--hidden", "16",
+                                 "--embed-dim", "8", "--logdir", str(tmp_path), "--quiet", "--device", "cpu"])
+    assert fitted.exit_code == 0, fitted.output
+    report = json.loads((tmp_path / "latest" / "metrics.json").read_text())
+    assert set(report["test"]) == {"loss", "token_accuracy", "exact_match", "bleu"}
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("one column only\n")
+    failed = runner.invoke(app, ["fit", "--task", "pairs", "--data", str(bad), "--logdir", str(tmp_path)])
+    assert failed.exit_code == 2 and "line 1" in failed.output
 
 
 def test_cli_dates_end_to_end(tmp_path):
@@ -305,7 +316,7 @@ def test_cli_dates_end_to_end(tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     assert "bleu" in evaluated.output and "exact_match" in evaluated.output and "token_accuracy" in evaluated.output
 
-    translated = runner.invoke(app, ["translate", "3 may 1998", "july 14, 2021", "--logdir", logdir, "--device", "cpu"])
+    translated = runner.invoke(app, ["translate", " 3 may  1998", "july 14, 2021", "--logdir", logdir, "--device", "cpu"])
     assert translated.exit_code == 0, translated.output
     lines = translated.output.split()
     assert lines[0] == "1998-05-03" and lines[1] == "2021-07-14"

@@ -27,7 +27,7 @@ from torch import nn
 
 from seqtrain.bleu import STAT_NAMES, bleu_from_stats, bleu_stats
 from seqtrain.config import Config
-from seqtrain.data.download import cache_dir, download
+from seqtrain.data.download import download
 from seqtrain.data.pairs import (
     BOS,
     EOS,
@@ -35,6 +35,7 @@ from seqtrain.data.pairs import (
     PairLoader,
     SPECIALS,
     build_vocab,
+    clean,
     date_pairs,
     encode,
     join_tokens,
@@ -190,7 +191,7 @@ class Seq2SeqTask(Task):
         if beam < 1:
             raise SeqtrainError(f"--beam must be at least 1, not {beam}")
         vocab, level = Vocab(meta["source_vocab"], SPECIALS), meta["level"]
-        sources = [encode(t, vocab, level) for t in texts]
+        sources = [encode(clean(t), vocab, level) for t in texts]
         if any(len(s) == 0 for s in sources):
             raise SeqtrainError("cannot translate an empty text")
         lengths = torch.tensor([len(s) for s in sources])
