@@ -99,6 +99,18 @@ def evaluate(
     console.print(metrics_table(f"{config.task}: {checkpoint}", {split: metrics}))
 
 
+def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
+    """Texts from arguments, a file (one per line), or stdin ('-' or piped input); blank lines dropped."""
+    lines = list(texts or [])
+    if file is not None:
+        if not file.is_file():
+            raise SeqtrainError(f"--file {file} does not exist")
+        lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
+    if lines == ["-"] or (not lines and not sys.stdin.isatty()):
+        lines = sys.stdin.read().splitlines()
+    return [line for line in lines if line.strip() and line != "-"]
+
+
 @app.command()
 @friendly
 def predict(
@@ -113,14 +125,7 @@ def predict(
     from seqtrain.training.evaluation import load_model
     from seqtrain.training.runs import resolve_checkpoint
 
-    lines = list(texts or [])
-    if file is not None:
-        if not file.is_file():
-            raise SeqtrainError(f"--file {file} does not exist")
-        lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
-    if lines == ["-"] or (not lines and not sys.stdin.isatty()):
-        lines = sys.stdin.read().splitlines()
-    lines = [line for line in lines if line.strip() and line != "-"]
+    lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
     model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
@@ -151,6 +156,36 @@ def forecast(
         raise SeqtrainError(f"task '{config.task}' does not forecast; see `seqtrain --help` for its command")
     for step, value in enumerate(task.forecast(model, meta, config, data, dev), start=1):
         typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
+
+
+@app.command()
+@friendly
+def translate(
+    run: Annotated[Optional[str], typer.Argument(help="A run folder, checkpoint or run name under --logdir [default: latest]; if it names none, it is taken as the first text.")] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to translate; '-' reads one per line from stdin.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read texts from a file, one per line.")] = None,
+    beam: Annotated[int, typer.Option("--beam", "-k", help="Beam width; 1 decodes greedily.")] = 1,
+    length_penalty: Annotated[float, typer.Option("--length-penalty", help="Beam ranking: log-probability / length**this (0 = raw, 1 = per token).")] = 1.0,
+    max_len: Annotated[int, typer.Option("--max-len", help="Longest output in tokens; 0 = twice the longest training target + 5.")] = 0,
+    logdir: LogdirOpt = "runs",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Translate texts with a trained seq2seq run: prints one output per input line."""
+    from seqtrain.tasks import get_task
+    from seqtrain.training.evaluation import load_model
+    from seqtrain.training.runs import resolve_checkpoint
+
+    if run is not None and not (Path(run).exists() or (Path(logdir) / run).exists()):
+        texts, run = [run, *(texts or [])], None
+    lines = read_texts(texts, file)
+    if not lines:
+        raise SeqtrainError("no text to translate: pass texts, --file FILE, or '-' with text on stdin")
+    model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
+    task = get_task(config.task)
+    if not hasattr(task, "translate"):
+        raise SeqtrainError(f"run of task '{config.task}' is not a seq2seq model; `seqtrain translate` needs a translate, pairs or dates run")
+    for output in task.translate(model, meta, lines, dev, beam, length_penalty, max_len):
+        console.print(output, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

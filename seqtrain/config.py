@@ -52,6 +52,7 @@ class ModelConfig:
     residual: bool = opt(
         False, "Forecasting: learn the change from the last observed value (the naive forecast plus a correction)."
     )
+    attention: str = opt("none", "Seq2seq decoder attention over the encoder outputs.", ("none", "dot", "bahdanau"))
 
 
 @dataclass
@@ -75,6 +76,15 @@ class TrainConfig:
     max_steps: int = opt(0, "Stop each epoch after this many batches; 0 runs whole epochs (for quick trials).")
     logdir: str = opt("runs", "Folder that holds the run directories.")
     loss: str = opt("mse", "Regression loss (forecasting).", ("mse", "mae", "huber"))
+    teacher_forcing: float = opt(
+        1.0, "Seq2seq: chance of feeding the true previous token (per token) instead of the model's own; 1.0 always."
+    )
+    tf_schedule: str = opt(
+        "constant",
+        "Seq2seq teacher forcing over the run: constant, or decaying from 1.0 to --teacher-forcing "
+        "(linear, or inverse-sigmoid as in scheduled sampling).",
+        ("constant", "linear", "inverse-sigmoid"),
+    )
 
 
 @dataclass
@@ -86,7 +96,11 @@ class DataConfig:
     min_freq: int = opt(1, "Drop words seen fewer times than this in training.")
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.")
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.")
-    data: str | None = opt(None, "A local data file (e.g. the CSV for csv-series, or a copy of the Jena CSV).")
+    data: str | None = opt(
+        None,
+        "A local data file: the CSV for csv-series or jena, tab-separated pairs for pairs or translate "
+        "(.txt, .gz or .zip).",
+    )
     target: str | None = opt(None, "Forecasting: the column to predict.")
     features: str | None = opt(
         None, "Forecasting: comma-separated input columns besides the target, or 'all' [default: the target only]."
@@ -97,6 +111,9 @@ class DataConfig:
     stride: int = opt(1, "Forecasting: steps between the starts of consecutive windows.")
     every: int = opt(1, "Forecasting: keep every Nth row (6 turns 10-minute records into hourly ones).")
     test_split: float = opt(0.1, "Forecasting: fraction of the rows (the most recent) held out for testing.")
+    num_pairs: int = opt(10000, "Seq2seq: use the first N pairs of the file (or generate N); 0 uses all.")
+    level: str = opt("word", "Seq2seq tokens: characters or words.", ("char", "word"))
+    reverse: bool = opt(False, "Seq2seq: swap source and target (e.g. French to English).")
 
 
 @dataclass
