@@ -97,15 +97,18 @@ def rank_vocab(words: list[str], counts: torch.Tensor, max_size: int, min_freq: 
 class ImdbTask(TextClassificationTask):
     name = "imdb"
     description = "IMDB movie-review sentiment (25k train / 25k test), many-to-one binary classification."
+    # Chosen on the validation split of full-data runs (README): a bidirectional GRU with max
+    # pooling and a cosine learning-rate decay reached the best validation accuracy in 5 epochs.
     defaults = {
-        "model.cell": "lstm",
+        "model.cell": "gru",
         "model.embed_dim": 128,
-        "model.hidden": 64,
+        "model.hidden": 96,
         "model.bidirectional": True,
         "model.pooling": "max",
-        "model.dropout": 0.3,
-        "train.epochs": 4,
+        "model.dropout": 0.4,
+        "train.epochs": 5,
         "train.lr": 2e-3,
+        "train.lr_schedule": "cosine",
         "train.batch_size": 64,
         "data.max_len": 400,
     }
