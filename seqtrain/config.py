@@ -42,6 +42,7 @@ class ModelConfig:
         "'auto' packs on CUDA only (measured fastest there; slower on CPU).",
         ("auto", "on", "off"),
     )
+    tie_weights: bool = opt(False, "Language models: share the embedding matrix with the output layer (needs --embed-dim = --hidden).")
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainConfig:
     patience: int = opt(0, "Stop after this many epochs without a better validation score; 0 never stops early.")
     seed: int = opt(42, "Random seed for data order, initialisation and dropout.")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
+    bptt: int = opt(100, "Language models: tokens per truncated-BPTT chunk; the hidden state carries across chunks.")
     max_steps: int = opt(0, "Stop each epoch after this many batches; 0 runs whole epochs (for quick trials).")
     logdir: str = opt("runs", "Folder that holds the run directories.")
 
@@ -67,6 +69,7 @@ class DataConfig:
     max_vocab: int = opt(20000, "Largest vocabulary, counted on the training split (padding and unknown included).")
     min_freq: int = opt(1, "Drop words seen fewer times than this in training.")
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.")
+    text: str | None = opt(None, "Language models (charlm, wordlm): a UTF-8 text file or a folder of .txt files.")
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seqtrain.errors import SeqtrainError
-from seqtrain.tasks import imdb  # noqa: F401  (registers)
+from seqtrain.tasks import imdb, language_modeling  # noqa: F401  (registers)
 from seqtrain.tasks.base import REGISTRY, Task
 
 
