@@ -162,7 +162,7 @@ def generate(
         raise SeqtrainError(f"{checkpoint} is a '{config.task}' model, not a language model; pass a language-model run")
     check_sampling(temperature, top_k, len(meta["vocab"]))
     ids = task.encode_prime(meta, prime)
-    typer.echo(prime, nl=False)
+    typer.echo(task.render_prime(meta, prime), nl=False)
     for token in sample(model, ids, length, temperature, top_k, seed):
         typer.echo(task.render(meta, token), nl=False)
     typer.echo()

@@ -47,7 +47,7 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def small_text(n_lines: int = 400, seed: int = 0) -> str:
+def small_text(n_lines: int = 2000, seed: int = 0) -> str:
     """Sentences from a tiny grammar: predictable enough to learn in seconds, not a copy of one line."""
     rng = random.Random(seed)
     subjects, verbs, objects = ["the cat", "a dog", "my friend", "the king"], ["sees", "likes", "finds"], ["the mat", "a bone", "the sea"]
@@ -257,7 +257,8 @@ def test_generate_streams_repeatable_text_from_the_latest_lm_run(char_run):
     assert first.output == second.output
     assert first.output.startswith("the ") and len(first.output) == len("the ") + 200 + 1
     words = first.output.split()
-    assert sum(w in {"cat", "dog", "king", "sees", "likes", "finds", "the", "a"} for w in words) > len(words) / 2
+    known = set(small_text().split())
+    assert sum(w in known for w in words) > 0.7 * len(words)  # mostly real words of the corpus, at T=0.5
 
 
 @pytest.mark.parametrize(
@@ -292,7 +293,9 @@ def test_word_lm_learns_and_generates_words(text_file, tmp_path):
     out = invoke("generate", "--logdir", tmp_path, "--prime", "the king", "--length", "30", "--seed", "0")
     assert out.exit_code == 0, out.output
     vocabulary = set(small_text().split()) | {"<eos>", "<unk>"}
-    assert set(out.output.split()) <= vocabulary and len(out.output.split()) == 32
+    assert set(out.output.split()) <= vocabulary
+    assert len(out.output.split()) + out.output.count("\n") - 1 == 2 + 30  # <eos> prints as a line break
+    assert out.output.startswith("the king ")
 
 
 # ------------------------------------------------------------- real data

@@ -172,6 +172,10 @@ class LanguageModelTask(Task):
             return self.encode(vocab, tokens).tolist()
         return vocab.encode(prime.split() or [EOS if EOS in vocab else vocab.itos[0]])
 
+    def render_prime(self, meta: dict[str, Any], prime: str) -> str:
+        """The prime as printed before the sampled text: word primes get the space that separates the next word."""
+        return prime + " " if meta["level"] == "word" and prime and not prime[-1].isspace() else prime
+
     def render(self, meta: dict[str, Any], token: int) -> str:
         """How one token prints: characters as they are, words followed by a space, `<eos>` as a line break."""
         text = meta["vocab"][token]
