@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -61,7 +62,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     if args.checkpoint:
-        model, config, meta, _ = load_model(args.checkpoint, "cpu")
+        model, config, meta, _ = load_model(Path(args.checkpoint), "cpu")
     else:
         config = Config(task="shakespeare")
         config.update(get_task("shakespeare").defaults)
