@@ -141,8 +141,11 @@ class LanguageModelTask(Task):
     def build_model(self, config: Config, meta: dict[str, Any]) -> nn.Module:
         return LanguageModel(len(meta["vocab"]), config.model)
 
+    #: vocabulary size of an untrained model for `seqtrain summary` (with no --max-vocab to go by)
+    summary_vocab = 65
+
     def default_meta(self, config: Config) -> dict[str, Any]:
-        size = 65 if self.level == "char" else config.data.max_vocab or 10000
+        size = self.summary_vocab if self.level == "char" else config.data.max_vocab or self.summary_vocab
         return {"level": self.level, "vocab": [f"t{i}" for i in range(size)]}
 
     def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: Any, ctx: StepContext) -> StepResult:
@@ -223,6 +226,7 @@ class WordLMTask(CharLMTask):
     description = "Word LM on your own UTF-8 text (--text), whitespace words with <eos> per line."
     level = "word"
     defaults = WORD_DEFAULTS
+    summary_vocab = 10000
 
 
 @register
@@ -231,6 +235,7 @@ class WikiText2Task(LanguageModelTask):
     description = "Word LM on WikiText-2 (2M tokens, 33k words), as pytorch/examples word_language_model."
     level = "word"
     defaults = {**WORD_DEFAULTS, "data.max_vocab": 0}
+    summary_vocab = 33278
 
     def texts(self, config: Config, quiet: bool) -> tuple[str, str, str]:
         return tuple(self.split_text(config, split, quiet) for split in ("train", "valid", "test"))
