@@ -24,7 +24,10 @@ def check_sampling(temperature: float, top_k: int | None, vocab_size: int) -> No
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> int:
     """One token id from logits [V], sharpened by temperature and optionally cut to the k most likely."""
-    logits = logits.float().cpu() / temperature
+    logits = logits.float().cpu()
+    if not torch.isfinite(logits / temperature).all():  # so cold that scaling overflows: the limit is greedy
+        return int(logits.argmax())
+    logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         threshold = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
@@ -50,7 +53,10 @@ def sample(
     vocab_size = model.decoder.out_features
     check_sampling(temperature, top_k, vocab_size)
     generator = torch.Generator()
-    generator.manual_seed(seed if seed is not None else int(torch.seed()))
+    if seed is None:
+        generator.seed()  # a fresh random seed for this sampler only; the global RNG is left alone
+    else:
+        generator.manual_seed(seed)
     model.eval()
     device = next(model.parameters()).device
     logits, state = model(torch.tensor([prime], device=device))

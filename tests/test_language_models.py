@@ -166,6 +166,11 @@ def lm() -> LanguageModel:
 
 
 def test_generation_is_repeatable_under_a_seed(lm):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    unseeded = list(sample(lm, [1, 2, 3], 50, temperature=1.0))
+    assert torch.equal(torch.get_rng_state(), before)  # sampling never disturbs the training RNG
+    assert unseeded != list(sample(lm, [1, 2, 3], 50, temperature=1.0))  # no seed: a fresh one each time
     a = list(sample(lm, [1, 2, 3], 50, temperature=1.0, seed=7))
     assert a == list(sample(lm, [1, 2, 3], 50, temperature=1.0, seed=7))
     assert a != list(sample(lm, [1, 2, 3], 50, temperature=1.0, seed=8))
@@ -203,6 +208,7 @@ def test_tiny_temperature_and_top_1_are_greedy(lm):
             greedy.append(int(logits[0, -1].argmax()))
             logits, state = lm(torch.tensor([[greedy[-1]]]), state)
     assert list(sample(lm, [3], 20, temperature=1e-6, seed=1)) == greedy
+    assert list(sample(lm, [3], 20, temperature=1e-45, seed=1)) == greedy  # logits / T overflows: still greedy
     assert list(sample(lm, [3], 20, temperature=5.0, top_k=1, seed=2)) == greedy
     assert len(set(sample(lm, [3], 200, temperature=100.0, seed=3))) > 10  # very hot: close to uniform, still finite
 
