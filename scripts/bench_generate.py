@@ -38,6 +38,16 @@ def stateful_rate(model, prime: list[int], length: int, repeats: int = 3) -> flo
     return max(rates)
 
 
+def block_rates(model, prime: list[int], length: int, blocks: int = 10) -> list[float]:
+    """Stateful characters per second over each tenth of one long generation: flat if a token costs O(1)."""
+    size = max(length // blocks, 1)
+    marks = [time.perf_counter()]
+    for index, _ in enumerate(sample(model, prime, size * blocks, temperature=0.5, seed=0)):
+        if (index + 1) % size == 0:
+            marks.append(time.perf_counter())
+    return [size / (b - a) for a, b in zip(marks, marks[1:])]
+
+
 @torch.no_grad()
 def refeed_rate(model, prime: list[int], length: int, window: int, max_seconds: float) -> tuple[float, bool]:
     """(characters per second, finished) of a sampler that re-reads the text for every character."""
@@ -88,6 +98,9 @@ def main() -> None:
             f"{stateful / windowed:>9.1f}x {('>' if mark else '') + f'{stateful / whole:.1f}x':>10}",
             flush=True,
         )
+    longest = max(args.lengths)
+    rates = ", ".join(f"{r:,.0f}" for r in block_rates(model, prime, longest))
+    print(f"stateful c/s over each tenth of one {longest}-character generation: {rates}")
 
 
 if __name__ == "__main__":
