@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import random
@@ -328,3 +329,18 @@ def test_wikitext2_reads_the_standard_vocabulary():
     data = get_task("wikitext2").prepare(config, quiet=True)
     assert len(data.meta["vocab"]) == 33278  # the standard WikiText-2 vocabulary, <eos> and <unk> included
     assert data.val.data.numel() == pytest.approx(217646, abs=10)  # valid tokens, as pytorch/examples counts them
+
+
+def test_wikitext2_downloads_verified_splits_through_a_mirror(tmp_path):
+    folder = shared_data("wikitext-2/valid.txt.gz").parent
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for split in ("valid", "test"):
+        (mirror / f"{split}.txt").write_bytes(gzip.decompress((folder / f"{split}.txt.gz").read_bytes()))
+    config = Config(task="wikitext2")
+    config.update({"data.mirror": str(mirror), "data.cache_dir": str(tmp_path / "cache")})
+    task = get_task("wikitext2")
+    assert task.split_text(config, "valid", quiet=True) == read_text(folder / "valid.txt.gz")  # sha256 verified
+    (mirror / "test.txt").write_text("tampered")
+    with pytest.raises(SeqtrainError, match="checksum mismatch"):
+        task.split_text(config, "test", quiet=True)
