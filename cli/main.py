@@ -190,6 +190,42 @@ def translate(
 
 @app.command()
 @friendly
+def generate(
+    run: Annotated[Optional[str], typer.Argument(help="A run folder, a checkpoint file, or a run name under --logdir (default: the latest language-model run).")] = None,
+    prime: Annotated[str, typer.Option("--prime", "-p", help="Text to start from (words for word-level models).")] = "",
+    length: Annotated[int, typer.Option("--length", "-n", help="Tokens to generate (characters or words).")] = 500,
+    temperature: Annotated[float, typer.Option("--temperature", "-T", help="> 0: below 1 is more conservative, above 1 more varied.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample only among the k most likely tokens.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed the sampler for repeatable text.")] = None,
+    logdir: LogdirOpt = "runs",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Sample text from a trained language model, streamed as it is produced (one recurrent step per token)."""
+    from seqtrain.generation import check_sampling, sample
+    from seqtrain.tasks import get_task
+    from seqtrain.tasks.base import REGISTRY
+    from seqtrain.tasks.language_modeling import LanguageModelTask
+    from seqtrain.training.evaluation import load_model
+    from seqtrain.training.runs import latest_run_of, resolve_checkpoint
+
+    if length < 0:
+        raise SeqtrainError(f"--length must be 0 or more, not {length}")
+    lm_tasks = {name for name, t in REGISTRY.items() if isinstance(t, LanguageModelTask)}
+    checkpoint = resolve_checkpoint(run or str(latest_run_of(logdir, lm_tasks)), logdir)
+    model, config, meta, _ = load_model(checkpoint, device)
+    task = get_task(config.task)
+    if not isinstance(task, LanguageModelTask):
+        raise SeqtrainError(f"{checkpoint} is a '{config.task}' model, not a language model; pass a language-model run")
+    check_sampling(temperature, top_k, len(meta["vocab"]))
+    ids = task.encode_prime(meta, prime)
+    typer.echo(task.render_prime(meta, prime), nl=False)
+    for token in sample(model, ids, length, temperature, top_k, seed):
+        typer.echo(task.render(meta, token), nl=False)
+    typer.echo()
+
+
+@app.command()
+@friendly
 @with_config_options("model", "data")
 def summary(
     run: RunArg = None,

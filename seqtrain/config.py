@@ -53,6 +53,9 @@ class ModelConfig:
         False, "Forecasting: learn the change from the last observed value (the naive forecast plus a correction)."
     )
     attention: str = opt("none", "Seq2seq decoder attention over the encoder outputs.", ("none", "dot", "bahdanau"))
+    tie_weights: bool = opt(
+        False, "Language models: share the embedding matrix with the output layer (needs --embed-dim = --hidden)."
+    )
 
 
 @dataclass
@@ -73,6 +76,7 @@ class TrainConfig:
     threads: int = opt(
         0, "CPU threads for torch; 0 keeps torch's default. 1 is fastest when other jobs share the cores."
     )
+    bptt: int = opt(100, "Language models: tokens per truncated-BPTT chunk; the hidden state carries across chunks.")
     max_steps: int = opt(0, "Stop each epoch after this many batches; 0 runs whole epochs (for quick trials).")
     logdir: str = opt("runs", "Folder that holds the run directories.")
     loss: str = opt("mse", "Regression loss (forecasting).", ("mse", "mae", "huber"))
@@ -95,6 +99,7 @@ class DataConfig:
     max_vocab: int = opt(20000, "Largest vocabulary, counted on the training split (padding and unknown included).")
     min_freq: int = opt(1, "Drop words seen fewer times than this in training.")
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.")
+    text: str | None = opt(None, "Language models (charlm, wordlm): a UTF-8 text file or a folder of .txt files.")
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.")
     data: str | None = opt(
         None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seqtrain.errors import SeqtrainError
-from seqtrain.tasks import forecasting, imdb, seq2seq  # noqa: F401  (registers)
+from seqtrain.tasks import forecasting, imdb, language_modeling, seq2seq  # noqa: F401  (registers)
 from seqtrain.tasks.base import REGISTRY, Task
 
 

@@ -1,0 +1,107 @@
+"""Characters per second: stateful generation (what `seqtrain generate` does) against prefix re-feeding.
+
+The re-feeding sampler is how the Keras text-generation lecture code samples:
+a stateless model reads the text again for every new character, either the
+whole prefix or the last `--window` characters (Keras' `maxlen`, 60 there).
+Stateful generation reads the prime once and then one character per step.
+
+    python scripts/bench_generate.py                       # a fresh model of the shakespeare task's size
+    python scripts/bench_generate.py --checkpoint runs/latest/best.pt --lengths 200 1000 5000
+
+Speed does not depend on the weights, so a fresh model measures the same as a
+trained one of its shape. The whole-prefix sampler is quadratic; it stops after
+`--max-seconds` per length and reports the rate over what it produced, which
+only overstates its speed (later characters cost more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from seqtrain.config import Config
+from seqtrain.generation import sample, sample_next
+from seqtrain.tasks import get_task
+from seqtrain.training.evaluation import load_model
+
+
+def stateful_rate(model, prime: list[int], length: int, repeats: int = 3) -> float:
+    """Best of a few runs: cheap to repeat, and the best is the least disturbed by other jobs."""
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        produced = sum(1 for _ in sample(model, prime, length, temperature=0.5, seed=0))
+        rates.append(produced / (time.perf_counter() - started))
+    return max(rates)
+
+
+def block_rates(model, prime: list[int], length: int, blocks: int = 10) -> list[float]:
+    """Stateful characters per second over each tenth of one long generation: flat if a token costs O(1)."""
+    size = max(length // blocks, 1)
+    marks = [time.perf_counter()]
+    for index, _ in enumerate(sample(model, prime, size * blocks, temperature=0.5, seed=0)):
+        if (index + 1) % size == 0:
+            marks.append(time.perf_counter())
+    return [size / (b - a) for a, b in zip(marks, marks[1:])]
+
+
+@torch.no_grad()
+def refeed_rate(model, prime: list[int], length: int, window: int, max_seconds: float) -> tuple[float, bool]:
+    """(characters per second, finished) of a sampler that re-reads the text for every character."""
+    generator = torch.Generator().manual_seed(0)
+    text = list(prime)
+    started = time.perf_counter()
+    for produced in range(1, length + 1):
+        context = text[-window:] if window else text
+        logits, _ = model(torch.tensor([context]))
+        text.append(sample_next(logits[0, -1], 0.5, None, generator))
+        elapsed = time.perf_counter() - started
+        if elapsed > max_seconds:
+            return produced / elapsed, False
+    return length / (time.perf_counter() - started), True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="a language-model checkpoint; default: a fresh shakespeare-sized model")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[200, 1000, 5000])
+    parser.add_argument("--window", type=int, default=60, help="Keras' maxlen for the windowed re-feeding sampler")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="cap per length for the whole-prefix sampler")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    if args.checkpoint:
+        model, config, meta, _ = load_model(Path(args.checkpoint), "cpu")
+    else:
+        config = Config(task="shakespeare")
+        config.update(get_task("shakespeare").defaults)
+        meta = get_task("shakespeare").default_meta(config)
+        model = get_task("shakespeare").build_model(config, meta).eval()
+    m = config.model
+    print(f"model: {m.layers}x{m.hidden} {m.cell}, vocabulary {len(meta['vocab'])}, {args.threads} thread(s), CPU")
+    prime = list(range(min(6, len(meta["vocab"]))))  # a 6-character prime, like "ROMEO:"
+
+    header = f"{'chars':>6} {'stateful c/s':>13} {f'window-{args.window} c/s':>15} {'whole-prefix c/s':>17} {'vs window':>10} {'vs prefix':>10}"
+    print(header)
+    for length in args.lengths:
+        stateful = stateful_rate(model, prime, length)
+        windowed, _ = refeed_rate(model, prime, length, args.window, float("inf"))
+        whole, finished = refeed_rate(model, prime, length, 0, args.max_seconds)
+        mark = "" if finished else "<"
+        print(
+            f"{length:>6} {stateful:>13,.0f} {windowed:>15,.0f} {mark + f'{whole:,.0f}':>17} "
+            f"{stateful / windowed:>9.1f}x {('>' if mark else '') + f'{stateful / whole:.1f}x':>10}",
+            flush=True,
+        )
+    longest = max(args.lengths)
+    rates = ", ".join(f"{r:,.0f}" for r in block_rates(model, prime, longest))
+    print(f"stateful c/s over each tenth of one {longest}-character generation: {rates}")
+
+
+if __name__ == "__main__":
+    main()

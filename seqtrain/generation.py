@@ -1,0 +1,67 @@
+"""Sampling from a language model: stateful, so each new token costs one recurrent step.
+
+The prime is read once; after that only the newest token is fed, with the
+carried hidden state, instead of re-reading the whole prefix for every token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from seqtrain.errors import SeqtrainError
+
+
+def check_sampling(temperature: float, top_k: int | None, vocab_size: int) -> None:
+    """Refuse a temperature that is not positive and a top-k outside 1..vocabulary size."""
+    if not temperature > 0:
+        raise SeqtrainError(f"--temperature must be > 0 (got {temperature}); lower is more conservative, 1 samples the model as is")
+    if top_k is not None and not 1 <= top_k <= vocab_size:
+        raise SeqtrainError(f"--top-k must be between 1 and the vocabulary size {vocab_size} (got {top_k})")
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> int:
+    """One token id from logits [V], sharpened by temperature and optionally cut to the k most likely."""
+    logits = logits.float().cpu()
+    if not torch.isfinite(logits / temperature).all():  # so cold that scaling overflows: the limit is greedy
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        threshold = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    prime: list[int],
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+) -> Iterator[int]:
+    """Yield `length` sampled token ids, one at a time, after reading `prime` (at least one id) once.
+
+    The same seed, model and arguments give the same tokens.
+    """
+    if not prime:
+        raise SeqtrainError("generation needs at least one prime token")
+    vocab_size = model.decoder.out_features
+    check_sampling(temperature, top_k, vocab_size)
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()  # a fresh random seed for this sampler only; the global RNG is left alone
+    else:
+        generator.manual_seed(seed)
+    model.eval()
+    device = next(model.parameters()).device
+    logits, state = model(torch.tensor([prime], device=device))
+    for index in range(length):
+        token = sample_next(logits[0, -1], temperature, top_k, generator)
+        yield token
+        if index + 1 < length:
+            logits, state = model(torch.tensor([[token]], device=device), state)

@@ -1,0 +1,258 @@
+"""Language models, character- and word-level, trained with truncated BPTT over one long stream.
+
+- shakespeare: characters of tiny Shakespeare (karpathy/char-rnn), downloaded and verified.
+- charlm: characters of any UTF-8 text the user brings (--text FILE or folder).
+- wikitext2: words of WikiText-2 as in pytorch/examples word_language_model (`<eos>` per line).
+- wordlm: words of any UTF-8 text (--text), the same way.
+
+A single text is split contiguously 90/5/5 into train/validation/test. The
+trainer carries the hidden state from chunk to chunk and detaches it; it
+resets it at the start of each pass, so validation reads its whole stream
+with carried state too. Loss is in nats per token; char models add bits per
+character, all add perplexity.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqtrain.config import Config
+from seqtrain.data.download import cache_dir, download
+from seqtrain.data.streams import StreamLoader, read_text, split_stream
+from seqtrain.data.text import UNK, Vocab
+from seqtrain.errors import SeqtrainError
+from seqtrain.generation import sample
+from seqtrain.models.language_model import LanguageModel
+from seqtrain.tasks.base import StepContext, StepResult, Task, TaskData, register
+
+EOS = "<eos>"
+#: columns of the validation/test streams: few, so little text is read from a cold state (as pytorch/examples)
+EVAL_BATCH = 10
+#: temperatures of the text samples written to TensorBoard after each epoch
+SAMPLE_TEMPERATURES = (0.5, 1.0)
+
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+WIKITEXT_URL = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/{}.txt"
+# valid and test are the published files byte for byte; train is checked for its shape instead
+WIKITEXT_SHA256 = {
+    "train": None,
+    "valid": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+    "test": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+}
+
+CHAR_DEFAULTS = {
+    "model.cell": "lstm",
+    "model.embed_dim": 64,
+    "model.hidden": 512,
+    "model.layers": 1,
+    "model.dropout": 0.1,
+    "train.batch_size": 64,
+    "train.bptt": 100,
+    "train.lr": 2e-3,
+    "train.clip": 5.0,
+    "train.epochs": 8,
+}
+WORD_DEFAULTS = {
+    "model.cell": "lstm",
+    "model.embed_dim": 200,
+    "model.hidden": 200,
+    "model.layers": 2,
+    "model.dropout": 0.2,
+    "train.batch_size": 20,
+    "train.bptt": 35,
+    "train.lr": 2e-3,
+    "train.clip": 0.25,
+    "train.epochs": 6,
+}
+
+
+def word_tokens(text: str) -> list[str]:
+    """Whitespace-separated words with `<eos>` closing every line (pytorch/examples' Corpus.tokenize)."""
+    tokens: list[str] = []
+    for line in text.splitlines():
+        tokens.extend(line.split())
+        tokens.append(EOS)
+    return tokens
+
+
+class LanguageModelTask(Task):
+    """Shared by all LM tasks; subclasses choose the `level` and where the text comes from."""
+
+    level = "char"
+    monitor = "loss"
+    monitor_mode = "min"
+    defaults = CHAR_DEFAULTS
+
+    @property
+    def headline(self) -> str:  # type: ignore[override]
+        return "bpc" if self.level == "char" else "ppl"
+
+    # ------------------------------------------------------------------ data
+    def texts(self, config: Config, quiet: bool) -> str | tuple[str, str, str]:
+        """One text (split 90/5/5 here) or the three splits' texts."""
+        raise NotImplementedError
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(text) if self.level == "char" else word_tokens(text)
+
+    def prepare(self, config: Config, meta: dict[str, Any] | None = None, quiet: bool = False) -> TaskData:
+        texts = self.texts(config, quiet)
+        if isinstance(texts, str):
+            splits = list(split_stream(self.tokenize(texts)))
+        else:
+            splits = [self.tokenize(t) for t in texts]
+        if meta is None:
+            meta = {"level": self.level, "vocab": self.build_vocab(config, splits)}
+        vocab = self.vocab_of(meta)
+        ids = [self.encode(vocab, tokens) for tokens in splits]
+        train = StreamLoader(ids[0], config.train.batch_size, config.train.bptt)
+        return TaskData(train, self.eval_loader(ids[1], config), self.eval_loader(ids[2], config), meta)
+
+    def build_vocab(self, config: Config, splits: list[list[str]]) -> list[str]:
+        if self.level == "char":
+            # every character of the text (a few may occur only in validation), most frequent first
+            return Vocab.build(splits, specials=()).itos
+        return Vocab.build([splits[0]], config.data.max_vocab, config.data.min_freq, specials=(UNK,)).itos
+
+    def vocab_of(self, meta: dict[str, Any]) -> Vocab:
+        return Vocab(meta["vocab"], specials=() if meta["level"] == "char" else (UNK,))
+
+    def encode(self, vocab: Vocab, tokens: list[str]) -> torch.Tensor:
+        if vocab.unk_index < 0:
+            unknown = sorted({t for t in tokens if t not in vocab})
+            if unknown:
+                shown = "".join(unknown[:20])
+                raise SeqtrainError(f"characters the model never saw: {shown!r}; use text in its alphabet")
+        return torch.tensor(vocab.encode(tokens), dtype=torch.long)
+
+    @staticmethod
+    def eval_loader(ids: torch.Tensor, config: Config) -> StreamLoader | None:
+        batch = min(EVAL_BATCH, len(ids) // 2)
+        return StreamLoader(ids, batch, config.train.bptt) if batch >= 1 else None
+
+    # ----------------------------------------------------------------- model
+    def build_model(self, config: Config, meta: dict[str, Any]) -> nn.Module:
+        return LanguageModel(len(meta["vocab"]), config.model)
+
+    #: vocabulary size of an untrained model for `seqtrain summary` (with no --max-vocab to go by)
+    summary_vocab = 65
+
+    def default_meta(self, config: Config) -> dict[str, Any]:
+        size = self.summary_vocab if self.level == "char" else config.data.max_vocab or self.summary_vocab
+        return {"level": self.level, "vocab": [f"t{i}" for i in range(size)]}
+
+    def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: Any, ctx: StepContext) -> StepResult:
+        inputs, targets = batch
+        logits, state = model(inputs, state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        count = targets.numel()
+        return StepResult(loss, count, {"loss": loss.item() * count}, state)
+
+    def metrics(self, sums: dict[str, float], count: int) -> dict[str, float]:
+        loss = sums.get("loss", 0.0) / max(count, 1)
+        result = {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
+        if self.level == "char":
+            result["bpc"] = loss / math.log(2)
+        return result
+
+    def final_metrics(self, model: nn.Module, data: TaskData) -> dict[str, float]:
+        """The uniform baseline: the loss of guessing every token of the vocabulary alike."""
+        return {"uniform_loss": math.log(len(data.meta["vocab"]))}
+
+    # ------------------------------------------------------------ generation
+    def encode_prime(self, meta: dict[str, Any], prime: str) -> list[int]:
+        """Token ids of the prime; an empty prime starts after a line break."""
+        vocab = self.vocab_of(meta)
+        if meta["level"] == "char":
+            tokens = list(prime) or (["\n"] if "\n" in vocab else [vocab.itos[0]])
+            return self.encode(vocab, tokens).tolist()
+        return vocab.encode(prime.split() or [EOS if EOS in vocab else vocab.itos[0]])
+
+    def render_prime(self, meta: dict[str, Any], prime: str) -> str:
+        """The prime as printed before the sampled text: word primes get the space that separates the next word."""
+        return prime + " " if meta["level"] == "word" and prime and not prime[-1].isspace() else prime
+
+    def render(self, meta: dict[str, Any], token: int) -> str:
+        """How one token prints: characters as they are, words followed by a space, `<eos>` as a line break."""
+        text = meta["vocab"][token]
+        if meta["level"] == "char":
+            return text
+        return "\n" if text == EOS else text + " "
+
+    def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
+        prime = self.encode_prime(data.meta, "")
+        length = 400 if self.level == "char" else 120
+        for temperature in SAMPLE_TEMPERATURES:
+            text = "".join(self.render(data.meta, t) for t in sample(model, prime, length, temperature, seed=epoch))
+            # four-space indent: TensorBoard renders text as markdown; this keeps line breaks verbatim
+            log.text(f"sample/temperature_{temperature}", "    " + text.replace("\n", "\n    "), epoch)
+
+
+@register
+class ShakespeareTask(LanguageModelTask):
+    name = "shakespeare"
+    description = "Character LM on tiny Shakespeare (1.1M chars, 90/5/5 contiguous split), truncated BPTT."
+
+    def texts(self, config: Config, quiet: bool) -> str:
+        if config.data.data_dir is not None:
+            given = Path(config.data.data_dir).expanduser()
+            return read_text(given / "input.txt" if given.is_dir() else given)
+        cache = cache_dir(config.data.cache_dir)
+        path = download(SHAKESPEARE_URL, SHAKESPEARE_SHA256, cache, config.data.mirror, "tinyshakespeare.txt", quiet)
+        return read_text(path)
+
+
+@register
+class CharLMTask(LanguageModelTask):
+    name = "charlm"
+    description = "Character LM on your own UTF-8 text: --text FILE or a folder of .txt files."
+
+    def texts(self, config: Config, quiet: bool) -> str:
+        if not config.data.text:
+            raise SeqtrainError(f"--task {self.name} needs --text FILE (a UTF-8 text file or a folder of .txt files)")
+        return read_text(config.data.text)
+
+
+@register
+class WordLMTask(CharLMTask):
+    name = "wordlm"
+    description = "Word LM on your own UTF-8 text (--text), whitespace words with <eos> per line."
+    level = "word"
+    defaults = WORD_DEFAULTS
+    summary_vocab = 10000
+
+
+@register
+class WikiText2Task(LanguageModelTask):
+    name = "wikitext2"
+    description = "Word LM on WikiText-2 (2M tokens, 33k words), as pytorch/examples word_language_model."
+    level = "word"
+    defaults = {**WORD_DEFAULTS, "data.max_vocab": 0}
+    summary_vocab = 33278
+
+    def texts(self, config: Config, quiet: bool) -> tuple[str, str, str]:
+        return tuple(self.split_text(config, split, quiet) for split in ("train", "valid", "test"))
+
+    def split_text(self, config: Config, split: str, quiet: bool) -> str:
+        """From --data-dir (`<split>.txt` or `.txt.gz`), else downloaded into the cache."""
+        if config.data.data_dir is not None:
+            folder = Path(config.data.data_dir).expanduser()
+            for name in (f"{split}.txt", f"{split}.txt.gz"):
+                if (folder / name).is_file():
+                    return read_text(folder / name)
+            raise SeqtrainError(f"--data-dir {folder} has no {split}.txt or {split}.txt.gz (WikiText-2 tokenized files)")
+        cache = cache_dir(config.data.cache_dir)
+        path = download(WIKITEXT_URL.format(split), WIKITEXT_SHA256[split], cache, config.data.mirror,
+                        f"wikitext-2-{split}.txt", quiet)
+        text = read_text(path)
+        if split == "train" and text.count("\n") < 30000:  # no published checksum: check its shape
+            path.unlink()
+            raise SeqtrainError(f"{path} is not WikiText-2's training split (too few lines); check --mirror")
+        return text

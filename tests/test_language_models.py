@@ -1,0 +1,346 @@
+"""Language models: streams and BPTT chunks, carried state, generation, and the CLI end to end."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from typer.testing import CliRunner
+
+from seqtrain.config import Config, ModelConfig
+from seqtrain.data.streams import StreamLoader, batchify, read_text, split_stream
+from seqtrain.errors import SeqtrainError
+from seqtrain.generation import check_sampling, sample
+from seqtrain.models.language_model import LanguageModel
+from seqtrain.tasks import get_task
+from seqtrain.tasks.base import StepContext
+from seqtrain.tasks.language_modeling import SHAKESPEARE_URL, CharLMTask
+from seqtrain.training.device import detach_state
+from seqtrain.training.trainer import Trainer
+from seqtrain_cli.main import app
+
+torch.set_num_threads(1)
+runner = CliRunner()
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINY = ["--embed-dim", "16", "--hidden", "64", "--batch-size", "16", "--bptt", "32", "--lr", "0.01"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SEQTRAIN_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("SEQTRAIN_MIRROR", raising=False)
+
+
+def shared_data(relative: str) -> Path:
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def small_text(n_lines: int = 2000, seed: int = 0) -> str:
+    """Sentences from a tiny grammar: predictable enough to learn in seconds, not a copy of one line."""
+    rng = random.Random(seed)
+    subjects, verbs, objects = ["the cat", "a dog", "my friend", "the king"], ["sees", "likes", "finds"], ["the mat", "a bone", "the sea"]
+    return "".join(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}.\n" for _ in range(n_lines))
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "corpus.txt"
+    path.write_text(small_text())
+    return path
+
+
+# ----------------------------------------------------------------- streams
+def test_batchify_lays_the_stream_out_in_contiguous_columns():
+    data = batchify(torch.arange(103), 4)
+    assert data.shape == (4, 25)
+    assert torch.equal(data[1], torch.arange(25, 50))  # each column a contiguous stretch; the tail of 3 dropped
+
+
+def test_chunks_see_every_token_once_with_targets_shifted_by_one():
+    loader = StreamLoader(torch.arange(103), batch_size=4, bptt=5)
+    chunks = list(loader)
+    assert len(chunks) == len(loader) == 5  # 24 targets per column in chunks of 5: 5+5+5+5+4
+    inputs = torch.cat([x for x, _ in chunks], dim=1)
+    targets = torch.cat([y for _, y in chunks], dim=1)
+    assert torch.equal(inputs, loader.data[:, :-1]) and torch.equal(targets, loader.data[:, 1:])
+    assert torch.equal(targets, inputs + 1)  # on arange, "next token" is +1
+    assert targets.numel() == loader.tokens == 4 * 24
+    assert list(loader)[0][0].shape == (4, 5)  # re-iterable, same chunks again
+
+
+def test_contiguous_90_5_5_split():
+    train, val, test = split_stream(list(range(1000)))
+    assert (len(train), len(val), len(test)) == (900, 50, 50)
+    assert list(train) + list(val) + list(test) == list(range(1000))
+
+
+def test_too_short_for_the_batch_is_one_clear_error():
+    with pytest.raises(SeqtrainError, match="--batch-size"):
+        batchify(torch.arange(10), 8)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "empty"), (b"  \n\n", "empty"), (b"abc\x00\x01def", "binary"), (b"caf\xe9 au lait", "not valid UTF-8")],
+)
+def test_bad_text_is_refused_in_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(SeqtrainError, match=message):
+        read_text(path)
+
+
+def test_a_folder_of_text_files_is_read_in_name_order(tmp_path):
+    (tmp_path / "b.txt").write_text("second")
+    (tmp_path / "a.txt").write_text("first")
+    (tmp_path / "skip.bin").write_bytes(b"\x00")
+    assert read_text(tmp_path) == "first\nsecond"
+
+
+# --------------------------------------------------------- truncated BPTT
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_state_is_carried_but_gradient_stops_at_the_chunk_boundary(cell):
+    torch.manual_seed(0)
+    config = Config(task="charlm", model=ModelConfig(cell=cell, embed_dim=8, hidden=16, layers=2, dropout=0.2))
+    task = CharLMTask()
+    model = LanguageModel(12, config.model)
+    first, second = list(StreamLoader(torch.randint(0, 12, (200,)), batch_size=4, bptt=10))[:2]
+    ctx = StepContext(training=True)
+
+    one = task.step(model, first, None, ctx)
+    carried = detach_state(one.state)
+    raw = one.state[0] if cell == "lstm" else one.state
+    kept = carried[0] if cell == "lstm" else carried
+    assert torch.equal(kept, raw) and raw.requires_grad and not kept.requires_grad
+    assert raw.shape == (2, 4, 16)  # [layers, columns, hidden]
+
+    model.eval()  # no dropout, so the two second-chunk losses differ only by the state
+    with_state = task.step(model, second, carried, ctx)
+    cold = task.step(model, second, None, ctx)
+    assert not torch.allclose(with_state.loss, cold.loss)  # the state does reach the next chunk
+    (grad,) = torch.autograd.grad(with_state.loss, raw, allow_unused=True)
+    assert grad is None  # ... but no gradient flows back past the boundary
+    undetached = task.step(model, second, one.state, ctx)
+    (grad,) = torch.autograd.grad(undetached.loss, raw)
+    assert grad.abs().sum() > 0  # (without the detach it would)
+
+
+def test_trainer_resets_state_each_pass_and_carries_it_detached(text_file, tmp_path):
+    seen: list[tuple[bool, bool]] = []
+
+    class Recording(CharLMTask):
+        def step(self, model, batch, state, ctx):
+            seen.append((state is None, state is not None and state[0].requires_grad))
+            return super().step(model, batch, state, ctx)
+
+    config = Config(task="charlm")
+    config.update(CharLMTask.defaults)
+    config.update({"data.text": str(text_file), "train.logdir": str(tmp_path), "train.epochs": 2,
+                   "model.hidden": 16, "model.embed_dim": 8, "train.batch_size": 8, "train.bptt": 50})
+    task = Recording()
+    data = task.prepare(config, quiet=True)
+    passes = [len(data.train), len(data.val), len(data.train), len(data.val), len(data.test)]
+    Trainer(task, config).fit()
+    assert not any(grad for _, grad in seen)
+    starts = [i for i, (fresh, _) in enumerate(seen) if fresh]
+    assert starts == [sum(passes[:i]) for i in range(len(passes))]  # None exactly at the start of each pass
+
+
+# -------------------------------------------------------------- generation
+@pytest.fixture(scope="module")
+def lm() -> LanguageModel:
+    torch.manual_seed(0)
+    return LanguageModel(20, ModelConfig(cell="lstm", embed_dim=8, hidden=16, layers=2)).eval()
+
+
+def test_generation_is_repeatable_under_a_seed(lm):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    unseeded = list(sample(lm, [1, 2, 3], 50, temperature=1.0))
+    assert torch.equal(torch.get_rng_state(), before)  # sampling never disturbs the training RNG
+    assert unseeded != list(sample(lm, [1, 2, 3], 50, temperature=1.0))  # no seed: a fresh one each time
+    a = list(sample(lm, [1, 2, 3], 50, temperature=1.0, seed=7))
+    assert a == list(sample(lm, [1, 2, 3], 50, temperature=1.0, seed=7))
+    assert a != list(sample(lm, [1, 2, 3], 50, temperature=1.0, seed=8))
+    assert len(a) == 50 and all(0 <= t < 20 for t in a)
+
+
+def test_each_new_token_costs_one_step_with_the_state_carried(lm):
+    widths = []
+    hook = lm.rnn.register_forward_hook(lambda module, args, out: widths.append(args[0].shape[1]))
+    try:
+        tokens = list(sample(lm, [4, 5, 6, 7], 30, temperature=0.8, seed=0))
+    finally:
+        hook.remove()
+    assert widths == [4] + [1] * 29  # the prime once, then one step per token (the last one is never fed)
+    # carrying state is exact: the same as re-reading the whole prefix
+    with torch.no_grad():
+        full, _ = lm(torch.tensor([[4, 5, 6, 7] + tokens]))
+        step_logits, state = lm(torch.tensor([[4, 5, 6, 7]]))
+        for token in tokens[:5]:
+            step_logits, state = lm(torch.tensor([[token]]), state)
+    assert torch.allclose(step_logits[0, -1], full[0, 8], atol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])
+def test_temperature_must_be_positive(lm, temperature):
+    with pytest.raises(SeqtrainError, match="--temperature must be > 0"):
+        list(sample(lm, [1], 5, temperature=temperature))
+
+
+def test_tiny_temperature_and_top_1_are_greedy(lm):
+    greedy = []
+    with torch.no_grad():
+        logits, state = lm(torch.tensor([[3]]))
+        for _ in range(20):
+            greedy.append(int(logits[0, -1].argmax()))
+            logits, state = lm(torch.tensor([[greedy[-1]]]), state)
+    assert list(sample(lm, [3], 20, temperature=1e-6, seed=1)) == greedy
+    assert list(sample(lm, [3], 20, temperature=1e-45, seed=1)) == greedy  # logits / T overflows: still greedy
+    assert list(sample(lm, [3], 20, temperature=5.0, top_k=1, seed=2)) == greedy
+    assert len(set(sample(lm, [3], 200, temperature=100.0, seed=3))) > 10  # very hot: close to uniform, still finite
+
+
+def test_top_k_outside_the_vocabulary_is_refused():
+    for k in (0, 21):
+        with pytest.raises(SeqtrainError, match="--top-k"):
+            check_sampling(1.0, k, 20)
+
+
+def test_tied_weights_share_one_matrix():
+    model = LanguageModel(30, ModelConfig(embed_dim=16, hidden=16, tie_weights=True))
+    assert model.decoder.weight is model.embedding.weight
+    with pytest.raises(SeqtrainError, match="--tie-weights needs --embed-dim equal to --hidden"):
+        LanguageModel(30, ModelConfig(embed_dim=8, hidden=16, tie_weights=True))
+
+
+# ----------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def char_run(text_file, tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("runs")
+    result = invoke("fit", "--task", "charlm", "--text", text_file, "--logdir", logdir, "--epochs", "3", *TINY)
+    assert result.exit_code == 0, result.output
+    return logdir
+
+
+def test_char_lm_learns_far_below_the_uniform_baseline(char_run):
+    run = (char_run / "latest").resolve()
+    assert {"best.pt", "last.pt", "config.toml", "metrics.json"} <= {p.name for p in run.iterdir()}
+    metrics = json.loads((run / "metrics.json").read_text())
+    uniform = metrics["extra"]["uniform_loss"]
+    assert uniform == pytest.approx(math.log(len(set(small_text()))))
+    assert metrics["best_val"]["loss"] < 0.4 * uniform, metrics
+    assert metrics["test"]["loss"] < 0.4 * uniform, metrics
+    assert metrics["best_val"]["bpc"] == pytest.approx(metrics["best_val"]["loss"] / math.log(2))
+    assert metrics["best_val"]["ppl"] == pytest.approx(math.exp(metrics["best_val"]["loss"]))
+
+
+def test_each_epoch_logs_lm_scalars_and_samples_at_two_temperatures(char_run):
+    events = EventAccumulator(str((char_run / "latest").resolve()), size_guidance={"tensors": 0})
+    events.Reload()
+    assert {"epoch/val/loss", "epoch/val/bpc", "epoch/val/ppl", "train/loss"} <= set(events.Tags()["scalars"])
+    for temperature in ("0.5", "1.0"):
+        samples = events.Tensors(f"sample/temperature_{temperature}/text_summary")
+        assert [s.step for s in samples] == [1, 2, 3]
+
+
+def test_generate_streams_repeatable_text_from_the_latest_lm_run(char_run):
+    args = ("generate", "--logdir", char_run, "--prime", "the ", "--length", "200", "--temperature", "0.5", "--seed", "3")
+    first, second = invoke(*args), invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert first.output == second.output
+    assert first.output.startswith("the ") and len(first.output) == len("the ") + 200 + 1
+    words = first.output.split()
+    known = set(small_text().split())
+    assert sum(w in known for w in words) > 0.7 * len(words)  # mostly real words of the corpus, at T=0.5
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--temperature", "0"], "--temperature must be > 0"), (["--top-k", "0"], "--top-k"), (["--prime", "Ω"], "never saw")],
+)
+def test_generate_refuses_bad_arguments_in_one_line(char_run, extra, message):
+    result = invoke("generate", "--logdir", char_run, *extra)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_generate_without_any_lm_run_says_what_to_do(tmp_path):
+    result = invoke("generate", "--logdir", tmp_path)
+    assert result.exit_code == 2 and "no language-model run" in result.output
+
+
+def test_charlm_without_text_or_with_binary_text_is_one_error(tmp_path):
+    result = invoke("fit", "--task", "charlm", "--logdir", tmp_path)
+    assert result.exit_code == 2 and "needs --text" in result.output
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(bytes(range(256)))
+    result = invoke("fit", "--task", "charlm", "--text", binary, "--logdir", tmp_path)
+    assert result.exit_code == 2 and "binary" in result.output
+
+
+def test_word_lm_learns_and_generates_words(text_file, tmp_path):
+    result = invoke("fit", "--task", "wordlm", "--text", text_file, "--logdir", tmp_path, "--epochs", "3",
+                    "--embed-dim", "32", "--hidden", "32", "--tie-weights", "--batch-size", "8", "--bptt", "20", "--lr", "0.01")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(((tmp_path / "latest").resolve() / "metrics.json").read_text())
+    assert metrics["best_val"]["ppl"] < 0.5 * math.exp(metrics["extra"]["uniform_loss"]), metrics
+    out = invoke("generate", "--logdir", tmp_path, "--prime", "the king", "--length", "30", "--seed", "0")
+    assert out.exit_code == 0, out.output
+    vocabulary = set(small_text().split()) | {"<eos>", "<unk>"}
+    assert set(out.output.split()) <= vocabulary
+    assert len(out.output.split()) + out.output.count("\n") - 1 == 2 + 30  # <eos> prints as a line break
+    assert out.output.startswith("the king ")
+
+
+# ------------------------------------------------------------- real data
+def test_shakespeare_downloads_through_a_verified_mirror(tmp_path):
+    mirror = shared_data("tinyshakespeare/input.txt").parent
+    config = Config(task="shakespeare")
+    config.update({"data.mirror": str(mirror), "data.cache_dir": str(tmp_path)})
+    data = get_task("shakespeare").prepare(config, quiet=True)
+    assert len(data.meta["vocab"]) == 65
+    assert data.train.tokens + data.val.tokens + data.test.tokens > 1_110_000
+    assert SHAKESPEARE_URL.endswith("input.txt")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "input.txt").write_text("not shakespeare")
+    config.update({"data.mirror": str(tmp_path / "bad"), "data.cache_dir": str(tmp_path / "other")})
+    with pytest.raises(SeqtrainError, match="checksum mismatch"):
+        get_task("shakespeare").prepare(config, quiet=True)
+
+
+def test_wikitext2_reads_the_standard_vocabulary():
+    folder = shared_data("wikitext-2/valid.txt.gz").parent
+    config = Config(task="wikitext2")
+    config.update(get_task("wikitext2").defaults)
+    config.update({"data.data_dir": str(folder)})
+    data = get_task("wikitext2").prepare(config, quiet=True)
+    assert len(data.meta["vocab"]) == 33278  # the standard WikiText-2 vocabulary, <eos> and <unk> included
+    assert data.val.data.numel() == pytest.approx(217646, abs=10)  # valid tokens, as pytorch/examples counts them
+
+
+def test_wikitext2_downloads_verified_splits_through_a_mirror(tmp_path):
+    folder = shared_data("wikitext-2/valid.txt.gz").parent
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for split in ("valid", "test"):
+        (mirror / f"{split}.txt").write_bytes(gzip.decompress((folder / f"{split}.txt.gz").read_bytes()))
+    config = Config(task="wikitext2")
+    config.update({"data.mirror": str(mirror), "data.cache_dir": str(tmp_path / "cache")})
+    task = get_task("wikitext2")
+    assert task.split_text(config, "valid", quiet=True) == read_text(folder / "valid.txt.gz")  # sha256 verified
+    (mirror / "test.txt").write_text("tampered")
+    with pytest.raises(SeqtrainError, match="checksum mismatch"):
+        task.split_text(config, "test", quiet=True)
