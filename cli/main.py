@@ -111,6 +111,19 @@ def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
     return [line for line in lines if line.strip() and line != "-"]
 
 
+def load_run_for(run: str | None, logdir: str, device: str, ability: str, what: str):
+    """Load a run's model for a command, refusing runs whose task lacks `ability` (e.g. 'predict')."""
+    from seqtrain.tasks import get_task
+    from seqtrain.training.evaluation import load_model
+    from seqtrain.training.runs import resolve_checkpoint
+
+    model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
+    task = get_task(config.task)
+    if not hasattr(task, ability):
+        raise SeqtrainError(f"a '{config.task}' run does not {what}; `seqtrain --help` lists the command for it")
+    return task, model, config, meta, dev
+
+
 @app.command()
 @friendly
 def predict(
@@ -121,17 +134,10 @@ def predict(
     device: DeviceOpt = "auto",
 ) -> None:
     """Classify texts with a trained model: prints the label and its probability."""
-    from seqtrain.tasks import get_task
-    from seqtrain.training.evaluation import load_model
-    from seqtrain.training.runs import resolve_checkpoint
-
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
-    model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
-    task = get_task(config.task)
-    if not hasattr(task, "predict"):
-        raise SeqtrainError(f"task '{config.task}' does not classify texts; see `seqtrain --help` for its command")
+    task, model, _, meta, dev = load_run_for(run, logdir, device, "predict", "classify texts")
     for text, (label, probability) in zip(lines, task.predict(model, meta, lines, dev)):
         shown = text if len(text) <= 70 else text[:67] + "..."
         typer.echo(f"{label}\t{probability:.3f}\t{shown}")  # tab-separated, for pipes
@@ -146,14 +152,7 @@ def forecast(
     device: DeviceOpt = "auto",
 ) -> None:
     """Forecast the values after the end of a CSV with a trained forecasting model: one 'step<TAB>value' line each."""
-    from seqtrain.tasks import get_task
-    from seqtrain.training.evaluation import load_model
-    from seqtrain.training.runs import resolve_checkpoint
-
-    model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
-    task = get_task(config.task)
-    if not hasattr(task, "forecast"):
-        raise SeqtrainError(f"task '{config.task}' does not forecast; see `seqtrain --help` for its command")
+    task, model, config, meta, dev = load_run_for(run, logdir, device, "forecast", "forecast series")
     for step, value in enumerate(task.forecast(model, meta, config, data, dev), start=1):
         typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
 
@@ -171,19 +170,12 @@ def translate(
     device: DeviceOpt = "auto",
 ) -> None:
     """Translate texts with a trained seq2seq run: prints one output per input line."""
-    from seqtrain.tasks import get_task
-    from seqtrain.training.evaluation import load_model
-    from seqtrain.training.runs import resolve_checkpoint
-
     if run is not None and not (Path(run).exists() or (Path(logdir) / run).exists()):
         texts, run = [run, *(texts or [])], None
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to translate: pass texts, --file FILE, or '-' with text on stdin")
-    model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
-    task = get_task(config.task)
-    if not hasattr(task, "translate"):
-        raise SeqtrainError(f"run of task '{config.task}' is not a seq2seq model; `seqtrain translate` needs a translate, pairs or dates run")
+    task, model, _, meta, dev = load_run_for(run, logdir, device, "translate", "translate texts")
     for output in task.translate(model, meta, lines, dev, beam, length_penalty, max_len):
         console.print(output, highlight=False, markup=False, soft_wrap=True)
 
@@ -215,7 +207,12 @@ def generate(
     model, config, meta, _ = load_model(checkpoint, device)
     task = get_task(config.task)
     if not isinstance(task, LanguageModelTask):
-        raise SeqtrainError(f"{checkpoint} is a '{config.task}' model, not a language model; pass a language-model run")
+        hint = (
+            f'a seq2seq model translates: `seqtrain translate {run} "text"`'
+            if hasattr(task, "translate")
+            else "pass a language-model run"
+        )
+        raise SeqtrainError(f"{checkpoint} is a '{config.task}' model, not a language model; {hint}")
     check_sampling(temperature, top_k, len(meta["vocab"]))
     ids = task.encode_prime(meta, prime)
     typer.echo(task.render_prime(meta, prime), nl=False)

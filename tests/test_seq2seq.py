@@ -323,5 +323,8 @@ def test_cli_dates_end_to_end(tmp_path):
     beam = runner.invoke(app, ["translate", str(run), "3 may 1998", "--beam", "3", "--logdir", logdir, "--device", "cpu"])
     assert beam.exit_code == 0 and beam.output.strip() == "1998-05-03"
 
+    generated = runner.invoke(app, ["generate", str(run), "--logdir", logdir])
+    assert generated.exit_code == 2 and f"seqtrain translate {run}" in generated.output
+
     wrong = runner.invoke(app, ["translate", "--logdir", str(tmp_path / "none"), "hello"])
     assert wrong.exit_code == 2 and "seqtrain fit" in wrong.output
