@@ -72,6 +72,8 @@ class Task:
     monitor_mode: str = "min"
     #: the metric shown in progress bars beside the loss
     headline: str | None = None
+    #: what StepResult.count counts, for the throughput shown in progress bars
+    unit: str = "ex"
 
     def prepare(self, config: Config, meta: dict[str, Any] | None = None, quiet: bool = False) -> TaskData:
         """Load the data. With `meta` from a checkpoint, reuse its vocabulary instead of building one."""

@@ -88,6 +88,7 @@ class LanguageModelTask(Task):
     level = "char"
     monitor = "loss"
     monitor_mode = "min"
+    unit = "tok"
     defaults = CHAR_DEFAULTS
 
     @property

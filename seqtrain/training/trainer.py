@@ -279,7 +279,7 @@ class Trainer:
                     current = self.task.metrics(sums, count)
                     shown = {k: current[k] for k in ("loss", headline) if k and k in current}
                     rate = count / max(time.perf_counter() - started, 1e-9)
-                    progress.update(bar, completed=index + 1, stats=format_stats(shown, rate))
+                    progress.update(bar, completed=index + 1, stats=format_stats(shown, rate, self.task.unit))
                 if training and self.stop_requested:
                     break
         return self.task.metrics(sums, count)
