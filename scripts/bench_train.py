@@ -9,7 +9,8 @@ and the best round of each is reported (these machines are noisy):
 - bucketed: a hand-written loop with length buckets, padded per batch,
 - seqtrain: the real Trainer over its SequenceLoader (bucketing, masking,
   clipping, TensorBoard logging included),
-- seqtrain-packed: the same with pack_padded_sequence instead of masking.
+- seqtrain-packed: the same with pack_padded_sequence instead of masking,
+- keras (when installed): Keras 3's `model.fit` on the same model, padded to 500.
 
     python scripts/bench_train.py [--data-dir ../shared/data/imdb] [--examples 3200] [--rounds 3]
 """
@@ -17,6 +18,8 @@ and the best round of each is reported (these machines are noisy):
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -109,11 +112,32 @@ def train_seqtrain(seqs, targets, packing: str = "auto") -> float:
     return len(seqs) / elapsed
 
 
+def train_keras(seqs, targets) -> float:
+    """Keras 3 (torch backend) on the same reviews, padded to 500 as `pad_sequences` does; one warm-up batch first."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    padded = torch.zeros(len(seqs), MAX_LEN, dtype=torch.int32)
+    for i, s in enumerate(seqs):
+        padded[i, MAX_LEN - len(s) :] = s
+    x, y = padded.numpy(), targets.float().numpy()
+    model = keras.Sequential(
+        [keras.Input((MAX_LEN,), dtype="int32"), keras.layers.Embedding(VOCAB, 32), keras.layers.LSTM(32),
+         keras.layers.Dense(1, activation="sigmoid")]
+    )
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
+    return len(x) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="an IMDB data dir (aclImdb/ or its archive); synthetic reviews without")
     parser.add_argument("--examples", type=int, default=3200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keras-examples", type=int, default=640, help="reviews for the (slow) Keras run")
     args = parser.parse_args()
     torch.manual_seed(0)
     seqs, targets, source = reviews(args.data_dir, args.examples)
@@ -132,11 +156,13 @@ def main() -> None:
             rate = run(seqs, targets)
             best[name] = max(best[name], rate)
             print(f"  round {round_ + 1} {name:15s} {rate:8.0f} samples/s", flush=True)
-    try:
-        import keras  # noqa: F401
-        print("keras is installed, but this script does not time it yet")
-    except ImportError:
-        print("keras: not installed (pip install keras tensorflow to compare)")
+    if importlib.util.find_spec("keras") is not None:
+        # Keras runs this LSTM step by step in Python on CPU: time it on fewer reviews.
+        subset = min(len(seqs), args.keras_examples)
+        best["keras"] = train_keras(seqs[:subset], targets[:subset])
+        print(f"  keras 3 ({os.environ['KERAS_BACKEND']} backend, {subset} reviews) {best['keras']:8.0f} samples/s")
+    else:
+        print("keras: not installed (pip install keras; it runs on the torch backend here)")
     print("\nbest of rounds (samples/s):")
     for name, rate in best.items():
         print(f"  {name:15s} {rate:8.0f}")
@@ -144,6 +170,8 @@ def main() -> None:
     print(f"\nseqtrain / pad500          = {best['seqtrain'] / best['pad500']:.2f}x  (target >= 3)")
     print(f"seqtrain / best hand loop  = {best['seqtrain'] / hand_best:.2f}x  (target >= 0.95)")
     print(f"packed / masked (seqtrain) = {best['seqtrain-packed'] / best['seqtrain']:.2f}x  (packing is used only where > 1)")
+    if "keras" in best:
+        print(f"seqtrain / keras 3         = {best['seqtrain'] / best['keras']:.2f}x")
 
 
 if __name__ == "__main__":

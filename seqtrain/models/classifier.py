@@ -30,7 +30,9 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits [B] for two classes, [B, C] otherwise."""
-        outputs, last = self.encoder(self.embed_dropout(self.embedding(tokens)), lengths)
+        # Only mean pooling sums the outputs over padding; last and max never read them there.
+        zero_padding = self.pooling == "mean"
+        outputs, last = self.encoder(self.embed_dropout(self.embedding(tokens)), lengths, zero_padding)
         logits = self.head(self.head_dropout(pool(outputs, last, lengths, self.pooling)))
         return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
 

@@ -86,11 +86,15 @@ class RecurrentEncoder(nn.Module):
     def use_packing(self, device: torch.device) -> bool:
         return self.packing == "on" or (self.packing == "auto" and device.type == "cuda")
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return outputs [B, T, H*dirs] (zero at padding) and each sequence's last state [B, H*dirs].
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, zero_padding: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return outputs [B, T, H*dirs] and each sequence's last state [B, H*dirs].
 
-        For the backward direction the 'last' state is the one after reading
-        the whole sequence backwards, i.e. at its first token.
+        Outputs are zero at padding unless `zero_padding=False`, for callers
+        that never read them there (it saves a pass over the outputs). For the
+        backward direction the 'last' state is the one after reading the whole
+        sequence backwards, i.e. at its first token.
         """
         run = self._packed if self.use_packing(x.device) else self._masked
         finals = None
@@ -99,7 +103,8 @@ class RecurrentEncoder(nn.Module):
                 x = self.between(x)
             outputs, finals = zip(*(run(rnn, x, lengths, reverse=d == "bwd") for d, rnn in layer.items()))
             x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
-        x = x * padding_mask(lengths.to(x.device), x.shape[1]).unsqueeze(-1).to(x.dtype)
+        if zero_padding:
+            x = x * padding_mask(lengths.to(x.device), x.shape[1]).unsqueeze(-1).to(x.dtype)
         return x, torch.cat(finals, dim=-1)
 
     @staticmethod
