@@ -25,23 +25,10 @@ from seqtrain.training.device import detach_state
 from seqtrain.training.trainer import Trainer
 from seqtrain_cli.main import app
 
-torch.set_num_threads(1)
+from conftest import shared_data
+
 runner = CliRunner()
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TINY = ["--embed-dim", "16", "--hidden", "64", "--batch-size", "16", "--bptt", "32", "--lr", "0.01"]
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SEQTRAIN_CACHE", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.delenv("SEQTRAIN_MIRROR", raising=False)
-
-
-def shared_data(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path}")
-    return path
 
 
 def invoke(*args):

@@ -8,7 +8,6 @@ import math
 import shutil
 import zipfile
 from datetime import date
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,7 +26,8 @@ from seqtrain.tasks.seq2seq import split_pairs, verify_fra_eng
 from seqtrain.training.schedules import decay_schedule, inverse_sigmoid_k
 from seqtrain_cli.main import app
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fra-eng"
+from conftest import shared_data
+
 runner = CliRunner()
 
 
@@ -246,9 +246,7 @@ def test_beam_search_finds_a_better_scoring_output():
 
 # -------------------------------------------------------------- download
 def test_fra_eng_download_through_mirror(tmp_path):
-    archive = SHARED / "fra-eng-2017-09-29.zip"
-    if not archive.is_file():
-        pytest.skip("../shared/data/fra-eng is not present")
+    archive = shared_data("fra-eng/fra-eng-2017-09-29.zip")
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     shutil.copy(archive, mirror / "fra-eng.zip")

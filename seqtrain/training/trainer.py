@@ -23,7 +23,7 @@ from torch import nn
 
 from seqtrain.config import Config, TrainConfig
 from seqtrain.errors import SeqtrainError
-from seqtrain.tasks.base import StepContext, Task, TaskData
+from seqtrain.tasks.base import StepContext, Task
 from seqtrain.training.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqtrain.training.device import detach_state, move, resolve_device
 from seqtrain.training.progress import epoch_progress, format_stats, metrics_table
