@@ -18,8 +18,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import torch
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from seqtrain.errors import SeqtrainError
@@ -33,6 +36,25 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     path = Path(path).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def source_key(path: Path, *parts: object) -> str:
+    """A short key naming a file's current version (path, size, mtime) plus settings, for cache file names."""
+    stat = path.stat()
+    text = "|".join(str(x) for x in (path.resolve(), stat.st_size, stat.st_mtime_ns, *parts))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_tensors(path: Path, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Load a preprocessed dict of tensors/lists from `path`, or build it once and save it atomically."""
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    blob = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    return blob
 
 
 def mirrored_url(url: str, mirror: str | None = None) -> str:

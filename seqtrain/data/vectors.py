@@ -9,9 +9,7 @@ the second load skips parsing.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from seqtrain.data.download import cache_dir, download
+from seqtrain.data.download import cache_dir, cached_tensors, download, source_key
 from seqtrain.data.text import Vocab
 from seqtrain.errors import SeqtrainError
 
@@ -55,18 +53,14 @@ def resolve_vectors(spec: str, cache: str | None = None, mirror: str | None = No
 
 def load_vectors(path: Path, member: str | None = None, cache: str | None = None) -> WordVectors:
     """Parse a vector file once, then serve it from the cache."""
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{member}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    cached = cache_dir(cache) / "vectors" / f"{path.name}-{member or ''}-{key}.pt"
-    if cached.exists():
-        blob = torch.load(cached, weights_only=True)
-        return WordVectors(blob["words"], blob["vectors"])
-    vectors = _parse(path, member)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    torch.save({"words": vectors.words, "vectors": vectors.vectors}, tmp)
-    os.replace(tmp, cached)
-    return vectors
+    cached = cache_dir(cache) / "vectors" / f"{path.name}-{member or ''}-{source_key(path, member)}.pt"
+
+    def parse() -> dict:
+        vectors = _parse(path, member)
+        return {"words": vectors.words, "vectors": vectors.vectors}
+
+    blob = cached_tensors(cached, parse)
+    return WordVectors(blob["words"], blob["vectors"])
 
 
 def _parse(path: Path, member: str | None) -> WordVectors:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +9,7 @@ import torch
 
 from seqtrain.config import Config
 from seqtrain.data.batching import SequenceLoader
-from seqtrain.data.download import cache_dir, download, extract
+from seqtrain.data.download import cache_dir, cached_tensors, download, extract, source_key
 from seqtrain.data.text import PAD, UNK, tokenize
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import TaskData, register
@@ -39,9 +37,7 @@ def locate(config: Config, quiet: bool = False) -> Path:
     if not archives:
         raise SeqtrainError(f"--data-dir {given} holds neither an aclImdb/ folder nor an archive of one")
     archive = archives[0]
-    stat = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    folder = extract(archive, cache / "imdb" / f"{archive.name.split('.')[0]}-{key}") / "aclImdb"
+    folder = extract(archive, cache / "imdb" / f"{archive.name.split('.')[0]}-{source_key(archive)}") / "aclImdb"
     if not (folder / "train").is_dir():
         raise SeqtrainError(f"{archive} does not contain aclImdb/train")
     return folder
@@ -49,11 +45,11 @@ def locate(config: Config, quiet: bool = False) -> Path:
 
 def encode_corpus(root: Path, cache: Path) -> dict[str, Any]:
     """Tokenize every labelled review once into ids over a full word list; cached as one tensor file."""
-    stat = (root / "train").stat()
-    key = hashlib.sha256(f"{root.resolve()}|{stat.st_mtime_ns}|{TOKENIZER_VERSION}".encode()).hexdigest()[:16]
-    cached = cache / "imdb" / f"encoded-{key}.pt"
-    if cached.exists():
-        return torch.load(cached, weights_only=True)
+    cached = cache / "imdb" / f"encoded-{source_key(root / 'train', TOKENIZER_VERSION)}.pt"
+    return cached_tensors(cached, lambda: _encode(root))
+
+
+def _encode(root: Path) -> dict[str, Any]:
     word_ids: dict[str, int] = {}
     ids: list[int] = []
     offsets, labels, splits = [0], [], []
@@ -77,10 +73,6 @@ def encode_corpus(root: Path, cache: Path) -> dict[str, Any]:
         "labels": torch.tensor(labels, dtype=torch.long),
         "splits": torch.tensor(splits, dtype=torch.long),
     }
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, cached)
     return blob
 
 
