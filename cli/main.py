@@ -95,8 +95,8 @@ def evaluate(
     checkpoint = resolve_checkpoint(run, logdir)
     if split not in ("test", "val"):
         raise SeqtrainError(f"--split must be test or val, not '{split}'")
-    metrics, config = evaluate_checkpoint(checkpoint, split, device, data_dir, console)
-    console.print(metrics_table(f"{config.task}: {checkpoint}", {split: metrics}))
+    rows, config = evaluate_checkpoint(checkpoint, split, device, data_dir, console)
+    console.print(metrics_table(f"{config.task}: {checkpoint}", rows))
 
 
 def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:

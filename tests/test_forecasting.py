@@ -271,6 +271,7 @@ def test_evaluate_a_forecasting_run(sine_run):
     result = invoke("evaluate", run)
     assert result.exit_code == 0, result.output
     assert "mse" in result.output
+    assert "naive test" in result.output and "linear test" in result.output  # baselines beside the model
 
 
 def test_sine_ten_steps_sequence_to_sequence(tmp_path):

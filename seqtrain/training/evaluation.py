@@ -30,7 +30,9 @@ def load_model(checkpoint: Path, device: str = "auto") -> tuple[nn.Module, Confi
 
 def evaluate_checkpoint(
     checkpoint: Path, split: str, device: str, data_dir: str | None, console: Console | None
-) -> tuple[dict[str, float], Config]:
+) -> tuple[dict[str, dict[str, float]], Config]:
+    """Rows for the report: the model's metrics on `split`, then the task's extra rows for that split
+    (e.g. the forecasting baselines 'naive test', 'linear test')."""
     model, config, meta, dev = load_model(checkpoint, device)
     if data_dir is not None:
         config.data.data_dir = data_dir
@@ -39,4 +41,7 @@ def evaluate_checkpoint(
     loader = data.test if split == "test" else data.val
     if loader is None:
         raise SeqtrainError(f"task '{config.task}' has no {split} split with these settings")
-    return Trainer(task, config, console).evaluate(model, loader, dev, split), config
+    rows = {split: Trainer(task, config, console).evaluate(model, loader, dev, split)}
+    extra = task.final_metrics(model, data)
+    rows.update({name: values for name, values in extra.items() if isinstance(values, dict) and name.endswith(f" {split}")})
+    return rows, config
