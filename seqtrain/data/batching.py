@@ -52,6 +52,13 @@ def bucket_batches(
     return [batches[i] for i in permutation]
 
 
+def epoch_batches(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of one epoch: shuffled from (seed, epoch) when training, so a resumed run sees the
+    same order; sorted by length otherwise."""
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch) if shuffle else None
+    return bucket_batches(lengths, batch_size, generator)
+
+
 def pad_batch(sequences: Sequence[torch.Tensor], pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad 1-D id tensors with 0 to the longest (or `pad_to`); return (tokens, lengths)."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
@@ -89,7 +96,6 @@ class SequenceLoader:
         return (len(self.sequences) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch) if self.shuffle else None
-        for indices in bucket_batches(self.lengths, self.batch_size, generator):
+        for indices in epoch_batches(self.lengths, self.batch_size, self.shuffle, self.seed, self.epoch):
             tokens, lengths = pad_batch([self.sequences[i] for i in indices])
             yield Batch(tokens, lengths, self.targets[indices])

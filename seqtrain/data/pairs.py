@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from seqtrain.data.batching import bucket_batches, pad_batch
+from seqtrain.data.batching import epoch_batches, pad_batch
 from seqtrain.data.text import PAD, UNK, Vocab, tokenize
 from seqtrain.errors import SeqtrainError
 
@@ -142,8 +142,7 @@ class PairLoader:
         return (len(self.sources) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[PairBatch]:
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch) if self.shuffle else None
-        for indices in bucket_batches(self.lengths, self.batch_size, generator):
+        for indices in epoch_batches(self.lengths, self.batch_size, self.shuffle, self.seed, self.epoch):
             source, source_lengths = pad_batch([self.sources[i] for i in indices])
             target, target_lengths = pad_batch([self.targets[i] for i in indices])
             yield PairBatch(source, source_lengths, target, target_lengths, [self.references[i] for i in indices])
