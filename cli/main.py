@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqtrain.errors import SeqtrainError
-from seqtrain_cli.options import build_config, with_config_options
+from seqtrain_cli.options import SummaryCommand, TaskCommand, with_settings
 
 app = typer.Typer(
     name="seqtrain",
@@ -47,35 +47,50 @@ LogdirOpt = Annotated[str, typer.Option("--logdir", help="Folder that holds the 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
 
-@app.command()
+#: what `--resume` may change: how long to train, where, and where the data is now
+RESUMABLE = {"epochs", "device", "patience", "threads", "data", "data_dir", "cache_dir", "mirror"}
+
+
+@app.command(cls=TaskCommand)
 @friendly
-@with_config_options("model", "train", "data")
+@with_settings("train", "model", "data")
 def fit(
-    task: Annotated[str, typer.Option("--task", "-t", help="What to train: see `seqtrain tasks`.")] = "imdb",
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="What to train: see `seqtrain tasks`; `seqtrain fit --task T --help` lists T's flags and defaults.", show_default="imdb")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="Re-run the settings of a run's config.toml; flags override them.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder from its last checkpoint.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     overrides: dict | None = None,
 ) -> None:
-    """Train a model; writes checkpoints, TensorBoard events and metrics.json into a new run folder."""
-    from seqtrain.tasks import get_task
-    from seqtrain.training.runs import config_of, resolve_checkpoint
+    """Train a model; writes checkpoints, TensorBoard events and metrics.json into a new run folder.
+
+    The flags shown are those of the task given with --task (default imdb), with its defaults.
+    """
+    from seqtrain.tasks import build_config, config_from_dict, make_task, read_config
+    from seqtrain.training.checkpoint import load_checkpoint
+    from seqtrain.training.runs import resolve_checkpoint
     from seqtrain.training.trainer import Trainer
 
     if resume is not None:
+        if task or config_file:
+            raise SeqtrainError("--resume continues a run with its own task and settings: drop --task and --config")
         checkpoint = resolve_checkpoint(str(resume), prefer="last.pt")
-        config = config_of(checkpoint)
-        allowed = {"train.epochs", "train.device", "train.patience", "data.data_dir", "data.cache_dir", "data.mirror"}
-        ignored = sorted(set(overrides) - allowed)
+        config = config_from_dict(load_checkpoint(checkpoint)["config"])
+        ignored = sorted(set(overrides) - RESUMABLE)
         if ignored:
-            raise SeqtrainError(f"--resume keeps the run's settings; drop {', '.join(ignored)} (only epochs, device, patience and data locations may change)")
+            flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+            raise SeqtrainError(f"--resume keeps the run's settings; drop {flags} (only epochs, device, patience, threads and data locations may change)")
         config.update(overrides)
-        task_obj = get_task(config.task)
         run = checkpoint.parent
-    else:
-        task_obj = get_task(task)
-        config = build_config(task, task_obj.defaults, overrides)
+    elif config_file is not None:
+        config = read_config(config_file)
+        if task and task != config.task:
+            raise SeqtrainError(f"{config_file} is a '{config.task}' config; drop --task {task} or use another file")
+        config.update(overrides)
         run = None
-    Trainer(task_obj, config, None if quiet else console).fit(resume=run)
+    else:
+        config = build_config(task or "imdb", overrides)
+        run = None
+    Trainer(make_task(config), None if quiet else console).fit(resume=run)
 
 
 @app.command()
@@ -83,19 +98,19 @@ def fit(
 def evaluate(
     run: RunArg = None,
     split: Annotated[str, typer.Option("--split", help="test or val.")] = "test",
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where the data is, if not where the run found it.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "--data-dir", help="Where the data is, if not where the run found it.")] = None,
     logdir: LogdirOpt = "runs",
     device: DeviceOpt = "auto",
 ) -> None:
     """Score a trained model on the held-out data (its best checkpoint by default)."""
-    from seqtrain.training.evaluation import evaluate_checkpoint
+    from seqtrain.inference import evaluate_checkpoint
     from seqtrain.training.progress import metrics_table
     from seqtrain.training.runs import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(run, logdir)
     if split not in ("test", "val"):
         raise SeqtrainError(f"--split must be test or val, not '{split}'")
-    rows, config = evaluate_checkpoint(checkpoint, split, device, data_dir, console)
+    rows, config = evaluate_checkpoint(checkpoint, split, device, data, console)
     console.print(metrics_table(f"{config.task}: {checkpoint}", rows))
 
 
@@ -111,17 +126,13 @@ def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
     return [line for line in lines if line.strip() and line != "-"]
 
 
-def load_run_for(run: str | None, logdir: str, device: str, ability: str, what: str):
-    """Load a run's model for a command, refusing runs whose task lacks `ability` (e.g. 'predict')."""
-    from seqtrain.tasks import get_task
-    from seqtrain.training.evaluation import load_model
+def load_run_for(run: str | None, logdir: str, device: str, ability: str):
+    """The run's task (metadata loaded) and model, refusing runs whose task does not do `ability`."""
+    from seqtrain.inference import load_trained
     from seqtrain.training.runs import resolve_checkpoint
 
-    model, config, meta, dev = load_model(resolve_checkpoint(run, logdir), device)
-    task = get_task(config.task)
-    if not hasattr(task, ability):
-        raise SeqtrainError(f"a '{config.task}' run does not {what}; `seqtrain --help` lists the command for it")
-    return task, model, config, meta, dev
+    trained = load_trained(resolve_checkpoint(run, logdir), device)
+    return trained.require(ability), trained
 
 
 @app.command()
@@ -137,10 +148,10 @@ def predict(
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
-    task, model, _, meta, dev = load_run_for(run, logdir, device, "predict", "classify texts")
-    for text, (label, probability) in zip(lines, task.predict(model, meta, lines, dev)):
+    task, trained = load_run_for(run, logdir, device, "predict")
+    for text, prediction in zip(lines, task.predict(trained.model, lines, trained.device)):
         shown = text if len(text) <= 70 else text[:67] + "..."
-        typer.echo(f"{label}\t{probability:.3f}\t{shown}")  # tab-separated, for pipes
+        typer.echo(f"{prediction.label}\t{prediction.probability:.3f}\t{shown}")  # tab-separated, for pipes
 
 
 @app.command()
@@ -152,8 +163,8 @@ def forecast(
     device: DeviceOpt = "auto",
 ) -> None:
     """Forecast the values after the end of a CSV with a trained forecasting model: one 'step<TAB>value' line each."""
-    task, model, config, meta, dev = load_run_for(run, logdir, device, "forecast", "forecast series")
-    for step, value in enumerate(task.forecast(model, meta, config, data, dev), start=1):
+    task, trained = load_run_for(run, logdir, device, "forecast")
+    for step, value in enumerate(task.forecast(trained.model, data, trained.device), start=1):
         typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
 
 
@@ -175,8 +186,8 @@ def translate(
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to translate: pass texts, --file FILE, or '-' with text on stdin")
-    task, model, _, meta, dev = load_run_for(run, logdir, device, "translate", "translate texts")
-    for output in task.translate(model, meta, lines, dev, beam, length_penalty, max_len):
+    task, trained = load_run_for(run, logdir, device, "translate")
+    for output in task.translate(trained.model, lines, trained.device, beam, length_penalty, max_len):
         console.print(output, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -193,37 +204,22 @@ def generate(
     device: DeviceOpt = "auto",
 ) -> None:
     """Sample text from a trained language model, streamed as it is produced (one recurrent step per token)."""
-    from seqtrain.generation import check_sampling, sample
-    from seqtrain.tasks import get_task
-    from seqtrain.tasks.base import REGISTRY
-    from seqtrain.tasks.language_modeling import LanguageModelTask
-    from seqtrain.training.evaluation import load_model
-    from seqtrain.training.runs import latest_run_of, resolve_checkpoint
+    from seqtrain.tasks import REGISTRY
+    from seqtrain.training.runs import latest_run_of
 
     if length < 0:
         raise SeqtrainError(f"--length must be 0 or more, not {length}")
-    lm_tasks = {name for name, t in REGISTRY.items() if isinstance(t, LanguageModelTask)}
-    checkpoint = resolve_checkpoint(run or str(latest_run_of(logdir, lm_tasks)), logdir)
-    model, config, meta, _ = load_model(checkpoint, device)
-    task = get_task(config.task)
-    if not isinstance(task, LanguageModelTask):
-        hint = (
-            f'a seq2seq model translates: `seqtrain translate {run} "text"`'
-            if hasattr(task, "translate")
-            else "pass a language-model run"
-        )
-        raise SeqtrainError(f"{checkpoint} is a '{config.task}' model, not a language model; {hint}")
-    check_sampling(temperature, top_k, len(meta["vocab"]))
-    ids = task.encode_prime(meta, prime)
-    typer.echo(task.render_prime(meta, prime), nl=False)
-    for token in sample(model, ids, length, temperature, top_k, seed):
-        typer.echo(task.render(meta, token), nl=False)
+    if run is None:
+        run = str(latest_run_of(logdir, {name for name, cls in REGISTRY.items() if cls.ability == "generate"}))
+    task, trained = load_run_for(run, logdir, device, "generate")
+    for text in task.generate(trained.model, prime, length, temperature, top_k, seed):
+        typer.echo(text, nl=False)
     typer.echo()
 
 
-@app.command()
+@app.command(cls=SummaryCommand)
 @friendly
-@with_config_options("model", "data")
+@with_settings("model", "data")
 def summary(
     run: RunArg = None,
     task: Annotated[Optional[str], typer.Option("--task", "-t", help="Summarise a fresh model of this task instead of a run.")] = None,
@@ -231,21 +227,21 @@ def summary(
     overrides: dict | None = None,
 ) -> None:
     """A Keras-style table of layers, output shapes and parameter counts."""
+    from seqtrain.inference import load_trained
     from seqtrain.models.summary import summarize
-    from seqtrain.tasks import get_task
-    from seqtrain.training.evaluation import load_model
+    from seqtrain.tasks import build_config, make_task
     from seqtrain.training.runs import resolve_checkpoint
 
     if task is not None:
-        task_obj = get_task(task)
-        config = build_config(task, task_obj.defaults, overrides)
-        meta = task_obj.default_meta(config)
-        model = task_obj.build_model(config, meta)
+        task_obj = make_task(build_config(task, overrides))
+        model = task_obj.build_model(task_obj.default_meta())
     else:
-        model, config, meta, _ = load_model(resolve_checkpoint(run, logdir), "cpu")
-        task_obj = get_task(config.task)
-    result = summarize(model, *task_obj.example_input(model, meta))
-    table = Table(title=f"{type(model).__name__} ({config.task}); shapes for one example batch", title_justify="left")
+        if overrides:
+            raise SeqtrainError("model flags describe a fresh model: add --task T, or drop them to summarise a run")
+        trained = load_trained(resolve_checkpoint(run, logdir), "cpu")
+        task_obj, model = trained.task, trained.model
+    result = summarize(model, *task_obj.example_input(model))
+    table = Table(title=f"{type(model).__name__} ({task_obj.name}); shapes for one example batch", title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output shape")
     table.add_column("Param #", justify="right")
@@ -259,15 +255,15 @@ def summary(
 
 @app.command()
 def tasks() -> None:
-    """List the tasks `seqtrain fit --task` knows."""
-    from seqtrain.tasks.base import REGISTRY
-    import seqtrain.tasks  # noqa: F401  (fills the registry)
+    """List the tasks `seqtrain fit --task` knows, with the defaults each one sets."""
+    from seqtrain.tasks import REGISTRY
 
-    table = Table(title="tasks")
+    table = Table(title="tasks (seqtrain fit --task T --help lists T's flags)")
     table.add_column("task")
     table.add_column("what it trains")
-    for name, task in sorted(REGISTRY.items()):
-        table.add_row(name, task.description)
+    table.add_column("its defaults")
+    for name, cls in sorted(REGISTRY.items()):
+        table.add_row(name, cls.description, ", ".join(f"{k}={v}" for k, v in cls.defaults.items()))
     console.print(table)
 
 

@@ -1,4 +1,11 @@
-"""CLI flags generated from the config dataclasses, so each setting is declared once."""
+"""CLI flags generated from the tasks' settings schemas, so each setting is declared once.
+
+A command decorated with `with_settings` accepts the flag of every setting any
+task has; `TaskCommand` reads the chosen task from the command line before
+parsing (`--task T`, or the task of `--config FILE`), shows only that task's
+flags in `--help`, with that task's defaults. A typed flag the task does not
+use is refused by `Config.update` with one line, before any data loads.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +15,60 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import click
 import typer
+import typer.core
 
-from seqtrain.config import Config, section_fields
+from seqtrain.config import SECTIONS, read_toml
 
 CONTEXT = "_typer_context"
-PANELS = {"model": "Model", "train": "Training", "data": "Data"}
+PREFIX = "setting__"
+PANELS = {"train": "Training", "model": "Model", "data": "Data"}
 
 
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def config_parameters(sections: tuple[str, ...]) -> list[inspect.Parameter]:
-    """One keyword parameter `<section>__<field>` per config field, with its Typer option."""
+def all_settings(sections: tuple[str, ...]) -> dict[str, tuple[str, Any, Any]]:
+    """Setting name -> (section, field, type) over every registered task's schema."""
+    from seqtrain.tasks import REGISTRY
+
+    found: dict[str, tuple[str, Any, Any]] = {}
+    for cls in REGISTRY.values():
+        for name, (section, f, hint) in cls.schema.fields().items():
+            if section in sections:
+                found.setdefault(name, (section, f, hint))
+    return found
+
+
+def setting_parameters(sections: tuple[str, ...]) -> list[inspect.Parameter]:
+    """One keyword parameter per setting, with its Typer option in its section's help panel."""
     params = []
-    for section in sections:
-        for f, hint in section_fields(section):
-            help_text = f.metadata.get("help", "")
-            choices = f.metadata.get("choices")
-            if choices:
-                help_text += f" One of: {', '.join(choices)}."
-            decls = [f"{flag_name(f.name)}/--no-{f.name.replace('_', '-')}"] if hint is bool else [flag_name(f.name)]
-            option = typer.Option(*decls, help=help_text, rich_help_panel=PANELS[section])
-            params.append(
-                inspect.Parameter(
-                    f"{section}__{f.name}", inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=Annotated[hint, option]
-                )
-            )
+    for name, (section, f, hint) in sorted(all_settings(sections).items(), key=lambda item: SECTIONS.index(item[1][0])):
+        help_text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if choices:
+            help_text += f" One of: {', '.join(choices)}."
+        decls = [f"{flag_name(name)}/--no-{name.replace('_', '-')}"] if hint is bool else [flag_name(name)]
+        option = typer.Option(*decls, help=help_text, rich_help_panel=PANELS[section], show_default=True)
+        params.append(
+            inspect.Parameter(PREFIX + name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=Annotated[hint, option])
+        )
     return params
 
 
-def with_config_options(*sections: str) -> Callable:
-    """Give a command the flags of `sections`; it receives `overrides`: the ones typed on the command line.
+def with_settings(*sections: str) -> Callable:
+    """Give a command the setting flags of `sections`; it receives `overrides`: the ones typed on the command line.
 
-    Only flags the user actually typed override the task's defaults, so a task
-    can choose its own defaults while --help still shows the general ones.
+    Only flags the user actually typed override the task's defaults, so a
+    task's own defaults apply unless a flag says otherwise.
     """
 
     def decorate(func: Callable) -> Callable:
         hints = typing.get_type_hints(func, include_extras=True)
         own = inspect.signature(func)
-        extra = config_parameters(sections)
+        extra = setting_parameters(sections)
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -59,7 +78,7 @@ def with_config_options(*sections: str) -> Callable:
                 value = kwargs.pop(param.name)
                 source = context.get_parameter_source(param.name)
                 if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
-                    overrides[param.name.replace("__", ".", 1)] = value
+                    overrides[param.name.removeprefix(PREFIX)] = value
             return func(*args, overrides=overrides, **kwargs)
 
         kept = [p.replace(annotation=hints[p.name]) for p in own.parameters.values() if p.name not in ("overrides", "return")]
@@ -73,9 +92,45 @@ def with_config_options(*sections: str) -> Callable:
     return decorate
 
 
-def build_config(task_name: str, task_defaults: dict[str, Any], overrides: dict[str, Any]) -> Config:
-    """Dataclass defaults, then the task's defaults, then what the user typed."""
-    config = Config(task=task_name)
-    config.update(task_defaults)
-    config.update(overrides)
-    return config
+def task_on_command_line(args: list[str], default: str | None) -> str | None:
+    """The task a command line names (`--task T`, `-t T`, `--task=T`, or the task of `--config FILE`)."""
+    for index, arg in enumerate(args):
+        if arg in ("--task", "-t", "--config") and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith(("--task=", "--config=")):
+            value = arg.partition("=")[2]
+        else:
+            continue
+        if arg.startswith("--config"):
+            try:
+                return read_toml(value)["task"]
+            except Exception:  # a bad file is reported by the command itself, with its one-line error
+                return default
+        return value
+    return default
+
+
+class TaskCommand(typer.core.TyperCommand):
+    """A command whose setting flags (help, defaults) follow the task named on its command line."""
+
+    default_task: str | None = "imdb"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from seqtrain.tasks import REGISTRY
+
+        name = task_on_command_line(args, self.default_task)
+        cls = REGISTRY.get(name or "")
+        if cls is not None:
+            config = cls.default_config()
+            fields = cls.schema.fields()
+            for param in self.params:
+                if param.name and param.name.startswith(PREFIX):
+                    setting = param.name.removeprefix(PREFIX)
+                    param.hidden = setting not in fields
+                    if not param.hidden:
+                        param.default = getattr(getattr(config, fields[setting][0]), setting)
+        return super().parse_args(ctx, args)
+
+
+class SummaryCommand(TaskCommand):
+    default_task = None

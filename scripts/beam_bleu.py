@@ -10,8 +10,7 @@ import time
 
 from seqtrain.bleu import corpus_bleu
 from seqtrain.data.text import tokenize
-from seqtrain.tasks import get_task
-from seqtrain.training.evaluation import load_model
+from seqtrain.inference import load_trained
 from seqtrain.training.runs import resolve_checkpoint
 
 
@@ -24,9 +23,9 @@ def main() -> None:
     args = parser.parse_args()
 
     checkpoint = resolve_checkpoint(args.run, args.logdir)
-    model, config, meta, device = load_model(checkpoint, "cpu")
-    task = get_task(config.task)
-    test = task.prepare(config, meta, quiet=True).test
+    trained = load_trained(checkpoint, "cpu")
+    task, model, device = trained.require("translate"), trained.model, trained.device
+    test = task.prepare(task.meta, quiet=True).test
     sources = [source for source, _ in test.pairs]
     references = [[tokenize(r) for r in refs] for refs in test.references]
     print(f"{checkpoint}: {len(sources)} test pairs")
@@ -35,7 +34,7 @@ def main() -> None:
     greedy_time = None
     for beam in (int(b) for b in args.beams.split(",")):
         started = time.perf_counter()
-        outputs = task.translate(model, meta, sources, device, beam=beam, length_penalty=args.length_penalty)
+        outputs = task.translate(model, sources, device, beam=beam, length_penalty=args.length_penalty)
         elapsed = time.perf_counter() - started
         greedy_time = greedy_time or elapsed
         bleu = corpus_bleu([tokenize(o) for o in outputs], references)

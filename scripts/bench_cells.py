@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from seqtrain.config import ModelConfig
+from seqtrain.config import ForecastModel
 from seqtrain.models.cells import LoopRNN
 from seqtrain.models.forecaster import Forecaster
 
@@ -48,7 +48,7 @@ def main() -> None:
     base = None
     print(f"{'variant':32} {'ms/step':>8} {'ratio':>6}   ({args.cell}, threads {torch.get_num_threads()})")
     for name, options in variants.items():
-        cfg = ModelConfig(cell=args.cell, hidden=32, layers=2, recurrent_dropout=options.get("recurrent_dropout", 0.0),
+        cfg = ForecastModel(cell=args.cell, hidden=32, layers=2, recurrent_dropout=options.get("recurrent_dropout", 0.0),
                           layer_norm=options.get("layer_norm", False))
         model = Forecaster(1, 1, 50, cfg)
         if options.get("loop"):

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from seqtrain.config import Config
 from seqtrain.generation import sample, sample_next
-from seqtrain.tasks import get_task
-from seqtrain.training.evaluation import load_model
+from seqtrain.inference import load_trained
+from seqtrain.tasks import build_config, make_task
 
 
 def stateful_rate(model, prime: list[int], length: int, repeats: int = 3) -> float:
@@ -76,15 +75,15 @@ def main() -> None:
     torch.manual_seed(0)
 
     if args.checkpoint:
-        model, config, meta, _ = load_model(Path(args.checkpoint), "cpu")
+        trained = load_trained(Path(args.checkpoint), "cpu")
+        task, model = trained.task, trained.model
     else:
-        config = Config(task="shakespeare")
-        config.update(get_task("shakespeare").defaults)
-        meta = get_task("shakespeare").default_meta(config)
-        model = get_task("shakespeare").build_model(config, meta).eval()
-    m = config.model
-    print(f"model: {m.layers}x{m.hidden} {m.cell}, vocabulary {len(meta['vocab'])}, {args.threads} thread(s), CPU")
-    prime = list(range(min(6, len(meta["vocab"]))))  # a 6-character prime, like "ROMEO:"
+        task = make_task(build_config("shakespeare"))
+        model = task.build_model(task.default_meta()).eval()
+        task.meta = task.default_meta()
+    m, vocab = task.config.model, task.meta.vocab
+    print(f"model: {m.layers}x{m.hidden} {m.cell}, vocabulary {len(vocab)}, {args.threads} thread(s), CPU")
+    prime = list(range(min(6, len(vocab))))  # a 6-character prime, like "ROMEO:"
 
     header = f"{'chars':>6} {'stateful c/s':>13} {f'window-{args.window} c/s':>15} {'whole-prefix c/s':>17} {'vs window':>10} {'vs prefix':>10}"
     print(header)

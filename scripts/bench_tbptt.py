@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from seqtrain.config import Config
 from seqtrain.data.streams import StreamLoader
-from seqtrain.tasks import get_task
+from seqtrain.tasks import build_config, make_task
+from seqtrain.tasks.language_modeling import LanguageModelMeta
 from seqtrain.training.tensorboard import RunLogger
 from seqtrain.training.trainer import Trainer, make_optimizer
 
@@ -67,10 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    task = get_task("shakespeare")
-    config = Config(task="shakespeare")
-    config.update(task.defaults)
-    config.update({"train.max_steps": args.steps})
+    task = make_task(build_config("shakespeare", {"max_steps": args.steps}))
+    config = task.config
     vocab = 65
     m, t = config.model, config.train
     print(f"model {m.layers}x{m.hidden} {m.cell}, batch {t.batch_size}, bptt {t.bptt}, {args.steps} steps, "
@@ -81,8 +79,8 @@ def main() -> None:
         for length in args.lengths:
             torch.manual_seed(0)
             loader = StreamLoader(torch.randint(0, vocab, (length,)), t.batch_size, t.bptt)
-            model = task.build_model(config, {"level": "char", "vocab": [str(i) for i in range(vocab)]})
-            trainer = Trainer(task, config)
+            model = task.build_model(LanguageModelMeta("char", [str(i) for i in range(vocab)]))
+            trainer = Trainer(task)
             optimizer = make_optimizer(t, model.parameters())
             meter = StepMeter()
             model.register_forward_pre_hook(meter.new_step)  # one forward per training step

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqtrain.config import Config
 from seqtrain.data.batching import SequenceLoader, bucket_batches, pad_batch
-from seqtrain.tasks import get_task
+from seqtrain.tasks import build_config, make_task
+from seqtrain.tasks.classification import ClassifierMeta
 from seqtrain.training.tensorboard import RunLogger
 from seqtrain.training.trainer import Trainer, make_optimizer
 
@@ -54,9 +54,8 @@ class SeedsModel(nn.Module):
 def reviews(data_dir: str | None, n: int) -> tuple[list[torch.Tensor], torch.Tensor, str]:
     """Real IMDB reviews when a data dir is given, else synthetic ones with IMDB's length spread."""
     if data_dir:
-        config = Config(task="imdb")
-        config.update({"data.data_dir": data_dir, "data.max_vocab": VOCAB, "data.max_len": MAX_LEN, "data.val_split": 0.0})
-        train = get_task("imdb").prepare(config, quiet=True).train
+        task = make_task(build_config("imdb", {"data": data_dir, "max_vocab": VOCAB, "max_len": MAX_LEN, "val_split": 0.0}))
+        train = task.prepare(quiet=True).train
         return list(train.sequences[:n]), train.targets[:n], f"IMDB ({data_dir})"
     g = torch.Generator().manual_seed(0)
     lengths = (torch.distributions.LogNormal(5.3, 0.7).sample((n,)).clamp(10, MAX_LEN)).long()
@@ -96,12 +95,14 @@ def train_bucketed(seqs, targets) -> float:
 
 
 def train_seqtrain(seqs, targets, packing: str = "auto") -> float:
-    config = Config(task="imdb")
-    config.update({"model.embed_dim": 32, "model.hidden": 32, "model.pooling": "last", "train.batch_size": BATCH,
-                   "data.max_vocab": VOCAB, "train.epochs": 1, "train.device": "cpu", "model.packing": packing})
-    task = get_task("imdb")
-    model = task.build_model(config, {"vocab": ["<pad>", "<unk>"] + ["w"] * (VOCAB - 2), "labels": ["neg", "pos"]})
-    trainer = Trainer(task, config)
+    # the lectures' model: one LSTM(32) read at the last step, no dropout (the imdb task's other defaults off)
+    settings = {"cell": "lstm", "bidirectional": False, "dropout": 0.0, "embed_dim": 32, "hidden": 32, "pooling": "last",
+                "batch_size": BATCH, "max_vocab": VOCAB, "epochs": 1, "device": "cpu", "packing": packing,
+                "lr": 1e-3, "lr_schedule": "constant"}
+    task = make_task(build_config("imdb", settings))
+    config = task.config
+    model = task.build_model(ClassifierMeta(["<pad>", "<unk>"] + ["w"] * (VOCAB - 2), ["neg", "pos"]))
+    trainer = Trainer(task)
     loader = SequenceLoader(seqs, targets, BATCH, shuffle=True, seed=0)
     with tempfile.TemporaryDirectory() as logdir:
         log = RunLogger(Path(logdir))

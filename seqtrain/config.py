@@ -1,8 +1,11 @@
 """Run settings as dataclasses, with TOML in and out.
 
-Every field carries its help text in `metadata`, so the CLI builds its flags
-from these classes and a setting is declared exactly once. Tasks override
-defaults through `Task.defaults`; explicit flags override both.
+A run's settings have three sections, `train`, `model` and `data`. Each
+section has a shared base (what every task family really uses) that a family
+extends with its own typed fields, so a task's schema holds exactly the
+settings it reads: an imdb run's `config.toml` has no `window`, and `--window`
+is refused for it. Every field carries its help text in `metadata`, so the
+CLI builds its flags from these classes and a setting is declared once.
 """
 
 from __future__ import annotations
@@ -17,167 +20,304 @@ from typing import Any
 
 from seqtrain.errors import SeqtrainError
 
+SECTIONS = ("train", "model", "data")
 
-def opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field with the help text (and allowed values) its CLI flag shows."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+
+def opt(
+    default: Any, help: str, choices: tuple[str, ...] | None = None, at_least: float | None = None,
+    below: float | None = None,
+) -> Any:
+    """A dataclass field with the help text, allowed values and range its CLI flag shows and checks.
+
+    `at_least` is an inclusive lower bound, `below` an exclusive upper bound;
+    `validate` refuses values outside them before any data loads.
+    """
+    metadata = {"help": help, "choices": choices, "at_least": at_least, "below": below}
+    return field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------- train
+@dataclass
+class TrainSettings:
+    """The loop's settings: every task has these."""
+
+    epochs: int = opt(5, "Passes over the training data.", at_least=1)
+    batch_size: int = opt(64, "Examples per batch.", at_least=1)
+    lr: float = opt(1e-3, "Learning rate.")
+    optimizer: str = opt("adam", "Optimizer.", ("adam", "adamw", "rmsprop", "sgd"))
+    weight_decay: float = opt(0.0, "Weight decay (L2; decoupled for adamw).", at_least=0)
+    lr_schedule: str = opt(
+        "constant", "Learning rate over all training steps: constant, or decayed to 0 (cosine or linear).",
+        ("constant", "cosine", "linear"),
+    )
+    clip: float = opt(1.0, "Clip gradients to this global norm; 0 turns clipping off.", at_least=0)
+    patience: int = opt(0, "Stop after this many epochs without a better validation score; 0 never stops early.", at_least=0)
+    seed: int = opt(42, "Random seed for data order, initialisation and dropout.")
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
+    threads: int = opt(
+        0, "CPU threads for torch; 0 keeps torch's default. 1 is fastest when other jobs share the cores.", at_least=0
+    )
+    max_steps: int = opt(
+        0, "Quick trial: at most this many batches per training, validation and test pass; 0 runs whole passes.",
+        at_least=0,
+    )
+    logdir: str = opt("runs", "Folder that holds the run directories.")
 
 
 @dataclass
-class ModelConfig:
-    cell: str = opt("lstm", "Recurrent cell.", ("rnn", "lstm", "gru"))
-    embed_dim: int = opt(128, "Embedding size.")
-    hidden: int = opt(128, "Hidden units per direction and layer.")
-    layers: int = opt(1, "Stacked recurrent layers.")
-    bidirectional: bool = opt(False, "Run each layer in both directions.")
-    dropout: float = opt(0.0, "Dropout on embeddings, between layers and before the head.")
-    pooling: str = opt("last", "How the sequence output becomes one vector.", ("last", "mean", "max"))
-    embeddings: str | None = opt(
-        None, "Pretrained vectors: a GloVe/word2vec text file (.txt/.gz/.zip) or a name like glove.6B.100d."
+class LanguageModelTrain(TrainSettings):
+    bptt: int = opt(100, "Tokens per truncated-BPTT chunk; the hidden state carries across chunks.", at_least=1)
+
+
+@dataclass
+class ForecastTrain(TrainSettings):
+    loss: str = opt("mse", "Regression loss.", ("mse", "mae", "huber"))
+
+
+@dataclass
+class Seq2SeqTrain(TrainSettings):
+    teacher_forcing: float = opt(
+        1.0, "Chance of feeding the true previous token (per token) instead of the model's own; 1.0 always."
     )
-    freeze_embeddings: bool = opt(False, "Keep pretrained embeddings fixed during training.")
+    tf_schedule: str = opt(
+        "constant",
+        "Teacher forcing over the run: constant, or decaying from 1.0 to --teacher-forcing "
+        "(linear, or inverse-sigmoid as in scheduled sampling).",
+        ("constant", "linear", "inverse-sigmoid"),
+    )
+
+
+# --------------------------------------------------------------------- model
+@dataclass
+class ModelSettings:
+    """The recurrent-layer knobs every model family honours."""
+
+    cell: str = opt("lstm", "Recurrent cell.", ("rnn", "lstm", "gru"))
+    hidden: int = opt(128, "Hidden units per direction and layer.", at_least=1)
+    layers: int = opt(1, "Stacked recurrent layers.", at_least=1)
+    dropout: float = opt(0.0, "Dropout on inputs, between layers and before the output layer.", at_least=0, below=1)
+    recurrent_dropout: float = opt(
+        0.0, "Dropout on the hidden state between time steps (one mask per sequence).", at_least=0, below=1
+    )
+    layer_norm: bool = opt(False, "Layer-normalised recurrent cells (LNSimpleRNNCell and its LSTM/GRU kin).")
+
+
+@dataclass
+class EncoderModel(ModelSettings):
+    """Models that embed padded token sequences and encode them (classifiers, seq2seq)."""
+
+    embed_dim: int = opt(128, "Embedding size.", at_least=1)
+    bidirectional: bool = opt(False, "Run each layer in both directions.")
     packing: str = opt(
         "auto",
         "Variable-length batches: 'on' packs (pack_padded_sequence), 'off' runs padded with masks; "
         "'auto' packs on CUDA only (measured fastest there; slower on CPU).",
         ("auto", "on", "off"),
     )
-    recurrent_dropout: float = opt(0.0, "Dropout on the hidden state between time steps (one mask per sequence).")
-    layer_norm: bool = opt(False, "Layer-normalised recurrent cells (LNSimpleRNNCell and its LSTM/GRU kin).")
+
+
+@dataclass
+class ClassifierModel(EncoderModel):
+    pooling: str = opt("last", "How the sequence output becomes one vector.", ("last", "mean", "max"))
+    embeddings: str | None = opt(
+        None, "Pretrained vectors: a GloVe/word2vec text file (.txt/.gz/.zip) or a name like glove.6B.100d."
+    )
+    freeze_embeddings: bool = opt(False, "Keep pretrained embeddings fixed during training.")
+
+
+@dataclass
+class LanguageModelModel(ModelSettings):
+    embed_dim: int = opt(128, "Embedding size.", at_least=1)
+    tie_weights: bool = opt(False, "Share the embedding matrix with the output layer (needs --embed-dim = --hidden).")
+
+
+@dataclass
+class ForecastModel(ModelSettings):
     every_step: bool = opt(
         False,
-        "Forecasting: predict the next --horizon values at every time step (sequence to sequence, trained on all "
-        "steps, scored on the last) instead of from the last state only.",
+        "Predict the next --horizon values at every time step (sequence to sequence, trained on all steps, "
+        "scored on the last) instead of from the last state only.",
     )
-    residual: bool = opt(
-        False, "Forecasting: learn the change from the last observed value (the naive forecast plus a correction)."
-    )
-    attention: str = opt("none", "Seq2seq decoder attention over the encoder outputs.", ("none", "dot", "bahdanau"))
-    tie_weights: bool = opt(
-        False, "Language models: share the embedding matrix with the output layer (needs --embed-dim = --hidden)."
-    )
+    residual: bool = opt(False, "Learn the change from the last observed value (the naive forecast plus a correction).")
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = opt(5, "Passes over the training data.")
-    batch_size: int = opt(64, "Examples per batch.")
-    lr: float = opt(1e-3, "Learning rate.")
-    optimizer: str = opt("adam", "Optimizer.", ("adam", "adamw", "rmsprop", "sgd"))
-    weight_decay: float = opt(0.0, "Weight decay (L2; decoupled for adamw).")
-    lr_schedule: str = opt(
-        "constant", "Learning rate over all training steps: constant, or decayed to 0 (cosine or linear).",
-        ("constant", "cosine", "linear"),
-    )
-    clip: float = opt(1.0, "Clip gradients to this global norm; 0 turns clipping off.")
-    patience: int = opt(0, "Stop after this many epochs without a better validation score; 0 never stops early.")
-    seed: int = opt(42, "Random seed for data order, initialisation and dropout.")
-    device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
-    threads: int = opt(
-        0, "CPU threads for torch; 0 keeps torch's default. 1 is fastest when other jobs share the cores."
-    )
-    bptt: int = opt(100, "Language models: tokens per truncated-BPTT chunk; the hidden state carries across chunks.")
-    max_steps: int = opt(0, "Stop each epoch after this many batches; 0 runs whole epochs (for quick trials).")
-    logdir: str = opt("runs", "Folder that holds the run directories.")
-    loss: str = opt("mse", "Regression loss (forecasting).", ("mse", "mae", "huber"))
-    teacher_forcing: float = opt(
-        1.0, "Seq2seq: chance of feeding the true previous token (per token) instead of the model's own; 1.0 always."
-    )
-    tf_schedule: str = opt(
-        "constant",
-        "Seq2seq teacher forcing over the run: constant, or decaying from 1.0 to --teacher-forcing "
-        "(linear, or inverse-sigmoid as in scheduled sampling).",
-        ("constant", "linear", "inverse-sigmoid"),
-    )
+class Seq2SeqModel(EncoderModel):
+    attention: str = opt("none", "Decoder attention over the encoder outputs.", ("none", "dot", "bahdanau"))
+
+
+# ---------------------------------------------------------------------- data
+@dataclass
+class DataSettings:
+    """Tasks that generate their data (sine, dates) use this empty base."""
 
 
 @dataclass
-class DataConfig:
-    data_dir: str | None = opt(None, "Local copy of the data set (offline use); skips the download.")
-    cache_dir: str | None = opt(None, "Download and preprocessing cache [default: $SEQTRAIN_CACHE or ~/.cache/seqtrain].")
-    mirror: str | None = opt(None, "Base URL or folder to download from instead of the canonical host [$SEQTRAIN_MIRROR].")
-    max_vocab: int = opt(20000, "Largest vocabulary, counted on the training split (padding and unknown included).")
-    min_freq: int = opt(1, "Drop words seen fewer times than this in training.")
-    max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.")
-    text: str | None = opt(None, "Language models (charlm, wordlm): a UTF-8 text file or a folder of .txt files.")
-    val_split: float = opt(0.1, "Fraction of the training data held out for validation.")
-    data: str | None = opt(
-        None,
-        "A local data file: the CSV for csv-series or jena, tab-separated pairs for pairs or translate "
-        "(.txt, .gz or .zip).",
-    )
-    target: str | None = opt(None, "Forecasting: the column to predict.")
+class SourceData(DataSettings):
+    """Where a task's data comes from, resolved the same way for every task (seqtrain/data/sources.py)."""
+
+    data: str | None = opt(None, "A local copy of the data: a file, a folder or an archive (skips the download).")
+    data_dir: str | None = opt(None, "The same as --data (kept for existing commands); give one of the two.")
+    cache_dir: str | None = opt(None, "Download and preprocessing cache (default: $SEQTRAIN_CACHE or ~/.cache/seqtrain).")
+    mirror: str | None = opt(None, "Base URL or folder to download from instead of the canonical host ($SEQTRAIN_MIRROR).")
+
+
+@dataclass
+class VocabFields:
+    max_vocab: int = opt(20000, "Largest vocabulary, counted on the training split (specials included); 0: no limit.", at_least=0)
+    min_freq: int = opt(1, "Drop words seen fewer times than this in training.", at_least=1)
+
+
+@dataclass
+class ClassifierData(SourceData, VocabFields):
+    max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.", at_least=0)
+    val_split: float = opt(0.1, "Fraction of the training data held out for validation.", at_least=0, below=1)
+
+
+@dataclass
+class LanguageModelData(SourceData, VocabFields):
+    pass
+
+
+@dataclass
+class OwnTextData(LanguageModelData):
+    text: str | None = opt(None, "A UTF-8 text file or a folder of .txt files (the same as --data).")
+
+
+@dataclass
+class WindowData(DataSettings):
+    window: int = opt(50, "Input time steps per example.", at_least=1)
+    horizon: int = opt(1, "How many future steps to predict.", at_least=1)
+    stride: int = opt(1, "Steps between the starts of consecutive windows.", at_least=1)
+
+
+@dataclass
+class SeriesData(SourceData, WindowData):
+    target: str | None = opt(None, "The column to predict.")
     features: str | None = opt(
-        None, "Forecasting: comma-separated input columns besides the target, or 'all' [default: the target only]."
+        None, "Comma-separated input columns besides the target, or 'all' (default: the target only)."
     )
-    time_col: str | None = opt(None, "Forecasting: the timestamp column; rows are put in time order and it is never a feature.")
-    window: int = opt(50, "Forecasting: input time steps per example.")
-    horizon: int = opt(1, "Forecasting: how many future steps to predict.")
-    stride: int = opt(1, "Forecasting: steps between the starts of consecutive windows.")
-    every: int = opt(1, "Forecasting: keep every Nth row (6 turns 10-minute records into hourly ones).")
-    test_split: float = opt(0.1, "Forecasting: fraction of the rows (the most recent) held out for testing.")
-    num_pairs: int = opt(10000, "Seq2seq: use the first N pairs of the file (or generate N); 0 uses all.")
-    level: str = opt("word", "Seq2seq tokens: characters or words.", ("char", "word"))
-    reverse: bool = opt(False, "Seq2seq: swap source and target (e.g. French to English).")
+    time_col: str | None = opt(None, "The timestamp column; rows are put in time order and it is never a feature.")
+    every: int = opt(1, "Keep every Nth row (6 turns 10-minute records into hourly ones).", at_least=1)
+    val_split: float = opt(0.1, "Fraction of the rows held out for validation (after the training rows).", at_least=0, below=1)
+    test_split: float = opt(0.1, "Fraction of the rows (the most recent) held out for testing.", at_least=0, below=1)
+
+
+@dataclass
+class PairData(DataSettings, VocabFields):
+    num_pairs: int = opt(10000, "Use the first N pairs of the file (or generate N); 0 uses all.", at_least=0)
+    level: str | None = opt(None, "Tokens on both sides: characters or words (sets --source-level and --target-level).", ("char", "word"))
+    source_level: str = opt("word", "Source tokens: characters or words.", ("char", "word"))
+    target_level: str = opt("word", "Target tokens: characters or words.", ("char", "word"))
+    val_split: float = opt(0.1, "Fraction of the distinct sources held out for validation, and again for test.", at_least=0, below=0.5)
+
+
+@dataclass
+class FilePairData(SourceData, PairData):
+    reverse: bool = opt(False, "Swap source and target (e.g. French to English).")
+
+
+# -------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class Schema:
+    """The dataclass of each section for one task."""
+
+    train: type = TrainSettings
+    model: type = ModelSettings
+    data: type = DataSettings
+
+    def fields(self) -> dict[str, tuple[str, dataclasses.Field, Any]]:
+        """Flag name (field name) -> (section, field, resolved type); names are unique within a schema."""
+        out: dict[str, tuple[str, dataclasses.Field, Any]] = {}
+        for section in SECTIONS:
+            cls = getattr(self, section)
+            hints = typing.get_type_hints(cls)
+            for f in dataclasses.fields(cls):
+                if f.name in out:
+                    raise TypeError(f"setting {f.name!r} is declared twice in one schema")
+                out[f.name] = (section, f, hints[f.name])
+        return out
 
 
 @dataclass
 class Config:
-    task: str = "imdb"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-
-    SECTIONS: typing.ClassVar[tuple[str, ...]] = ("model", "train", "data")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    task: str
+    train: Any
+    model: Any
+    data: Any
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Config:
-        config = cls(task=raw.get("task", "imdb"))
-        for section in cls.SECTIONS:
-            config.update({f"{section}.{k}": v for k, v in raw.get(section, {}).items()})
+    def create(cls, task: str, schema: Schema, defaults: dict[str, Any] | None = None) -> Config:
+        config = cls(task, schema.train(), schema.model(), schema.data())
+        config.update(defaults or {})
         return config
 
+    @property
+    def schema(self) -> Schema:
+        return Schema(type(self.train), type(self.model), type(self.data))
+
     def update(self, values: dict[str, Any]) -> None:
-        """Set `section.field` keys, refusing names that do not exist and values outside their choices."""
+        """Set settings by name (`window`) or `section.name`, refusing ones this task's schema lacks."""
+        fields = self.schema.fields()
         for key, value in values.items():
-            section_name, _, name = key.partition(".")
-            section = getattr(self, section_name, None)
-            if section_name not in self.SECTIONS or name not in {f.name for f in dataclasses.fields(section)}:
-                raise SeqtrainError(f"unknown setting '{key}'")
-            choices = field_choices(type(section), name)
-            if choices and value not in choices:
+            name = key.rpartition(".")[2]
+            if name not in fields or ("." in key and key.partition(".")[0] != fields[name][0]):
+                raise SeqtrainError(
+                    f"--{name.replace('_', '-')} is not a setting of task '{self.task}'; "
+                    f"`seqtrain fit --task {self.task} --help` lists its flags"
+                )
+            section, f, _ = fields[name]
+            choices = f.metadata.get("choices")
+            if choices and value not in choices and not (value is None and f.default is None):
                 raise SeqtrainError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, not '{value}'")
-            setattr(section, name, value)
+            setattr(getattr(self, section), name, value)
+
+    def validate(self) -> None:
+        """Refuse values outside each field's declared range, with one line naming the flag."""
+        for name, (section, f, _) in self.schema.fields().items():
+            value = getattr(getattr(self, section), name)
+            low, high = f.metadata.get("at_least"), f.metadata.get("below")
+            flag = "--" + name.replace("_", "-")
+            if low is not None and not value >= low:
+                raise SeqtrainError(f"{flag} must be at least {low:g}, not {value}")
+            if high is not None and not value < high:
+                raise SeqtrainError(f"{flag} must be below {high:g}, not {value}")
+        if not self.train.lr > 0:
+            raise SeqtrainError(f"--lr must be positive, not {self.train.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, **{section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}}
+
+    def flat(self) -> dict[str, Any]:
+        """`section.field` -> value, e.g. for TensorBoard's hparams table."""
+        return {f"{section}.{k}": v for section in SECTIONS for k, v in dataclasses.asdict(getattr(self, section)).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], schema: Schema) -> Config:
+        """A config of `schema` from `to_dict` output (or parsed TOML): unknown keys are refused."""
+        config = cls.create(raw["task"], schema)
+        config.update({f"{section}.{k}": v for section in SECTIONS for k, v in raw.get(section, {}).items()})
+        return config
 
     def to_toml(self) -> str:
         lines = [f"task = {_toml_value(self.task)}"]
-        for section in self.SECTIONS:
+        for section in SECTIONS:
             lines.append(f"\n[{section}]")
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 if value is not None:  # TOML has no null: an absent key reads back as None
                     lines.append(f"{key} = {_toml_value(value)}")
         return "\n".join(lines) + "\n"
 
-    @classmethod
-    def from_toml(cls, path: Path) -> Config:
-        try:
-            return cls.from_dict(tomllib.loads(Path(path).read_text()))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SeqtrainError(f"cannot read config {path}: {exc}") from exc
 
-
-def field_choices(section_cls: type, name: str) -> tuple[str, ...] | None:
-    return next(f.metadata.get("choices") for f in dataclasses.fields(section_cls) if f.name == name)
-
-
-def section_fields(section: str) -> list[tuple[dataclasses.Field, Any]]:
-    """(field, resolved type) pairs of one section, for building CLI flags."""
-    cls = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}[section]
-    hints = typing.get_type_hints(cls)
-    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's raw contents; the task registry turns them into a Config (it knows each task's schema)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SeqtrainError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(raw.get("task"), str):
+        raise SeqtrainError(f"{path} names no task (a seqtrain config.toml starts with task = \"...\")")
+    return raw
 
 
 def _toml_value(value: Any) -> str:

@@ -58,3 +58,10 @@ def write_imdb(root: Path, train_per_class: int = 150, test_per_class: int = 60,
 @pytest.fixture(scope="session")
 def imdb_dir(tmp_path_factory) -> Path:
     return write_imdb(tmp_path_factory.mktemp("imdb"))
+
+
+def make(task: str, **settings):
+    """A task object for one run, as `seqtrain fit --task TASK --setting value ...` would build it."""
+    from seqtrain.tasks import build_config, make_task
+
+    return make_task(build_config(task, settings))

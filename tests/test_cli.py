@@ -123,7 +123,8 @@ def test_pretrained_frozen_embeddings(imdb_dir, tmp_path):
     assert "pretrained embeddings cover" in result.output
     checkpoint = load_checkpoint((tmp_path / "latest" / "best.pt").resolve())
     assert checkpoint["config"]["model"]["embed_dim"] == 50
-    assert 0.5 < checkpoint["meta"]["embedding_coverage"] <= 1.0  # the fixture's words are common English
+    coverage = float(result.output.split("pretrained embeddings cover ")[1].split("%")[0])
+    assert 50 < coverage <= 100  # the fixture's words are common English
     from seqtrain.data.vectors import load_vectors
 
     vectors = load_vectors(glove)

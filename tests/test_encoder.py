@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from seqtrain.config import ModelConfig
+from seqtrain.config import ClassifierModel
 from seqtrain.models.classifier import SequenceClassifier
 from seqtrain.models.recurrent import RecurrentEncoder, reverse_padded
 
@@ -13,7 +13,7 @@ CASES = list(itertools.product(["rnn", "lstm", "gru"], ["last", "mean", "max"], 
 @pytest.mark.parametrize("cell,pooling,bidirectional,packing", CASES)
 def test_padding_never_changes_the_output(cell, pooling, bidirectional, packing):
     torch.manual_seed(0)
-    cfg = ModelConfig(cell=cell, embed_dim=8, hidden=6, layers=2, bidirectional=bidirectional, pooling=pooling, packing=packing)
+    cfg = ClassifierModel(cell=cell, embed_dim=8, hidden=6, layers=2, bidirectional=bidirectional, pooling=pooling, packing=packing)
     model = SequenceClassifier(50, 3, cfg).eval()
     short = torch.tensor([[4, 9, 2, 7, 3]])
     alone = model(short, torch.tensor([5]))
@@ -48,5 +48,5 @@ def test_reverse_padded_reverses_only_the_valid_prefix():
 
 
 def test_binary_classifier_has_one_logit():
-    model = SequenceClassifier(20, 2, ModelConfig(embed_dim=4, hidden=3))
+    model = SequenceClassifier(20, 2, ClassifierModel(embed_dim=4, hidden=3))
     assert model(*model.example_input(batch=3, steps=7)).shape == (3,)

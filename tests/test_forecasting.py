@@ -13,16 +13,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import shared_data
-from seqtrain.config import Config, ModelConfig
+from conftest import make, shared_data
+from seqtrain.config import ForecastModel
 from seqtrain.data.series import Windows, WindowLoader, read_columns, sine_series, split_points, window_starts
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.cells import LoopRNN
 from seqtrain.models.forecaster import Forecaster
 from seqtrain.models.recurrent import RecurrentEncoder, make_rnn
-from seqtrain.tasks import get_task
-from seqtrain.training.evaluation import load_model
-from seqtrain.tasks.forecasting import ForecastData, fit_linear, linear_forecast, naive_forecast
+from seqtrain.inference import load_trained
+from seqtrain.tasks.forecasting import ForecastData, ForecastMeta, fit_linear, linear_forecast, naive_forecast
 from seqtrain_cli.main import app
 
 runner = CliRunner()
@@ -86,11 +85,9 @@ def test_normalisation_statistics_come_from_the_training_rows_only(tmp_path):
     path = tmp_path / "steps.csv"
     values = [1.0] * 35 + [3.0] * 35 + [1000.0] * 30  # the later rows would move the mean a lot
     path.write_text("v\n" + "\n".join(str(v) for v in values) + "\n")
-    config = Config(task="csv-series")
-    config.update({"data.data": str(path), "data.target": "v", "data.window": 4, "data.val_split": 0.2,
-                   "data.test_split": 0.1})
-    data = get_task("csv-series").prepare(config, quiet=True)
-    assert data.meta["mean"].tolist() == [2.0] and data.meta["std"].tolist() == [1.0]
+    task = make("csv-series", data=str(path), target="v", window=4, val_split=0.2, test_split=0.1)
+    data = task.prepare(quiet=True)
+    assert data.meta.mean.tolist() == [2.0] and data.meta.std.tolist() == [1.0]
     x, _ = data.windows["train"].gather(torch.tensor([0]))
     assert x[0, :, 0].tolist() == [-1.0] * 4
 
@@ -128,10 +125,11 @@ def test_naive_baseline_mse_by_hand():
     # As one series per row: windows of 3 inputs then 2 targets, in units scaled by std 2.
     series = torch.cat([x[..., 0], truth], 1)
     windows = Windows.over(series.unsqueeze(-1), series, window=3, horizon=2, stride=1)
-    data = ForecastData(None, None, None, {"std": torch.tensor([2.0])}, windows={"train": windows, "val": windows})
+    meta = ForecastMeta(["v"], "v", 3, 2, torch.tensor([0.0]), torch.tensor([2.0]))
+    data = ForecastData(None, None, None, meta, windows={"train": windows, "val": windows})
     # naive errors: (1, 3) and (0, 2) -> squares 1, 9, 0, 4 -> mean 3.5, times std^2 = 14; |errors| mean 1.5 * 2 = 3
-    assert data.baselines["naive val"] == pytest.approx({"mse": 14.0, "mae": 3.0})
-    assert "test" not in " ".join(data.baselines)
+    assert data.baselines["val"]["naive"] == pytest.approx({"mse": 14.0, "mae": 3.0})
+    assert "test" not in data.baselines
 
 
 def test_linear_baseline_recovers_a_linear_recurrence():
@@ -214,12 +212,12 @@ def test_encoder_with_layer_norm_cells_stays_padding_exact():
 
 @pytest.mark.parametrize("every_step, shape", [(False, (2, 10)), (True, (2, 50, 10))])
 def test_forecaster_output_shapes(every_step, shape):
-    model = Forecaster(1, 10, 50, ModelConfig(cell="gru", hidden=8, layers=2, every_step=every_step))
+    model = Forecaster(1, 10, 50, ForecastModel(cell="gru", hidden=8, layers=2, every_step=every_step))
     assert model(*model.example_input()).shape == shape
 
 
 def test_residual_forecaster_starts_from_the_naive_forecast():
-    model = Forecaster(2, 3, 5, ModelConfig(cell="lstm", hidden=4, residual=True, every_step=True))
+    model = Forecaster(2, 3, 5, ForecastModel(cell="lstm", hidden=4, residual=True, every_step=True))
     nn.init.zeros_(model.head.weight)
     nn.init.zeros_(model.head.bias)
     x = torch.randn(2, 5, 2)
@@ -241,11 +239,11 @@ def sine_run(tmp_path_factory):
 def test_sine_rnn_beats_the_naive_baseline(sine_run):
     run, result = sine_run
     metrics = json.loads((run / "metrics.json").read_text())
-    naive = metrics["extra"]["naive val"]["mse"]
+    naive = metrics["extra"]["val"]["naive"]["mse"]
     assert 0.015 < naive < 0.025  # the lecture's naive figure, ~0.020
     assert metrics["best_val"]["mse"] < naive / 2, metrics
-    assert metrics["test"]["mse"] < metrics["extra"]["naive test"]["mse"] / 2
-    assert metrics["extra"]["linear val"]["mse"] < 0.006
+    assert metrics["test"]["mse"] < metrics["extra"]["test"]["naive"]["mse"] / 2
+    assert metrics["extra"]["val"]["linear"]["mse"] < 0.006
     assert "naive val" in result.output and "linear test" in result.output
     assert {"best.pt", "last.pt", "config.toml"} <= {p.name for p in run.iterdir()}
     checkpoint = torch.load(run / "best.pt", weights_only=True)
@@ -279,8 +277,8 @@ def test_sine_ten_steps_sequence_to_sequence(tmp_path):
                     "--max-steps", "40", "--hidden", "16", "--batch-size", "64", "--lr", "0.01", "--quiet")
     assert result.exit_code == 0, result.output
     metrics = json.loads(((tmp_path / "latest").resolve() / "metrics.json").read_text())
-    assert metrics["extra"]["naive val"]["mse"] > 0.15  # ten steps ahead, repeating the last value is poor
-    assert metrics["best_val"]["mse"] < metrics["extra"]["naive val"]["mse"]
+    assert metrics["extra"]["val"]["naive"]["mse"] > 0.15  # ten steps ahead, repeating the last value is poor
+    assert metrics["best_val"]["mse"] < metrics["extra"]["val"]["naive"]["mse"]
 
 
 def test_csv_series_reports_original_units(tmp_path):
@@ -292,8 +290,8 @@ def test_csv_series_reports_original_units(tmp_path):
     run = (tmp_path / "runs" / "latest").resolve()
     metrics = json.loads((run / "metrics.json").read_text())
     # 'load' swings by ±20 around 100: naive errors of a few units, in the column's own units
-    assert 1 < metrics["extra"]["naive val"]["mae"] < 20
-    assert metrics["best_val"]["mse"] < metrics["extra"]["naive val"]["mse"]
+    assert 1 < metrics["extra"]["val"]["naive"]["mae"] < 20
+    assert metrics["best_val"]["mse"] < metrics["extra"]["val"]["naive"]["mse"]
     meta = torch.load(run / "best.pt", weights_only=True)["meta"]
     assert meta["features"] == ["load", "temp"] and 90 < float(meta["mean"][0]) < 110
 
@@ -305,14 +303,15 @@ def test_csv_series_reports_original_units(tmp_path):
     assert result.exit_code == 0, result.output
     printed = [line.split("\t") for line in result.output.strip().splitlines()]
     assert [step for step, _ in printed] == ["1", "2"]
-    model, config, meta, _ = load_model(run / "best.pt", "cpu")
-    test = get_task("csv-series").prepare(config, meta, quiet=True).windows["test"]
+    trained = load_trained(run / "best.pt", "cpu")
+    model, meta = trained.model, trained.task.meta
+    test = trained.task.prepare(meta, quiet=True).windows["test"]
     x, y = test.gather(torch.tensor([len(test) - 1]))
     with torch.no_grad():
-        expected = model(x)[0] * meta["std"][0] + meta["mean"][0]
+        expected = model(x)[0] * meta.std[0] + meta.mean[0]
     assert [float(v) for _, v in printed] == pytest.approx(expected.tolist(), rel=1e-4)
     truth = [float(line.split(",")[2]) for line in lines[-2:]]
-    assert (y[0, -1] * meta["std"][0] + meta["mean"][0]).tolist() == pytest.approx(truth, abs=1e-3)
+    assert (y[0, -1] * meta.std[0] + meta.mean[0]).tolist() == pytest.approx(truth, abs=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -321,7 +320,7 @@ def test_csv_series_reports_original_units(tmp_path):
         ((), "needs --data FILE and --target"),
         (("--target", "load", "--window", "200"), "too few for --window 200"),
         (("--target", "day"), "column 'day' is not numeric"),
-        (("--target", "load", "--recurrent-dropout", "1.5"), "--recurrent-dropout must be in"),
+        (("--target", "load", "--recurrent-dropout", "1.5"), "--recurrent-dropout must be below 1"),
     ],
 )
 def test_csv_series_mistakes_are_one_line_errors(tmp_path, args, message):
@@ -353,4 +352,4 @@ def test_jena_downloads_through_a_mirror(tmp_path):
     meta = torch.load(run / "best.pt", weights_only=True)["meta"]
     assert meta["target"] == "T (degC)" and len(meta["features"]) == 11  # 12 columns minus the time stamp
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0 < metrics["extra"]["naive test"]["mae"] < 3  # degrees Celsius, one hour ahead in January
+    assert 0 < metrics["extra"]["test"]["naive"]["mae"] < 3  # degrees Celsius, one hour ahead in January

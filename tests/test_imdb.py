@@ -5,17 +5,13 @@ import tarfile
 import pytest
 
 import seqtrain.tasks.imdb as imdb
-from seqtrain.config import Config
 from seqtrain.errors import SeqtrainError
-from seqtrain.tasks import get_task
 
-from conftest import write_imdb
+from conftest import make, write_imdb
 
 
-def config_for(data_dir, **data) -> Config:
-    config = Config(task="imdb")
-    config.update({"data.data_dir": str(data_dir), **{f"data.{k}": v for k, v in data.items()}})
-    return config
+def imdb_task(data_dir, **settings) -> imdb.ImdbTask:
+    return make("imdb", data=str(data_dir), **settings)
 
 
 def test_vocabulary_comes_from_the_training_part_only(tmp_path):
@@ -25,10 +21,8 @@ def test_vocabulary_comes_from_the_training_part_only(tmp_path):
     (root / "aclImdb" / "train" / "pos" / "99_9.txt").write_text("zzzmarker " * 77)
     seen_in = set()
     for seed in range(12):
-        config = config_for(root, val_split=0.25)
-        config.train.seed = seed
-        data = get_task("imdb").prepare(config)
-        vocab = data.meta["vocab"]
+        data = imdb_task(root, val_split=0.25, seed=seed).prepare()
+        vocab = data.meta.vocab
         assert vocab[:2] == ["<pad>", "<unk>"] and "zzzonlyintest" not in vocab
         assert (len(data.train.sequences), len(data.val.sequences), len(data.test.sequences)) == (31, 10, 11)
         in_val = any(len(s) == 77 for s in data.val.sequences)
@@ -41,20 +35,20 @@ def test_vocabulary_comes_from_the_training_part_only(tmp_path):
 
 
 def test_max_vocab_and_max_len(imdb_dir):
-    data = get_task("imdb").prepare(config_for(imdb_dir, max_vocab=12, max_len=7))
-    assert len(data.meta["vocab"]) == 12
+    data = imdb_task(imdb_dir, max_vocab=12, max_len=7).prepare()
+    assert len(data.meta.vocab) == 12
     assert max(len(s) for s in data.train.sequences) == 7
     assert all(int(s.max()) < 12 for s in data.train.sequences)
 
 
 def test_second_prepare_skips_tokenization(imdb_dir, monkeypatch):
-    get_task("imdb").prepare(config_for(imdb_dir))
+    imdb_task(imdb_dir).prepare()
 
     def fail(_text):
         raise AssertionError("tokenized again")
 
     monkeypatch.setattr(imdb, "tokenize", fail)
-    data = get_task("imdb").prepare(config_for(imdb_dir))
+    data = imdb_task(imdb_dir).prepare()
     assert len(data.train.sequences) > 0
 
 
@@ -63,9 +57,9 @@ def test_data_dir_may_hold_the_archive(imdb_dir, tmp_path):
     archive_dir.mkdir()
     with tarfile.open(archive_dir / "aclImdb-labeled.tar.gz", "w:gz") as tar:
         tar.add(imdb_dir / "aclImdb", arcname="aclImdb")
-    root = imdb.locate(config_for(archive_dir))
+    root = imdb.locate(imdb_task(archive_dir).config)
     assert root.name == "aclImdb" and (root / "train" / "pos").is_dir()
-    assert imdb.locate(config_for(archive_dir)) == root  # extracted once
+    assert imdb.locate(imdb_task(archive_dir).config) == root  # extracted once
 
 
 def test_download_path_verifies_the_checksum(tmp_path, monkeypatch):
@@ -73,13 +67,11 @@ def test_download_path_verifies_the_checksum(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "aclImdb_v1.tar.gz").write_bytes(b"not the real archive")
-    config = Config(task="imdb")
-    config.update({"data.mirror": str(mirror)})
     with pytest.raises(SeqtrainError, match="checksum mismatch"):
-        imdb.locate(config, quiet=True)
+        imdb.locate(make("imdb", mirror=str(mirror)).config, quiet=True)
 
 
 def test_folder_without_reviews_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SeqtrainError, match="neither an aclImdb/ folder nor an archive"):
-        imdb.locate(config_for(tmp_path / "empty"))
+        imdb.locate(imdb_task(tmp_path / "empty").config)

@@ -13,19 +13,18 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
-from seqtrain.config import Config, ModelConfig
+from seqtrain.config import LanguageModelModel
 from seqtrain.data.streams import StreamLoader, batchify, read_text, split_stream
 from seqtrain.errors import SeqtrainError
 from seqtrain.generation import check_sampling, sample
 from seqtrain.models.language_model import LanguageModel
-from seqtrain.tasks import get_task
 from seqtrain.tasks.base import StepContext
 from seqtrain.tasks.language_modeling import SHAKESPEARE_URL, CharLMTask
 from seqtrain.training.device import detach_state
 from seqtrain.training.trainer import Trainer
 from seqtrain_cli.main import app
 
-from conftest import shared_data
+from conftest import make, shared_data
 
 runner = CliRunner()
 TINY = ["--embed-dim", "16", "--hidden", "64", "--batch-size", "16", "--bptt", "32", "--lr", "0.01"]
@@ -101,9 +100,8 @@ def test_a_folder_of_text_files_is_read_in_name_order(tmp_path):
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_state_is_carried_but_gradient_stops_at_the_chunk_boundary(cell):
     torch.manual_seed(0)
-    config = Config(task="charlm", model=ModelConfig(cell=cell, embed_dim=8, hidden=16, layers=2, dropout=0.2))
-    task = CharLMTask()
-    model = LanguageModel(12, config.model)
+    task = make("charlm", text="unused", cell=cell, embed_dim=8, hidden=16, layers=2, dropout=0.2)
+    model = LanguageModel(12, task.config.model)
     first, second = list(StreamLoader(torch.randint(0, 12, (200,)), batch_size=4, bptt=10))[:2]
     ctx = StepContext(training=True)
 
@@ -133,14 +131,11 @@ def test_trainer_resets_state_each_pass_and_carries_it_detached(text_file, tmp_p
             seen.append((state is None, state is not None and state[0].requires_grad))
             return super().step(model, batch, state, ctx)
 
-    config = Config(task="charlm")
-    config.update(CharLMTask.defaults)
-    config.update({"data.text": str(text_file), "train.logdir": str(tmp_path), "train.epochs": 2,
-                   "model.hidden": 16, "model.embed_dim": 8, "train.batch_size": 8, "train.bptt": 50})
-    task = Recording()
-    data = task.prepare(config, quiet=True)
+    config = make("charlm", text=str(text_file), logdir=str(tmp_path), epochs=2, hidden=16, embed_dim=8,
+                  batch_size=8, bptt=50).config
+    data = Recording(config).prepare(quiet=True)
     passes = [len(data.train), len(data.val), len(data.train), len(data.val), len(data.test)]
-    Trainer(task, config).fit()
+    Trainer(Recording(config)).fit()
     assert not any(grad for _, grad in seen)
     starts = [i for i, (fresh, _) in enumerate(seen) if fresh]
     assert starts == [sum(passes[:i]) for i in range(len(passes))]  # None exactly at the start of each pass
@@ -150,7 +145,7 @@ def test_trainer_resets_state_each_pass_and_carries_it_detached(text_file, tmp_p
 @pytest.fixture(scope="module")
 def lm() -> LanguageModel:
     torch.manual_seed(0)
-    return LanguageModel(20, ModelConfig(cell="lstm", embed_dim=8, hidden=16, layers=2)).eval()
+    return LanguageModel(20, LanguageModelModel(cell="lstm", embed_dim=8, hidden=16, layers=2)).eval()
 
 
 def test_generation_is_repeatable_under_a_seed(lm):
@@ -208,10 +203,10 @@ def test_top_k_outside_the_vocabulary_is_refused():
 
 
 def test_tied_weights_share_one_matrix():
-    model = LanguageModel(30, ModelConfig(embed_dim=16, hidden=16, tie_weights=True))
+    model = LanguageModel(30, LanguageModelModel(embed_dim=16, hidden=16, tie_weights=True))
     assert model.decoder.weight is model.embedding.weight
     with pytest.raises(SeqtrainError, match="--tie-weights needs --embed-dim equal to --hidden"):
-        LanguageModel(30, ModelConfig(embed_dim=8, hidden=16, tie_weights=True))
+        LanguageModel(30, LanguageModelModel(embed_dim=8, hidden=16, tie_weights=True))
 
 
 # ----------------------------------------------------------- end to end
@@ -227,7 +222,7 @@ def test_char_lm_learns_far_below_the_uniform_baseline(char_run):
     run = (char_run / "latest").resolve()
     assert {"best.pt", "last.pt", "config.toml", "metrics.json"} <= {p.name for p in run.iterdir()}
     metrics = json.loads((run / "metrics.json").read_text())
-    uniform = metrics["extra"]["uniform_loss"]
+    uniform = metrics["extra"]["all"]["uniform"]["loss"]
     assert uniform == pytest.approx(math.log(len(set(small_text()))))
     assert metrics["best_val"]["loss"] < 0.4 * uniform, metrics
     assert metrics["test"]["loss"] < 0.4 * uniform, metrics
@@ -283,7 +278,7 @@ def test_word_lm_learns_and_generates_words(text_file, tmp_path):
                     "--embed-dim", "32", "--hidden", "32", "--tie-weights", "--batch-size", "8", "--bptt", "20", "--lr", "0.01")
     assert result.exit_code == 0, result.output
     metrics = json.loads(((tmp_path / "latest").resolve() / "metrics.json").read_text())
-    assert metrics["best_val"]["ppl"] < 0.5 * math.exp(metrics["extra"]["uniform_loss"]), metrics
+    assert metrics["best_val"]["ppl"] < 0.5 * metrics["extra"]["all"]["uniform"]["ppl"], metrics
     out = invoke("generate", "--logdir", tmp_path, "--prime", "the king", "--length", "30", "--seed", "0")
     assert out.exit_code == 0, out.output
     vocabulary = set(small_text().split()) | {"<eos>", "<unk>"}
@@ -295,26 +290,20 @@ def test_word_lm_learns_and_generates_words(text_file, tmp_path):
 # ------------------------------------------------------------- real data
 def test_shakespeare_downloads_through_a_verified_mirror(tmp_path):
     mirror = shared_data("tinyshakespeare/input.txt").parent
-    config = Config(task="shakespeare")
-    config.update({"data.mirror": str(mirror), "data.cache_dir": str(tmp_path)})
-    data = get_task("shakespeare").prepare(config, quiet=True)
-    assert len(data.meta["vocab"]) == 65
+    data = make("shakespeare", mirror=str(mirror), cache_dir=str(tmp_path)).prepare(quiet=True)
+    assert len(data.meta.vocab) == 65
     assert data.train.tokens + data.val.tokens + data.test.tokens > 1_110_000
     assert SHAKESPEARE_URL.endswith("input.txt")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "input.txt").write_text("not shakespeare")
-    config.update({"data.mirror": str(tmp_path / "bad"), "data.cache_dir": str(tmp_path / "other")})
     with pytest.raises(SeqtrainError, match="checksum mismatch"):
-        get_task("shakespeare").prepare(config, quiet=True)
+        make("shakespeare", mirror=str(tmp_path / "bad"), cache_dir=str(tmp_path / "other")).prepare(quiet=True)
 
 
 def test_wikitext2_reads_the_standard_vocabulary():
     folder = shared_data("wikitext-2/valid.txt.gz").parent
-    config = Config(task="wikitext2")
-    config.update(get_task("wikitext2").defaults)
-    config.update({"data.data_dir": str(folder)})
-    data = get_task("wikitext2").prepare(config, quiet=True)
-    assert len(data.meta["vocab"]) == 33278  # the standard WikiText-2 vocabulary, <eos> and <unk> included
+    data = make("wikitext2", data=str(folder)).prepare(quiet=True)
+    assert len(data.meta.vocab) == 33278  # the standard WikiText-2 vocabulary, <eos> and <unk> included
     assert data.val.data.numel() == pytest.approx(217646, abs=10)  # valid tokens, as pytorch/examples counts them
 
 
@@ -324,10 +313,8 @@ def test_wikitext2_downloads_verified_splits_through_a_mirror(tmp_path):
     mirror.mkdir()
     for split in ("valid", "test"):
         (mirror / f"{split}.txt").write_bytes(gzip.decompress((folder / f"{split}.txt.gz").read_bytes()))
-    config = Config(task="wikitext2")
-    config.update({"data.mirror": str(mirror), "data.cache_dir": str(tmp_path / "cache")})
-    task = get_task("wikitext2")
-    assert task.split_text(config, "valid", quiet=True) == read_text(folder / "valid.txt.gz")  # sha256 verified
+    task = make("wikitext2", mirror=str(mirror), cache_dir=str(tmp_path / "cache"))
+    assert task.split_text("valid", quiet=True) == read_text(folder / "valid.txt.gz")  # sha256 verified
     (mirror / "test.txt").write_text("tampered")
     with pytest.raises(SeqtrainError, match="checksum mismatch"):
-        task.split_text(config, "test", quiet=True)
+        task.split_text("test", quiet=True)

@@ -15,18 +15,17 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from seqtrain.bleu import bleu_from_stats, bleu_stats, corpus_bleu
-from seqtrain.config import Config, ModelConfig
+from seqtrain.config import Seq2SeqModel
 from seqtrain.data.pairs import PairBatch, PairLoader, date_pairs, read_pairs
 from seqtrain.data.text import tokenize
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.seq2seq import Seq2Seq
-from seqtrain.tasks import get_task
 from seqtrain.tasks.base import StepContext
-from seqtrain.tasks.seq2seq import split_pairs, verify_fra_eng
-from seqtrain.training.schedules import decay_schedule, inverse_sigmoid_k
+from seqtrain.tasks.seq2seq import Seq2SeqMeta, split_pairs, verify_fra_eng
+from seqtrain.tasks.schedules import decay_schedule, inverse_sigmoid_k
 from seqtrain_cli.main import app
 
-from conftest import shared_data
+from conftest import make, shared_data
 
 runner = CliRunner()
 
@@ -141,7 +140,7 @@ def test_schedule_values():
 # ------------------------------------------------------------------ model
 def tiny_model(attention: str = "dot", cell: str = "lstm", bidirectional: bool = True, seed: int = 0) -> Seq2Seq:
     torch.manual_seed(seed)
-    cfg = ModelConfig(cell=cell, embed_dim=16, hidden=24, layers=2, bidirectional=bidirectional, attention=attention)
+    cfg = Seq2SeqModel(cell=cell, embed_dim=16, hidden=24, layers=2, bidirectional=bidirectional, attention=attention)
     return Seq2Seq(20, 15, cfg, bos=2, eos=3).eval()
 
 
@@ -164,8 +163,7 @@ def test_teacher_forcing_one_is_the_teacher_forced_pass(attention, cell):
     stepwise = model._scheduled(batch.target, memory, bos, ratio=1.0)  # token by token, always the true token
     assert torch.allclose(forced, stepwise, atol=1e-5)
     # and the task's loss at ratio 1.0 is exactly the teacher-forced cross-entropy over real tokens
-    task = get_task("dates")
-    model.meta = {"target_vocab": ["<pad>", "<unk>", "<bos>", "<eos>"] + [f"t{i}" for i in range(11)], "level": "char", "max_target_len": 6}
+    task = toy_task()
     result = task.step(model, batch, None, StepContext(True, scheduled={"teacher_forcing": 1.0}))
     expected = F.cross_entropy(forced.flatten(0, 1), batch.target.flatten(), ignore_index=0)
     assert result.loss.item() == expected.item()
@@ -197,10 +195,17 @@ def test_teacher_forcing_is_decided_per_token():
     assert not torch.allclose(mixed, forced) and not torch.allclose(mixed, free)
 
 
+def toy_task():
+    """A dates task whose metadata matches toy_batch's vocabulary."""
+    task = make("dates")
+    vocab = ["<pad>", "<unk>", "<bos>", "<eos>"] + [f"t{i}" for i in range(11)]
+    task.meta = Seq2SeqMeta(vocab, vocab, "char", "char", 6, {})
+    return task
+
+
 def test_padding_never_counts_in_the_loss():
     model, batch = tiny_model(), toy_batch()
-    task = get_task("dates")
-    model.meta = {"target_vocab": ["<pad>", "<unk>", "<bos>", "<eos>"] + [f"t{i}" for i in range(11)], "level": "char", "max_target_len": 6}
+    task = toy_task()
     ctx = StepContext(True, scheduled={"teacher_forcing": 1.0})
     base = task.step(model, batch, None, ctx)
     wider = PairBatch(
@@ -250,15 +255,12 @@ def test_fra_eng_download_through_mirror(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     shutil.copy(archive, mirror / "fra-eng.zip")
-    config = Config(task="translate")
-    config.update(get_task("translate").defaults)
-    config.update({"data.mirror": str(mirror), "data.cache_dir": str(tmp_path / "cache"), "data.num_pairs": 500})
-    data = get_task("translate").prepare(config, quiet=True)
-    assert data.meta["pairs"]["train"] + data.meta["pairs"]["val"] + data.meta["pairs"]["test"] == 500
-    assert "va" in data.meta["target_vocab"] and "go" in data.meta["source_vocab"]
-    config.update({"data.reverse": True})
-    reverse = get_task("translate").prepare(config, quiet=True)
-    assert "va" in reverse.meta["source_vocab"] and "go" in reverse.meta["target_vocab"]
+    settings = {"mirror": str(mirror), "cache_dir": str(tmp_path / "cache"), "num_pairs": 500}
+    data = make("translate", **settings).prepare(quiet=True)
+    assert sum(data.meta.pairs.values()) == 500
+    assert "va" in data.meta.target_vocab and "go" in data.meta.source_vocab
+    reverse = make("translate", **settings, reverse=True).prepare(quiet=True)
+    assert "va" in reverse.meta.source_vocab and "go" in reverse.meta.target_vocab
 
 
 def test_broken_download_is_removed(tmp_path):

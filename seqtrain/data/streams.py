@@ -87,6 +87,9 @@ class StreamLoader:
     def __len__(self) -> int:
         return -(-(self.data.shape[1] - 1) // self.bptt)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Every pass reads the stream in order: truncated BPTT needs each column's true history."""
+
     @property
     def tokens(self) -> int:
         """Targets per pass."""

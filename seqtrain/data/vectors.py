@@ -51,6 +51,23 @@ def resolve_vectors(spec: str, cache: str | None = None, mirror: str | None = No
     return load_vectors(path, cache=cache)
 
 
+def vector_dim(spec: str) -> int:
+    """The size of a vector set, read from its name (glove.6B.<d>d) or its first row: cheap, before any data loads."""
+    named = _GLOVE_NAME.match(spec)
+    if named and not Path(spec).exists():
+        return int(named.group(1))
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SeqtrainError(f"embeddings file not found: {spec} (give a GloVe/word2vec text file or glove.6B.<dim>d)")
+    for number, line in enumerate(_lines(path, None), start=1):
+        parts = line.rstrip(b"\r\n").split(b" ")
+        if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+            return int(parts[1])  # word2vec header: "<count> <dim>"
+        if len(parts) >= 2:
+            return len(parts) - 1
+    raise SeqtrainError(f"{path} holds no word vectors")
+
+
 def load_vectors(path: Path, member: str | None = None, cache: str | None = None) -> WordVectors:
     """Parse a vector file once, then serve it from the cache."""
     cached = cache_dir(cache) / "vectors" / f"{path.name}-{member or ''}-{source_key(path, member)}.pt"

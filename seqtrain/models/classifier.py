@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqtrain.config import ModelConfig
+from seqtrain.config import ClassifierModel
 from seqtrain.models.recurrent import RecurrentEncoder, pool
 
 
@@ -16,7 +16,7 @@ class SequenceClassifier(nn.Module):
     Dense(1)); more classes use one logit each.
     """
 
-    def __init__(self, vocab_size: int, num_classes: int, cfg: ModelConfig):
+    def __init__(self, vocab_size: int, num_classes: int, cfg: ClassifierModel):
         super().__init__()
         self.pooling = cfg.pooling
         self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqtrain.config import ModelConfig
+from seqtrain.config import ForecastModel
 from seqtrain.models.recurrent import make_rnn
 
 
@@ -19,7 +19,7 @@ class Forecaster(nn.Module):
     back into the target's own units, and travels with the weights.
     """
 
-    def __init__(self, n_features: int, horizon: int, window: int, cfg: ModelConfig, target_std: float = 1.0):
+    def __init__(self, n_features: int, horizon: int, window: int, cfg: ForecastModel, target_std: float = 1.0):
         super().__init__()
         self.every_step, self.residual, self.window, self.n_features = cfg.every_step, cfg.residual, window, n_features
         self.rnn = make_rnn(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout, cfg.recurrent_dropout, cfg.layer_norm)

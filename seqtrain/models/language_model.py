@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqtrain.config import ModelConfig
+from seqtrain.config import LanguageModelModel
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.recurrent import make_rnn
 
@@ -23,17 +23,16 @@ class LanguageModel(nn.Module):
     2017), which needs embed_dim == hidden.
     """
 
-    def __init__(self, vocab_size: int, cfg: ModelConfig):
+    def __init__(self, vocab_size: int, cfg: LanguageModelModel):
         super().__init__()
-        if cfg.bidirectional:
-            raise SeqtrainError("a language model reads left to right: drop --bidirectional")
         if cfg.tie_weights and cfg.embed_dim != cfg.hidden:
             raise SeqtrainError(
                 f"--tie-weights needs --embed-dim equal to --hidden (got {cfg.embed_dim} and {cfg.hidden})"
             )
         self.embedding = nn.Embedding(vocab_size, cfg.embed_dim)
         self.drop = nn.Dropout(cfg.dropout)
-        self.rnn = make_rnn(cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, cfg.dropout if cfg.layers > 1 else 0.0)
+        between = cfg.dropout if cfg.layers > 1 else 0.0
+        self.rnn = make_rnn(cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, between, cfg.recurrent_dropout, cfg.layer_norm)
         self.decoder = nn.Linear(cfg.hidden, vocab_size)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)

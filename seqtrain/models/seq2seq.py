@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seqtrain.config import ModelConfig
+from seqtrain.config import Seq2SeqModel
 from seqtrain.models.recurrent import RecurrentEncoder, make_rnn, padding_mask
 
 ATTENTION = ("none", "dot", "bahdanau")
@@ -76,17 +76,21 @@ def _select_state(state, index: torch.Tensor):
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, source_vocab: int, target_vocab: int, cfg: ModelConfig, bos: int, eos: int):
+    def __init__(self, source_vocab: int, target_vocab: int, cfg: Seq2SeqModel, bos: int, eos: int):
         super().__init__()
         self.bos, self.eos = bos, eos
         self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden
         self.source_embedding = nn.Embedding(source_vocab, cfg.embed_dim, padding_idx=0)
         self.target_embedding = nn.Embedding(target_vocab, cfg.embed_dim, padding_idx=0)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.encoder = RecurrentEncoder(cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.packing)
+        self.encoder = RecurrentEncoder(
+            cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.packing,
+            cfg.recurrent_dropout, cfg.layer_norm,
+        )
         states = 2 if cfg.cell == "lstm" else 1
         self.bridge = nn.Linear(self.encoder.output_size, states * cfg.layers * cfg.hidden)
-        self.decoder = make_rnn(cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, cfg.dropout if cfg.layers > 1 else 0.0)
+        between = cfg.dropout if cfg.layers > 1 else 0.0
+        self.decoder = make_rnn(cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, between, cfg.recurrent_dropout, cfg.layer_norm)
         self.attention = None if cfg.attention == "none" else Attention(cfg.attention, cfg.hidden, self.encoder.output_size)
         self.combine = nn.Linear(cfg.hidden + self.encoder.output_size, cfg.hidden) if self.attention else None
         self.out = nn.Linear(cfg.hidden, target_vocab)

@@ -1,14 +1,42 @@
-"""Tasks, found by name through a small registry."""
+"""Tasks, found by name through a small registry; configs are read through it, since it knows each schema."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from seqtrain.config import Config, read_toml
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks import forecasting, imdb, language_modeling, seq2seq  # noqa: F401  (registers)
 from seqtrain.tasks.base import REGISTRY, Task
 
 
-def get_task(name: str) -> Task:
+def task_class(name: str) -> type[Task]:
     try:
         return REGISTRY[name]
     except KeyError:
         raise SeqtrainError(f"unknown task '{name}'; choose one of {', '.join(sorted(REGISTRY))} (see `seqtrain tasks`)")
+
+
+def build_config(name: str, overrides: dict[str, Any] | None = None) -> Config:
+    """The schema's defaults, then the task's defaults, then `overrides` (settings by name)."""
+    config = task_class(name).default_config()
+    config.update(overrides or {})
+    return config
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """A config as `Config.to_dict` (a checkpoint) or a config.toml wrote it."""
+    return Config.from_dict(raw, task_class(raw["task"]).schema)
+
+
+def read_config(path: str | Path) -> Config:
+    return config_from_dict(read_toml(Path(path)))
+
+
+def make_task(config: Config) -> Task:
+    """A fresh task object for one run, its settings checked before any data loads."""
+    task = task_class(config.task)(config)
+    config.validate()
+    task.validate()
+    return task

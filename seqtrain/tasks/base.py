@@ -1,19 +1,24 @@
-"""The seam between tasks and the trainer.
+"""The seam between tasks, the trainer and the commands that use a trained model.
 
 A task knows its data, model, loss and metrics, and nothing about the loop.
-The trainer knows batches, losses and metrics, and never a task's internals.
+It is a class registered by name with its settings schema, and instantiated
+once per run with that run's config (`task = TaskClass(config)`), so per-run
+values live on the task, never on shared objects. The trainer knows batches,
+losses and metrics, and never a task's internals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from seqtrain.config import Config
+from seqtrain.config import Config, Schema
+from seqtrain.errors import SeqtrainError
 
 
 @dataclass
@@ -43,43 +48,109 @@ class StepContext:
     scheduled: dict[str, float] = field(default_factory=dict)
 
 
+@runtime_checkable
+class Loader(Protocol):
+    """What the trainer needs of a split's batches: a length, iteration, and a seeded reshuffle per epoch."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+class Meta:
+    """Base of each family's checkpoint metadata: everything needed to rebuild the model without the data.
+
+    Subclasses are dataclasses of plain types and tensors with a `FORMAT`
+    version; `to_dict` is what a checkpoint stores and `from_dict` refuses a
+    format it does not know with one line.
+    """
+
+    FORMAT: ClassVar[int] = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.FORMAT, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]):
+        if raw.get("format") != cls.FORMAT:
+            raise SeqtrainError(
+                f"checkpoint metadata has format {raw.get('format')}, this seqtrain reads {cls.FORMAT}: "
+                "retrain the run with this version"
+            )
+        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
+
+
 @dataclass
 class TaskData:
-    """Loaders for each split and `meta`: everything needed to rebuild the model without the data.
+    """Loaders for each split and the metadata: everything needed to rebuild the model without the data.
 
-    Loaders are re-iterable; one with `set_epoch(epoch)` reshuffles from it.
-    `meta` goes into checkpoints, so it holds only plain types and tensors.
     `schedules` maps a name to a function of the global step; the trainer
     evaluates each one every step, logs it, and hands it to `step` in
     `StepContext.scheduled` (e.g. a teacher-forcing ratio).
     """
 
-    train: Iterable
-    val: Iterable | None
-    test: Iterable | None
-    meta: dict[str, Any]
+    train: Loader
+    val: Loader | None
+    test: Loader | None
+    meta: Meta
     schedules: dict[str, Callable[[int], float]] = field(default_factory=dict)
 
 
 class Task:
-    """Base class for tasks; subclasses register themselves with `@register`."""
+    """Base class for tasks; subclasses register themselves with `@register(name)`."""
 
-    name: str = ""
-    description: str = ""
-    defaults: dict[str, Any] = {}
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    schema: ClassVar[Schema] = Schema()
+    #: the task's own defaults by setting name, over the schema's
+    defaults: ClassVar[dict[str, Any]] = {}
+    meta_type: ClassVar[type[Meta]] = Meta
     #: metric used to pick the best checkpoint and for early stopping, and whether higher is better
-    monitor: str = "loss"
-    monitor_mode: str = "min"
+    monitor: ClassVar[str] = "loss"
+    monitor_mode: ClassVar[str] = "min"
+    #: the metrics this task reports per epoch (declared for TensorBoard's HParams view)
+    metric_names: ClassVar[tuple[str, ...]] = ("loss",)
     #: the metric shown in progress bars beside the loss
-    headline: str | None = None
+    headline: ClassVar[str | None] = None
     #: what StepResult.count counts, for the throughput shown in progress bars
-    unit: str = "ex"
+    unit: ClassVar[str] = "ex"
+    #: the command that uses a trained model of this task ("predict", "generate", "translate", "forecast"), which
+    #: calls the task's method of the same name (see seqtrain/inference.py); None: evaluate only
+    ability: ClassVar[str | None] = None
 
-    def prepare(self, config: Config, meta: dict[str, Any] | None = None, quiet: bool = False) -> TaskData:
+    def __init__(self, config: Config):
+        self.config = config
+        self.meta: Any = None  # set by prepare() or load_meta(); what build_model reads
+
+    # ------------------------------------------------------------- settings
+    @classmethod
+    def default_config(cls) -> Config:
+        return Config.create(cls.name, cls.schema, cls.defaults)
+
+    def validate(self) -> None:
+        """Task-specific checks of the settings, run before any data loads (ranges are checked by Config)."""
+
+    # ----------------------------------------------------------------- data
+    def prepare(self, meta: Meta | None = None, quiet: bool = False) -> TaskData:
         """Load the data. With `meta` from a checkpoint, reuse its vocabulary instead of building one."""
         raise NotImplementedError
 
-    def build_model(self, config: Config, meta: dict[str, Any]) -> nn.Module:
+    def notes(self) -> list[str]:
+        """One-line remarks for the start of a run (e.g. pretrained-embedding coverage)."""
+        return []
+
+    def load_meta(self, raw: dict[str, Any]) -> Meta:
+        self.meta = self.meta_type.from_dict(raw)
+        return self.meta
+
+    def default_meta(self) -> Meta:
+        """Meta for an untrained model without data (for `seqtrain summary`)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- model
+    def build_model(self, meta: Meta) -> nn.Module:
         raise NotImplementedError
 
     def step(self, model: nn.Module, batch: Any, state: Any, ctx: StepContext) -> StepResult:
@@ -89,25 +160,31 @@ class Task:
         """Turn an epoch's summed totals into metrics; by default each sum divided by the count."""
         return {key: value / max(count, 1) for key, value in sums.items()}
 
-    def example_input(self, model: nn.Module, meta: dict[str, Any]) -> tuple:
+    def example_input(self, model: nn.Module) -> tuple:
         """A dummy batch for `seqtrain summary`."""
         return model.example_input()
-
-    def default_meta(self, config: Config) -> dict[str, Any]:
-        """Meta for building an untrained model without data (for `seqtrain summary`)."""
-        raise NotImplementedError
 
     def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
         """Hook for per-epoch extras such as text samples or plots; `log` is the run's TensorBoard logger."""
 
-    def final_metrics(self, model: nn.Module, data: TaskData) -> dict[str, float]:
-        """Extra figures for the final report (e.g. baselines)."""
+    def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
+        """Extra rows for the report, by split: {"val": {"naive": {"mse": ...}}, "test": {...}, "all": {...}}.
+
+        Rows under "all" do not belong to one split (e.g. a uniform baseline).
+        """
         return {}
 
 
-REGISTRY: dict[str, Task] = {}
+REGISTRY: dict[str, type[Task]] = {}
 
 
-def register(cls: type[Task]) -> type[Task]:
-    REGISTRY[cls.name] = cls()
-    return cls
+def register(name: str) -> Callable[[type[Task]], type[Task]]:
+    """Register a task class under `name`; its `schema` and `defaults` are checked here, at import."""
+
+    def decorate(cls: type[Task]) -> type[Task]:
+        cls.name = name
+        REGISTRY[name] = cls
+        cls.default_config()  # a default the schema lacks fails at import, not in a user's run
+        return cls
+
+    return decorate

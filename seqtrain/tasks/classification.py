@@ -1,44 +1,79 @@
-"""What every text-classification task shares: model, loss, metrics and prediction."""
+"""What every text-classification task shares: settings, metadata, model, loss, metrics and prediction."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqtrain.config import Config
+from seqtrain.config import ClassifierData, ClassifierModel, Schema, TrainSettings
 from seqtrain.data.batching import Batch
 from seqtrain.data.text import Vocab, tokenize
-from seqtrain.data.vectors import embedding_matrix, resolve_vectors
+from seqtrain.data.vectors import embedding_matrix, resolve_vectors, vector_dim
 from seqtrain.models.classifier import SequenceClassifier
-from seqtrain.tasks.base import StepContext, StepResult, Task
+from seqtrain.tasks.base import Meta, StepContext, StepResult, Task
+
+
+@dataclass
+class ClassifierMeta(Meta):
+    """Vocabulary, label names and the length cut that predictions must repeat."""
+
+    vocab: list[str]
+    labels: list[str]
+    max_len: int = 0
+
+
+@dataclass
+class Prediction:
+    label: str
+    probability: float
 
 
 class TextClassificationTask(Task):
-    """Subclasses load data into `meta = {"vocab": [...], "labels": [...]}` and loaders of `Batch`."""
+    """Subclasses implement `prepare` with loaders of `Batch`, calling `start_meta` for a fresh run."""
 
+    schema: ClassVar[Schema] = Schema(TrainSettings, ClassifierModel, ClassifierData)
+    meta_type = ClassifierMeta
     monitor = "accuracy"
     monitor_mode = "max"
+    metric_names = ("loss", "accuracy")
     headline = "accuracy"
+    ability = "predict"
 
-    def build_model(self, config: Config, meta: dict[str, Any]) -> nn.Module:
-        model = SequenceClassifier(len(meta["vocab"]), len(meta["labels"]), config.model)
-        if config.model.embeddings and "embedding_coverage" not in meta:
-            # Only for a fresh model: a checkpoint's weights already hold the vectors.
-            vectors = resolve_vectors(config.model.embeddings, config.data.cache_dir, config.data.mirror)
-            if vectors.dim != config.model.embed_dim:
-                config.model.embed_dim = vectors.dim
-                model = SequenceClassifier(len(meta["vocab"]), len(meta["labels"]), config.model)
-            matrix, coverage = embedding_matrix(vectors, Vocab(meta["vocab"]), config.train.seed)
-            model.embedding.weight.data.copy_(matrix)
-            meta["embedding_coverage"] = coverage
-        model.embedding.weight.requires_grad_(not config.model.freeze_embeddings)
+    def __init__(self, config):
+        super().__init__(config)
+        self.pretrained: torch.Tensor | None = None  # embedding rows for a fresh model with --embeddings
+        self.coverage: float | None = None
+
+    def validate(self) -> None:
+        # The vectors decide the embedding size; resolved here so config.toml records the size the model has.
+        if self.config.model.embeddings:
+            self.config.model.embed_dim = vector_dim(self.config.model.embeddings)
+
+    def start_meta(self, meta: ClassifierMeta) -> ClassifierMeta:
+        """Keep a fresh run's meta, and look up its pretrained vectors if --embeddings asks for them."""
+        self.meta = meta
+        if self.config.model.embeddings:
+            vectors = resolve_vectors(self.config.model.embeddings, self.config.data.cache_dir, self.config.data.mirror)
+            self.pretrained, self.coverage = embedding_matrix(vectors, Vocab(meta.vocab), self.config.train.seed)
+        return meta
+
+    def notes(self) -> list[str]:
+        return [] if self.coverage is None else [f"pretrained embeddings cover {self.coverage:.1%} of the vocabulary"]
+
+    def build_model(self, meta: ClassifierMeta) -> nn.Module:
+        model = SequenceClassifier(len(meta.vocab), len(meta.labels), self.config.model)
+        if self.pretrained is not None:  # only for a fresh model: a checkpoint's weights already hold the vectors
+            model.embedding.weight.data.copy_(self.pretrained)
+        model.embedding.weight.requires_grad_(not self.config.model.freeze_embeddings)
         return model
 
-    def default_meta(self, config: Config) -> dict[str, Any]:
-        return {"vocab": ["<pad>", "<unk>"] + [f"w{i}" for i in range(config.data.max_vocab - 2)], "labels": ["neg", "pos"]}
+    def default_meta(self) -> ClassifierMeta:
+        size = self.config.data.max_vocab or 20000
+        return ClassifierMeta(["<pad>", "<unk>"] + [f"w{i}" for i in range(size - 2)], ["neg", "pos"])
 
     def step(self, model: nn.Module, batch: Batch, state: Any, ctx: StepContext) -> StepResult:
         logits = model(batch.tokens, batch.lengths)
@@ -52,11 +87,13 @@ class TextClassificationTask(Task):
         correct = (predicted == batch.targets).sum().item()
         return StepResult(loss, count, {"loss": loss.item() * count, "accuracy": float(correct)})
 
-    def predict(self, model: nn.Module, meta: dict[str, Any], texts: list[str], device: torch.device) -> list[tuple[str, float]]:
-        """(label, probability of that label) for each text."""
-        vocab = Vocab(meta["vocab"])
-        max_len = meta.get("max_len") or None
-        ids = [torch.tensor(vocab.encode(tokenize(t))[-max_len if max_len else 0 :] or [vocab.unk_index]) for t in texts]
+    # ------------------------------------------------------------ inference
+    def predict(self, model: nn.Module, texts: list[str], device: torch.device) -> list[Prediction]:
+        """The most likely label of each text, with its probability."""
+        meta = self.meta
+        vocab = Vocab(meta.vocab)
+        cut = meta.max_len
+        ids = [torch.tensor(vocab.encode(tokenize(t))[-cut if cut else 0 :] or [vocab.unk_index]) for t in texts]
         lengths = torch.tensor([len(x) for x in ids])
         tokens = nn.utils.rnn.pad_sequence(ids, batch_first=True)
         model.eval()
@@ -65,8 +102,9 @@ class TextClassificationTask(Task):
         if logits.dim() == 1:
             positive = torch.sigmoid(logits)
             return [
-                (meta["labels"][1], p.item()) if p >= 0.5 else (meta["labels"][0], 1 - p.item()) for p in positive
+                Prediction(meta.labels[1], p.item()) if p >= 0.5 else Prediction(meta.labels[0], 1 - p.item())
+                for p in positive
             ]
         probs = torch.softmax(logits, -1)
         best = probs.argmax(-1)
-        return [(meta["labels"][i], probs[row, i].item()) for row, i in enumerate(best.tolist())]
+        return [Prediction(meta.labels[i], probs[row, i].item()) for row, i in enumerate(best.tolist())]

@@ -13,22 +13,36 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqtrain.config import Config
+from seqtrain.config import ForecastModel, ForecastTrain, Schema, SeriesData, WindowData
 from seqtrain.data.download import cache_dir, download, extract
+from seqtrain.data.sources import local_source
 from seqtrain.data.series import Windows, WindowLoader, fit_normalization, read_columns, sine_series, split_points
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.forecaster import Forecaster
-from seqtrain.tasks.base import StepContext, StepResult, Task, TaskData, register
+from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
 
 LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 PLOTTED = 3  # validation windows drawn in TensorBoard each epoch
+
+
+@dataclass
+class ForecastMeta(Meta):
+    """Columns, window sizes and the training rows' normalisation: what a forecast from a CSV needs."""
+
+    features: list[str]
+    target: str
+    window: int
+    horizon: int
+    mean: torch.Tensor
+    std: torch.Tensor
+    seed: int | None = None  # sine: the series are generated from it
 
 
 @dataclass
@@ -38,11 +52,11 @@ class ForecastData(TaskData):
     windows: dict[str, Windows | None] | None = None
 
     @functools.cached_property
-    def baselines(self) -> dict[str, dict[str, float]]:
-        """{"naive val": {"mse", "mae"}, "linear val": ..., "naive test": ..., "linear test": ...}, in target units."""
-        std = float(self.meta["std"][0])
+    def baselines(self) -> dict[str, dict[str, dict[str, float]]]:
+        """{"val": {"naive": {"mse", "mae"}, "linear": ...}, "test": {...}}, in target units."""
+        std = float(self.meta.std[0])
         weights = fit_linear(self.windows["train"])
-        rows = {}
+        rows: dict[str, dict[str, dict[str, float]]] = {}
         for split in ("val", "test"):
             windows = self.windows.get(split)
             if windows is None:
@@ -54,8 +68,10 @@ class ForecastData(TaskData):
                     diff = (predicted - truth).double() * std
                     totals[name] += torch.stack([diff.pow(2).sum(), diff.abs().sum()])
             values = windows.horizon * len(windows)
-            for name, (squared, absolute) in totals.items():
-                rows[f"{name} {split}"] = {"mse": squared.item() / values, "mae": absolute.item() / values}
+            rows[split] = {
+                name: {"mse": squared.item() / values, "mae": absolute.item() / values}
+                for name, (squared, absolute) in totals.items()
+            }
         return rows
 
 
@@ -98,44 +114,38 @@ def _design(x: torch.Tensor) -> torch.Tensor:
 class ForecastTask(Task):
     """What the three forecasting tasks share; each one only says how it loads its series (`load`)."""
 
+    schema: ClassVar[Schema] = Schema(ForecastTrain, ForecastModel, SeriesData)
+    meta_type = ForecastMeta
     monitor = "mse"
     monitor_mode = "min"
+    metric_names = ("loss", "mse", "mae")
     headline = "mse"
+    ability = "forecast"
 
-    def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
+    def load(self, meta: ForecastMeta | None, quiet: bool) -> tuple[dict[str, Windows | None], ForecastMeta]:
         """The windows of each split (train, val, test) and the meta that rebuilds the model."""
         raise NotImplementedError
 
-    def prepare(self, config: Config, meta: dict[str, Any] | None = None, quiet: bool = False) -> TaskData:
-        check_settings(config)
-        windows, meta = self.load(config, meta, quiet)
-        batch, seed = config.train.batch_size, config.train.seed
+    def prepare(self, meta: ForecastMeta | None = None, quiet: bool = False) -> TaskData:
+        windows, self.meta = self.load(meta, quiet)
+        batch, seed = self.config.train.batch_size, self.config.train.seed
         loaders = {
             split: WindowLoader(w, batch, shuffle=split == "train", seed=seed) if w is not None else None
             for split, w in windows.items()
         }
-        return ForecastData(loaders["train"], loaders["val"], loaders["test"], meta, windows=windows)
+        return ForecastData(loaders["train"], loaders["val"], loaders["test"], self.meta, windows=windows)
 
-    def build_model(self, config: Config, meta: dict[str, Any]) -> nn.Module:
-        model = Forecaster(len(meta["features"]), meta["horizon"], meta["window"], config.model, float(meta["std"][0]))
-        model.loss = config.train.loss  # Task.step sees the model and the batch only
-        return model
+    def build_model(self, meta: ForecastMeta) -> nn.Module:
+        return Forecaster(len(meta.features), meta.horizon, meta.window, self.config.model, float(meta.std[0]))
 
-    def default_meta(self, config: Config) -> dict[str, Any]:
-        return {
-            "features": ["value"],
-            "target": "value",
-            "window": config.data.window,
-            "horizon": config.data.horizon,
-            "mean": torch.zeros(1),
-            "std": torch.ones(1),
-        }
+    def default_meta(self) -> ForecastMeta:
+        data = self.config.data
+        return ForecastMeta(["value"], "value", data.window, data.horizon, torch.zeros(1), torch.ones(1))
 
     def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: Any, ctx: StepContext) -> StepResult:
         x, y = batch
         predicted = model(x)
-        loss_fn = LOSSES[getattr(model, "loss", "mse")]
-        loss = loss_fn(predicted, y if predicted.dim() == 3 else y[:, -1])
+        loss = LOSSES[self.config.train.loss](predicted, y if predicted.dim() == 3 else y[:, -1])
         last = predicted[:, -1] if predicted.dim() == 3 else predicted
         diff = ((last - y[:, -1]) * model.target_std).detach()
         count = len(x)
@@ -146,14 +156,16 @@ class ForecastTask(Task):
         }
         return StepResult(loss, count, sums)
 
-    def forecast(self, model: nn.Module, meta: dict[str, Any], config: Config, path: Path, device: torch.device) -> list[float]:
+    def forecast(self, model: nn.Module, path: Path, device: torch.device) -> list[float]:
         """The next `horizon` target values, in its own units, after the last `window` rows of a CSV."""
-        names = list(meta["features"])
-        _, values = read_columns(Path(path).expanduser(), names[0], ",".join(names[1:]) or None, config.data.time_col, config.data.every)
-        if len(values) < meta["window"]:
-            raise SeqtrainError(f"{path} has {len(values)} rows (after --every {config.data.every}); the model reads {meta['window']}")
-        mean, std = meta["mean"].numpy(), meta["std"].numpy()
-        x = torch.from_numpy((values[-meta["window"] :] - mean) / std).unsqueeze(0).to(device)
+        meta, data = self.meta, self.config.data
+        names = list(meta.features)
+        time_col, every = getattr(data, "time_col", None), getattr(data, "every", 1)
+        _, values = read_columns(Path(path).expanduser(), names[0], ",".join(names[1:]) or None, time_col, every)
+        if len(values) < meta.window:
+            raise SeqtrainError(f"{path} has {len(values)} rows (after --every {every}); the model reads {meta.window}")
+        mean, std = meta.mean.numpy(), meta.std.numpy()
+        x = torch.from_numpy((values[-meta.window :] - mean) / std).unsqueeze(0).to(device)
         model.eval()
         with torch.no_grad():
             predicted = model(x).cpu()
@@ -161,36 +173,21 @@ class ForecastTask(Task):
             predicted = predicted[:, -1]
         return (predicted[0] * float(std[0]) + float(mean[0])).tolist()
 
-    def final_metrics(self, model: nn.Module, data: TaskData) -> dict[str, Any]:
-        return data.baselines if isinstance(data, ForecastData) else {}
+    def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
+        return data.baselines
 
-    def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
-        if not isinstance(data, ForecastData):
-            return
-        for row, values in data.baselines.items():
-            name, split = row.split()
-            log.scalars(f"baseline/{split}/{name}", values, epoch)
+    def on_epoch_end(self, model: nn.Module, data: ForecastData, log, epoch: int) -> None:
+        for split, rows in data.baselines.items():
+            for name, values in rows.items():
+                log.scalars(f"baseline/{split}/{name}", values, epoch)
         if data.windows.get("val") is not None:
             plot_forecasts(model, data.windows["val"], data.meta, log, epoch)
-
-
-def check_settings(config: Config) -> None:
-    d, m = config.data, config.model
-    for ok, message in [
-        (d.window >= 1, "--window must be at least 1"),
-        (d.horizon >= 1, "--horizon must be at least 1"),
-        (d.stride >= 1, "--stride must be at least 1"),
-        (d.every >= 1, "--every must be at least 1"),
-        (0 <= m.recurrent_dropout < 1, "--recurrent-dropout must be in [0, 1)"),
-    ]:
-        if not ok:
-            raise SeqtrainError(message)
 
 
 _warned_no_matplotlib = False
 
 
-def plot_forecasts(model: nn.Module, windows: Windows, meta: dict[str, Any], log, epoch: int) -> None:
+def plot_forecasts(model: nn.Module, windows: Windows, meta: ForecastMeta, log, epoch: int) -> None:
     """A TensorBoard figure of a few validation windows: input, truth, forecast and the naive forecast."""
     global _warned_no_matplotlib
     try:
@@ -214,7 +211,7 @@ def plot_forecasts(model: nn.Module, windows: Windows, meta: dict[str, Any], log
     model.train(was_training)
     if predicted.dim() == 3:
         predicted = predicted[:, -1]
-    mean, std = float(meta["mean"][0]), float(meta["std"][0])
+    mean, std = float(meta.mean[0]), float(meta.std[0])
     past = np.arange(-windows.window + 1, 1)
     ahead = np.arange(1, windows.horizon + 1)
     figure, axes = plt.subplots(len(index), 1, figsize=(8, 2.2 * len(index)), squeeze=False)
@@ -223,7 +220,7 @@ def plot_forecasts(model: nn.Module, windows: Windows, meta: dict[str, Any], log
         axis.plot(ahead, y[row, -1] * std + mean, "o-", color="tab:green", label="truth")
         axis.plot(ahead, predicted[row] * std + mean, "x-", color="tab:red", label="forecast")
         axis.plot(ahead, np.full(len(ahead), float(x[row, -1, 0]) * std + mean), ":", color="gray", label="naive")
-        axis.set_ylabel(meta["target"])
+        axis.set_ylabel(meta.target)
     axes[0, 0].legend(loc="upper left", fontsize="small", ncol=4)
     axes[-1, 0].set_xlabel("time step (0 = last input)")
     figure.tight_layout()
@@ -231,53 +228,46 @@ def plot_forecasts(model: nn.Module, windows: Windows, meta: dict[str, Any], log
     plt.close(figure)
 
 
-def _split_series(values: np.ndarray, config: Config, meta: dict[str, Any] | None, names: list[str], source: str):
+def _split_series(values: np.ndarray, data: SeriesData, meta: ForecastMeta | None, names: list[str], source: str):
     """Chronological splits of a [rows, F] record, normalised with statistics of the training rows only."""
-    if meta is not None and list(meta["features"]) != names:
-        raise SeqtrainError(f"{source} gives columns {names}, but the model was trained on {list(meta['features'])}")
-    window, horizon = (meta["window"], meta["horizon"]) if meta else (config.data.window, config.data.horizon)
+    if meta is not None and list(meta.features) != names:
+        raise SeqtrainError(f"{source} gives columns {names}, but the model was trained on {list(meta.features)}")
+    window, horizon = (meta.window, meta.horizon) if meta else (data.window, data.horizon)
     rows, need = len(values), window + horizon
-    val_start, test_start = split_points(rows, config.data.val_split, config.data.test_split)
+    val_start, test_start = split_points(rows, data.val_split, data.test_split)
     parts = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, rows)}
-    wanted = {"train": True, "val": config.data.val_split > 0, "test": config.data.test_split > 0}
+    wanted = {"train": True, "val": data.val_split > 0, "test": data.test_split > 0}
     for split, (begin, end) in parts.items():
         if wanted[split] and end - begin < need:
             raise SeqtrainError(
-                f"{source} has {rows} rows (after --every {config.data.every}), leaving {end - begin} for {split}: "
+                f"{source} has {rows} rows (after --every {data.every}), leaving {end - begin} for {split}: "
                 f"too few for --window {window} + --horizon {horizon} = {need}; use a longer file, "
                 "a smaller --window/--horizon/--every, or other --val-split/--test-split"
             )
     if meta is None:
         mean, std = fit_normalization(values[:val_start])
-        meta = {"features": names, "target": names[0], "window": window, "horizon": horizon,
-                "mean": torch.from_numpy(mean), "std": torch.from_numpy(std)}
-    normalised = torch.from_numpy((values - meta["mean"].numpy()) / meta["std"].numpy())
+        meta = ForecastMeta(names, names[0], window, horizon, torch.from_numpy(mean), torch.from_numpy(std))
+    normalised = torch.from_numpy((values - meta.mean.numpy()) / meta.std.numpy())
     windows: dict[str, Windows | None] = {}
     for split, (begin, end) in parts.items():
         part = normalised[begin:end]
-        windows[split] = Windows.over(part[None], part[None, :, 0], window, horizon, config.data.stride) if wanted[split] else None
+        windows[split] = Windows.over(part[None], part[None, :, 0], window, horizon, data.stride) if wanted[split] else None
     return windows, meta
 
 
-@register
+@register("sine")
 class SineTask(ForecastTask):
-    name = "sine"
     description = "Synthetic sine series (Géron ch. 15): 10,000 series of 50 steps, forecast the next --horizon values."
+    schema = Schema(ForecastTrain, ForecastModel, WindowData)
     SPLITS = (7000, 2000, 1000)
-    defaults = {
-        "model.cell": "gru",
-        "model.hidden": 32,
-        "model.layers": 2,
-        "train.epochs": 20,
-        "train.batch_size": 32,
-        "train.lr": 2e-3,
-        "data.window": 50,
-    }
+    defaults = {"cell": "gru", "hidden": 32, "layers": 2, "epochs": 20, "batch_size": 32, "lr": 2e-3, "window": 50}
 
-    def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
-        meta = meta or {**self.default_meta(config), "seed": config.train.seed}
-        window, horizon = meta["window"], meta["horizon"]
-        series = torch.from_numpy(sine_series(sum(self.SPLITS), window + horizon, meta["seed"]))
+    def load(self, meta: ForecastMeta | None, quiet: bool) -> tuple[dict[str, Windows | None], ForecastMeta]:
+        if meta is None:
+            meta = self.default_meta()
+            meta.seed = self.config.train.seed
+        window, horizon = meta.window, meta.horizon
+        series = torch.from_numpy(sine_series(sum(self.SPLITS), window + horizon, meta.seed))
         windows, begin = {}, 0
         for split, size in zip(("train", "val", "test"), self.SPLITS):
             part = series[begin : begin + size]
@@ -286,70 +276,69 @@ class SineTask(ForecastTask):
         return windows, meta
 
 
-@register
+@register("csv-series")
 class CsvSeriesTask(ForecastTask):
-    name = "csv-series"
     description = "Forecast a column of your own CSV: --data FILE --target COL [--features COL,...] [--time-col COL]."
-    defaults = {
-        "model.cell": "gru",
-        "model.hidden": 32,
-        "model.residual": True,
-        "train.epochs": 10,
-        "data.window": 24,
-        "data.val_split": 0.2,
-    }
+    defaults = {"cell": "gru", "hidden": 32, "residual": True, "epochs": 10, "window": 24, "val_split": 0.2}
 
-    def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
-        d = config.data
-        if d.data is None or d.target is None:
+    def validate(self) -> None:
+        if self.config.data.target is None:
             raise SeqtrainError("csv-series needs --data FILE and --target COLUMN (the column to forecast)")
-        path = Path(d.data).expanduser()
+
+    def load(self, meta: ForecastMeta | None, quiet: bool) -> tuple[dict[str, Windows | None], ForecastMeta]:
+        d = self.config.data
+        path = local_source(d)
+        if path is None:
+            raise SeqtrainError("csv-series needs --data FILE and --target COLUMN (the column to forecast)")
         names, values = read_columns(path, d.target, d.features, d.time_col, d.every)
-        return _split_series(values, config, meta, names, str(path))
+        return _split_series(values, d, meta, names, str(path))
 
 
-@register
+@register("jena")
 class JenaTask(ForecastTask):
-    name = "jena"
     description = "Jena climate 2009-2016 (Chollet): forecast the temperature from 14 weather series, hourly."
     URL = "https://s3.amazonaws.com/keras-datasets/jena_climate_2009_2016.csv.zip"
     CSV = "jena_climate_2009_2016.csv"
     defaults = {
-        "model.cell": "gru",
-        "model.hidden": 32,
-        "model.residual": True,
-        "train.epochs": 10,
-        "train.batch_size": 128,
-        "data.target": "T (degC)",
-        "data.features": "all",
-        "data.time_col": "Date Time",
-        "data.every": 6,
-        "data.window": 120,
-        "data.horizon": 24,
-        "data.val_split": 0.25,
-        "data.test_split": 0.25,
+        "cell": "gru",
+        "hidden": 32,
+        "residual": True,
+        "epochs": 10,
+        "batch_size": 128,
+        "target": "T (degC)",
+        "features": "all",
+        "time_col": "Date Time",
+        "every": 6,
+        "window": 120,
+        "horizon": 24,
+        "val_split": 0.25,
+        "test_split": 0.25,
     }
 
-    def locate(self, config: Config, quiet: bool) -> Path:
-        """The CSV: --data (a .csv or the .zip), else downloaded into the cache and extracted."""
-        if config.data.data is not None:
-            path = Path(config.data.data).expanduser()
-            if not path.is_file():
-                raise SeqtrainError(f"--data {path} does not exist")
+    def locate(self, quiet: bool) -> Path:
+        """The CSV: --data (a .csv, the .zip, or a folder holding either), else downloaded into the cache and extracted."""
+        d = self.config.data
+        path = local_source(d)
+        if path is not None and path.is_dir():
+            found = sorted(path.glob("*.csv")) + sorted(path.glob("*.zip"))
+            if not found:
+                raise SeqtrainError(f"--data {path} holds no .csv or .zip file; expected {self.CSV}")
+            path = found[0]
+        if path is not None:
             if path.suffix != ".zip":
                 return path
-            archive, folder = path, cache_dir(config.data.cache_dir) / "jena" / f"local-{path.stat().st_mtime_ns}"
+            archive, folder = path, cache_dir(d.cache_dir) / "jena" / f"local-{path.stat().st_mtime_ns}"
         else:
             # The host publishes no checksum: the file is checked by its header instead (read_columns).
-            archive = download(self.URL, None, config.data.cache_dir, config.data.mirror, quiet=quiet)
-            folder = cache_dir(config.data.cache_dir) / "jena" / "jena_climate_2009_2016"
+            archive = download(self.URL, None, d.cache_dir, d.mirror, quiet=quiet)
+            folder = cache_dir(d.cache_dir) / "jena" / "jena_climate_2009_2016"
         found = sorted(extract(archive, folder).rglob("*.csv"))
         if not found:
             raise SeqtrainError(f"{archive} holds no .csv file; expected {self.CSV}")
         return found[0]
 
-    def load(self, config: Config, meta: dict[str, Any] | None, quiet: bool) -> tuple[dict[str, Windows | None], dict[str, Any]]:
-        d = config.data
-        path = self.locate(config, quiet)
+    def load(self, meta: ForecastMeta | None, quiet: bool) -> tuple[dict[str, Windows | None], ForecastMeta]:
+        d = self.config.data
+        path = self.locate(quiet)
         names, values = read_columns(path, d.target, d.features, d.time_col, d.every)
-        return _split_series(values, config, meta, names, str(path))
+        return _split_series(values, d, meta, names, str(path))

@@ -10,10 +10,11 @@ import torch
 from seqtrain.config import Config
 from seqtrain.data.batching import SequenceLoader
 from seqtrain.data.download import cache_dir, cached_tensors, download, extract, source_key
+from seqtrain.data.sources import local_source
 from seqtrain.data.text import PAD, UNK, tokenize
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import TaskData, register
-from seqtrain.tasks.classification import TextClassificationTask
+from seqtrain.tasks.classification import ClassifierMeta, TextClassificationTask
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -22,20 +23,18 @@ TOKENIZER_VERSION = 1  # bump when tokenize() changes, to invalidate cached enco
 
 
 def locate(config: Config, quiet: bool = False) -> Path:
-    """The `aclImdb/` folder: from --data-dir (a folder or an archive), else downloaded into the cache."""
+    """The `aclImdb/` folder: from --data (a folder or an archive), else downloaded into the cache."""
     cache = cache_dir(config.data.cache_dir)
-    if config.data.data_dir is None:
+    given = local_source(config.data)
+    if given is None:
         archive = download(URL, SHA256, cache, config.data.mirror, quiet=quiet)
         return extract(archive, cache / "imdb" / "aclImdb_v1") / "aclImdb"
-    given = Path(config.data.data_dir).expanduser()
-    if not given.exists():
-        raise SeqtrainError(f"--data-dir {given} does not exist")
     for candidate in (given / "aclImdb", given):
         if (candidate / "train").is_dir() and (candidate / "test").is_dir():
             return candidate
     archives = [given] if given.is_file() else sorted(p for p in given.iterdir() if p.name.endswith((".tar.gz", ".tgz", ".tar")))
     if not archives:
-        raise SeqtrainError(f"--data-dir {given} holds neither an aclImdb/ folder nor an archive of one")
+        raise SeqtrainError(f"{given} holds neither an aclImdb/ folder nor an archive of one (--data)")
     archive = archives[0]
     folder = extract(archive, cache / "imdb" / f"{archive.name.split('.')[0]}-{source_key(archive)}") / "aclImdb"
     if not (folder / "train").is_dir():
@@ -85,34 +84,32 @@ def rank_vocab(words: list[str], counts: torch.Tensor, max_size: int, min_freq: 
     return [PAD, UNK] + [words[i] for i in ranked]
 
 
-@register
+@register("imdb")
 class ImdbTask(TextClassificationTask):
-    name = "imdb"
     description = "IMDB movie-review sentiment (25k train / 25k test), many-to-one binary classification."
     # Chosen by validation accuracy among full-data trials (README): a bidirectional GRU with max
     # pooling and a cosine learning-rate decay over 5 epochs.
     defaults = {
-        "model.cell": "gru",
-        "model.embed_dim": 128,
-        "model.hidden": 96,
-        "model.bidirectional": True,
-        "model.pooling": "max",
-        "model.dropout": 0.4,
-        "train.epochs": 5,
-        "train.lr": 2e-3,
-        "train.lr_schedule": "cosine",
-        "train.batch_size": 64,
-        "data.max_len": 400,
+        "cell": "gru",
+        "embed_dim": 128,
+        "hidden": 96,
+        "bidirectional": True,
+        "pooling": "max",
+        "dropout": 0.4,
+        "epochs": 5,
+        "lr": 2e-3,
+        "lr_schedule": "cosine",
+        "batch_size": 64,
+        "max_len": 400,
     }
 
-    def prepare(self, config: Config, meta: dict[str, Any] | None = None, quiet: bool = False) -> TaskData:
+    def prepare(self, meta: ClassifierMeta | None = None, quiet: bool = False) -> TaskData:
+        config = self.config
         root = locate(config, quiet)
         blob = encode_corpus(root, cache_dir(config.data.cache_dir))
         ids, offsets, labels, splits = blob["ids"], blob["offsets"], blob["labels"], blob["splits"]
         train_all = torch.nonzero(splits == 0).squeeze(1)
         test = torch.nonzero(splits == 1).squeeze(1)
-        if not 0 <= config.data.val_split < 1:
-            raise SeqtrainError(f"--val-split must be in [0, 1), not {config.data.val_split}")
         order = train_all[torch.randperm(len(train_all), generator=torch.Generator().manual_seed(config.train.seed))]
         n_val = max(1, round(len(order) * config.data.val_split)) if config.data.val_split else 0
         val, train = order[:n_val].sort().values, order[n_val:].sort().values
@@ -123,10 +120,11 @@ class ImdbTask(TextClassificationTask):
             review_of_token = torch.repeat_interleave(torch.arange(len(labels)), offsets.diff())
             counts = torch.bincount(ids[in_train[review_of_token]].long(), minlength=len(blob["words"]))
             itos = rank_vocab(blob["words"], counts, config.data.max_vocab, config.data.min_freq)
-            meta = {"vocab": itos, "labels": LABELS, "max_len": config.data.max_len}
-        stoi = {w: i for i, w in enumerate(meta["vocab"])}
+            meta = self.start_meta(ClassifierMeta(itos, LABELS, config.data.max_len))
+        self.meta = meta
+        stoi = {w: i for i, w in enumerate(meta.vocab)}
         remap = torch.tensor([stoi.get(w, 1) for w in blob["words"]], dtype=torch.long)
-        max_len = meta.get("max_len") or 0
+        max_len = meta.max_len
 
         def sequences(indices: torch.Tensor) -> list[torch.Tensor]:
             out = []

@@ -15,21 +15,24 @@ character, all add perplexity.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqtrain.config import Config
+from seqtrain.config import LanguageModelData, LanguageModelModel, LanguageModelTrain, OwnTextData, Schema
 from seqtrain.data.download import cache_dir, download
+from seqtrain.data.sources import local_source
 from seqtrain.data.streams import StreamLoader, read_text, split_stream
 from seqtrain.data.text import UNK, Vocab
 from seqtrain.errors import SeqtrainError
-from seqtrain.generation import sample
+from seqtrain.generation import check_sampling, sample
 from seqtrain.models.language_model import LanguageModel
-from seqtrain.tasks.base import StepContext, StepResult, Task, TaskData, register
+from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
 
 EOS = "<eos>"
 #: columns of the validation/test streams: few, so little text is read from a cold state (as pytorch/examples)
@@ -48,28 +51,28 @@ WIKITEXT_SHA256 = {
 }
 
 CHAR_DEFAULTS = {
-    "model.cell": "lstm",
-    "model.embed_dim": 64,
-    "model.hidden": 512,
-    "model.layers": 1,
-    "model.dropout": 0.1,
-    "train.batch_size": 64,
-    "train.bptt": 100,
-    "train.lr": 2e-3,
-    "train.clip": 5.0,
-    "train.epochs": 8,
+    "cell": "lstm",
+    "embed_dim": 64,
+    "hidden": 512,
+    "layers": 1,
+    "dropout": 0.1,
+    "batch_size": 64,
+    "bptt": 100,
+    "lr": 2e-3,
+    "clip": 5.0,
+    "epochs": 8,
 }
 WORD_DEFAULTS = {
-    "model.cell": "lstm",
-    "model.embed_dim": 200,
-    "model.hidden": 200,
-    "model.layers": 2,
-    "model.dropout": 0.2,
-    "train.batch_size": 20,
-    "train.bptt": 35,
-    "train.lr": 2e-3,
-    "train.clip": 0.25,
-    "train.epochs": 6,
+    "cell": "lstm",
+    "embed_dim": 200,
+    "hidden": 200,
+    "layers": 2,
+    "dropout": 0.2,
+    "batch_size": 20,
+    "bptt": 35,
+    "lr": 2e-3,
+    "clip": 0.25,
+    "epochs": 6,
 }
 
 
@@ -82,13 +85,23 @@ def word_tokens(text: str) -> list[str]:
     return tokens
 
 
+@dataclass
+class LanguageModelMeta(Meta):
+    level: str  # "char" or "word"
+    vocab: list[str]
+
+
 class LanguageModelTask(Task):
     """Shared by all LM tasks; subclasses choose the `level` and where the text comes from."""
 
-    level = "char"
+    schema: ClassVar[Schema] = Schema(LanguageModelTrain, LanguageModelModel, LanguageModelData)
+    meta_type = LanguageModelMeta
+    level: ClassVar[str] = "char"
     monitor = "loss"
     monitor_mode = "min"
+    metric_names = ("loss", "ppl")
     unit = "tok"
+    ability = "generate"
     defaults = CHAR_DEFAULTS
 
     @property
@@ -96,34 +109,37 @@ class LanguageModelTask(Task):
         return "bpc" if self.level == "char" else "ppl"
 
     # ------------------------------------------------------------------ data
-    def texts(self, config: Config, quiet: bool) -> str | tuple[str, str, str]:
+    def texts(self, quiet: bool) -> str | tuple[str, str, str]:
         """One text (split 90/5/5 here) or the three splits' texts."""
         raise NotImplementedError
 
     def tokenize(self, text: str) -> list[str]:
         return list(text) if self.level == "char" else word_tokens(text)
 
-    def prepare(self, config: Config, meta: dict[str, Any] | None = None, quiet: bool = False) -> TaskData:
-        texts = self.texts(config, quiet)
+    def prepare(self, meta: LanguageModelMeta | None = None, quiet: bool = False) -> TaskData:
+        texts = self.texts(quiet)
         if isinstance(texts, str):
             splits = list(split_stream(self.tokenize(texts)))
         else:
             splits = [self.tokenize(t) for t in texts]
         if meta is None:
-            meta = {"level": self.level, "vocab": self.build_vocab(config, splits)}
+            meta = LanguageModelMeta(self.level, self.build_vocab(splits))
+        self.meta = meta
         vocab = self.vocab_of(meta)
         ids = [self.encode(vocab, tokens) for tokens in splits]
-        train = StreamLoader(ids[0], config.train.batch_size, config.train.bptt)
-        return TaskData(train, self.eval_loader(ids[1], config), self.eval_loader(ids[2], config), meta)
+        train = StreamLoader(ids[0], self.config.train.batch_size, self.config.train.bptt)
+        return TaskData(train, self.eval_loader(ids[1]), self.eval_loader(ids[2]), meta)
 
-    def build_vocab(self, config: Config, splits: list[list[str]]) -> list[str]:
+    def build_vocab(self, splits: list[list[str]]) -> list[str]:
         if self.level == "char":
             # every character of the text (a few may occur only in validation), most frequent first
             return Vocab.build(splits, specials=()).itos
-        return Vocab.build([splits[0]], config.data.max_vocab, config.data.min_freq, specials=(UNK,)).itos
+        data = self.config.data
+        return Vocab.build([splits[0]], data.max_vocab, data.min_freq, specials=(UNK,)).itos
 
-    def vocab_of(self, meta: dict[str, Any]) -> Vocab:
-        return Vocab(meta["vocab"], specials=() if meta["level"] == "char" else (UNK,))
+    @staticmethod
+    def vocab_of(meta: LanguageModelMeta) -> Vocab:
+        return Vocab(meta.vocab, specials=() if meta.level == "char" else (UNK,))
 
     def encode(self, vocab: Vocab, tokens: list[str]) -> torch.Tensor:
         if vocab.unk_index < 0:
@@ -133,21 +149,20 @@ class LanguageModelTask(Task):
                 raise SeqtrainError(f"characters the model never saw: {shown!r}; use text in its alphabet")
         return torch.tensor(vocab.encode(tokens), dtype=torch.long)
 
-    @staticmethod
-    def eval_loader(ids: torch.Tensor, config: Config) -> StreamLoader | None:
+    def eval_loader(self, ids: torch.Tensor) -> StreamLoader | None:
         batch = min(EVAL_BATCH, len(ids) // 2)
-        return StreamLoader(ids, batch, config.train.bptt) if batch >= 1 else None
+        return StreamLoader(ids, batch, self.config.train.bptt) if batch >= 1 else None
 
     # ----------------------------------------------------------------- model
-    def build_model(self, config: Config, meta: dict[str, Any]) -> nn.Module:
-        return LanguageModel(len(meta["vocab"]), config.model)
+    def build_model(self, meta: LanguageModelMeta) -> nn.Module:
+        return LanguageModel(len(meta.vocab), self.config.model)
 
     #: vocabulary size of an untrained model for `seqtrain summary` (with no --max-vocab to go by)
     summary_vocab = 65
 
-    def default_meta(self, config: Config) -> dict[str, Any]:
-        size = self.summary_vocab if self.level == "char" else config.data.max_vocab or self.summary_vocab
-        return {"level": self.level, "vocab": [f"t{i}" for i in range(size)]}
+    def default_meta(self) -> LanguageModelMeta:
+        size = self.summary_vocab if self.level == "char" else self.config.data.max_vocab or self.summary_vocab
+        return LanguageModelMeta(self.level, [f"t{i}" for i in range(size)])
 
     def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: Any, ctx: StepContext) -> StepResult:
         inputs, targets = batch
@@ -163,94 +178,104 @@ class LanguageModelTask(Task):
             result["bpc"] = loss / math.log(2)
         return result
 
-    def final_metrics(self, model: nn.Module, data: TaskData) -> dict[str, float]:
-        """The uniform baseline: the loss of guessing every token of the vocabulary alike."""
-        return {"uniform_loss": math.log(len(data.meta["vocab"]))}
+    def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
+        """The uniform baseline: guessing every token of the vocabulary alike."""
+        return {"all": {"uniform": self.metrics({"loss": math.log(len(data.meta.vocab))}, 1)}}
 
     # ------------------------------------------------------------ generation
-    def encode_prime(self, meta: dict[str, Any], prime: str) -> list[int]:
+    def generate(
+        self, model: nn.Module, prime: str, length: int, temperature: float = 1.0, top_k: int | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """The prime as printed, then `length` sampled tokens as text, one at a time (for streaming)."""
+        check_sampling(temperature, top_k, len(self.meta.vocab))
+        ids = self.encode_prime(prime)
+        yield self.render_prime(prime)
+        for token in sample(model, ids, length, temperature, top_k, seed):
+            yield self.render(token)
+
+    def encode_prime(self, prime: str) -> list[int]:
         """Token ids of the prime; an empty prime starts after a line break."""
-        vocab = self.vocab_of(meta)
-        if meta["level"] == "char":
+        vocab = self.vocab_of(self.meta)
+        if self.meta.level == "char":
             tokens = list(prime) or (["\n"] if "\n" in vocab else [vocab.itos[0]])
             return self.encode(vocab, tokens).tolist()
         return vocab.encode(prime.split() or [EOS if EOS in vocab else vocab.itos[0]])
 
-    def render_prime(self, meta: dict[str, Any], prime: str) -> str:
+    def render_prime(self, prime: str) -> str:
         """The prime as printed before the sampled text: word primes get the space that separates the next word."""
-        return prime + " " if meta["level"] == "word" and prime and not prime[-1].isspace() else prime
+        return prime + " " if self.meta.level == "word" and prime and not prime[-1].isspace() else prime
 
-    def render(self, meta: dict[str, Any], token: int) -> str:
+    def render(self, token: int) -> str:
         """How one token prints: characters as they are, words followed by a space, `<eos>` as a line break."""
-        text = meta["vocab"][token]
-        if meta["level"] == "char":
+        text = self.meta.vocab[token]
+        if self.meta.level == "char":
             return text
         return "\n" if text == EOS else text + " "
 
     def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
-        prime = self.encode_prime(data.meta, "")
         length = 400 if self.level == "char" else 120
         for temperature in SAMPLE_TEMPERATURES:
-            text = "".join(self.render(data.meta, t) for t in sample(model, prime, length, temperature, seed=epoch))
+            text = "".join(self.generate(model, "", length, temperature, seed=epoch))
             # four-space indent: TensorBoard renders text as markdown; this keeps line breaks verbatim
             log.text(f"sample/temperature_{temperature}", "    " + text.replace("\n", "\n    "), epoch)
 
 
-@register
+@register("shakespeare")
 class ShakespeareTask(LanguageModelTask):
-    name = "shakespeare"
     description = "Character LM on tiny Shakespeare (1.1M chars, 90/5/5 contiguous split), truncated BPTT."
 
-    def texts(self, config: Config, quiet: bool) -> str:
-        if config.data.data_dir is not None:
-            given = Path(config.data.data_dir).expanduser()
+    def texts(self, quiet: bool) -> str:
+        given = local_source(self.config.data)
+        if given is not None:
             return read_text(given / "input.txt" if given.is_dir() else given)
-        cache = cache_dir(config.data.cache_dir)
-        path = download(SHAKESPEARE_URL, SHAKESPEARE_SHA256, cache, config.data.mirror, "tinyshakespeare.txt", quiet)
+        data = self.config.data
+        path = download(SHAKESPEARE_URL, SHAKESPEARE_SHA256, cache_dir(data.cache_dir), data.mirror, "tinyshakespeare.txt", quiet)
         return read_text(path)
 
 
-@register
+@register("charlm")
 class CharLMTask(LanguageModelTask):
-    name = "charlm"
     description = "Character LM on your own UTF-8 text: --text FILE or a folder of .txt files."
+    schema = Schema(LanguageModelTrain, LanguageModelModel, OwnTextData)
 
-    def texts(self, config: Config, quiet: bool) -> str:
-        if not config.data.text:
+    def validate(self) -> None:
+        data = self.config.data
+        if not (data.text or data.data or data.data_dir):
             raise SeqtrainError(f"--task {self.name} needs --text FILE (a UTF-8 text file or a folder of .txt files)")
-        return read_text(config.data.text)
+
+    def texts(self, quiet: bool) -> str:
+        return read_text(local_source(self.config.data))
 
 
-@register
+@register("wordlm")
 class WordLMTask(CharLMTask):
-    name = "wordlm"
     description = "Word LM on your own UTF-8 text (--text), whitespace words with <eos> per line."
     level = "word"
     defaults = WORD_DEFAULTS
     summary_vocab = 10000
 
 
-@register
+@register("wikitext2")
 class WikiText2Task(LanguageModelTask):
-    name = "wikitext2"
     description = "Word LM on WikiText-2 (2M tokens, 33k words), as pytorch/examples word_language_model."
     level = "word"
-    defaults = {**WORD_DEFAULTS, "data.max_vocab": 0}
+    defaults = {**WORD_DEFAULTS, "max_vocab": 0}
     summary_vocab = 33278
 
-    def texts(self, config: Config, quiet: bool) -> tuple[str, str, str]:
-        return tuple(self.split_text(config, split, quiet) for split in ("train", "valid", "test"))
+    def texts(self, quiet: bool) -> tuple[str, str, str]:
+        return tuple(self.split_text(split, quiet) for split in ("train", "valid", "test"))
 
-    def split_text(self, config: Config, split: str, quiet: bool) -> str:
-        """From --data-dir (`<split>.txt` or `.txt.gz`), else downloaded into the cache."""
-        if config.data.data_dir is not None:
-            folder = Path(config.data.data_dir).expanduser()
+    def split_text(self, split: str, quiet: bool) -> str:
+        """From --data (a folder with `<split>.txt` or `.txt.gz`), else downloaded into the cache."""
+        data = self.config.data
+        folder = local_source(data)
+        if folder is not None:
             for name in (f"{split}.txt", f"{split}.txt.gz"):
                 if (folder / name).is_file():
                     return read_text(folder / name)
-            raise SeqtrainError(f"--data-dir {folder} has no {split}.txt or {split}.txt.gz (WikiText-2 tokenized files)")
-        cache = cache_dir(config.data.cache_dir)
-        path = download(WIKITEXT_URL.format(split), WIKITEXT_SHA256[split], cache, config.data.mirror,
+            raise SeqtrainError(f"--data {folder} has no {split}.txt or {split}.txt.gz (WikiText-2 tokenized files)")
+        path = download(WIKITEXT_URL.format(split), WIKITEXT_SHA256[split], cache_dir(data.cache_dir), data.mirror,
                         f"wikitext-2-{split}.txt", quiet)
         text = read_text(path)
         if split == "train" and text.count("\n") < 30000:  # no published checksum: check its shape

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import random
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seqtrain.bleu import STAT_NAMES, bleu_from_stats, bleu_stats
-from seqtrain.config import Config
+from seqtrain.config import FilePairData, PairData, Schema, Seq2SeqModel, Seq2SeqTrain
 from seqtrain.data.download import download
+from seqtrain.data.sources import local_source
 from seqtrain.data.pairs import (
     BOS,
     EOS,
@@ -44,16 +46,14 @@ from seqtrain.data.pairs import (
 from seqtrain.data.text import Vocab, tokenize
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.seq2seq import Seq2Seq
-from seqtrain.tasks.base import StepContext, StepResult, Task, TaskData, register
-from seqtrain.training.schedules import decay_schedule
+from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
+from seqtrain.tasks.schedules import decay_schedule
 
 FRA_ENG_URL = "http://www.manythings.org/anki/fra-eng.zip"
 
 
 def split_pairs(pairs: list[tuple[str, str]], fraction: float, seed: int) -> tuple[list, list, list]:
     """(train, val, test): `fraction` of the distinct sources each for val and test, chosen with `seed`."""
-    if not 0 <= fraction < 0.5:
-        raise SeqtrainError(f"--val-split must be in [0, 0.5) for seq2seq (it is used for val and test), not {fraction}")
     sources = sorted({source for source, _ in pairs})
     random.Random(seed).shuffle(sources)
     n = round(len(sources) * fraction)
@@ -66,47 +66,70 @@ def split_pairs(pairs: list[tuple[str, str]], fraction: float, seed: int) -> tup
     return parts
 
 
-def decode_max_len(meta: dict[str, Any]) -> int:
+@dataclass
+class Seq2SeqMeta(Meta):
+    """Both vocabularies and token levels, and the longest training target (it bounds decoding)."""
+
+    source_vocab: list[str]
+    target_vocab: list[str]
+    source_level: str
+    target_level: str
+    max_target_len: int
+    pairs: dict[str, int]
+
+
+def decode_max_len(meta: Seq2SeqMeta) -> int:
     """How long a decoded output may grow: twice the longest training target, plus a margin."""
-    return 2 * meta["max_target_len"] + 5
+    return 2 * meta.max_target_len + 5
 
 
 class Seq2SeqTask(Task):
-    """Subclasses implement `pairs(config, quiet)`; everything else is shared."""
+    """Subclasses implement `pairs(quiet)`; everything else is shared."""
 
+    schema: ClassVar[Schema] = Schema(Seq2SeqTrain, Seq2SeqModel, FilePairData)
+    meta_type = Seq2SeqMeta
     monitor = "token_accuracy"
     monitor_mode = "max"
+    metric_names = ("loss", "token_accuracy", "exact_match", "bleu")
     headline = "token_accuracy"
+    ability = "translate"
 
-    def pairs(self, config: Config, quiet: bool) -> list[tuple[str, str]]:
+    def pairs(self, quiet: bool) -> list[tuple[str, str]]:
         raise NotImplementedError
 
+    def validate(self) -> None:
+        data = self.config.data
+        if data.level is not None:  # one choice for both sides
+            data.source_level = data.target_level = data.level
+        if not 0 <= self.config.train.teacher_forcing <= 1:
+            raise SeqtrainError(f"--teacher-forcing must be in [0, 1], not {self.config.train.teacher_forcing}")
+
     # ------------------------------------------------------------------ data
-    def prepare(self, config: Config, meta: dict[str, Any] | None = None, quiet: bool = False) -> TaskData:
-        if config.data.num_pairs < 0:
-            raise SeqtrainError(f"--num-pairs must be 0 (all) or positive, not {config.data.num_pairs}")
-        pairs = self.pairs(config, quiet)
-        if config.data.reverse:
+    def prepare(self, meta: Seq2SeqMeta | None = None, quiet: bool = False) -> TaskData:
+        config, data = self.config, self.config.data
+        pairs = self.pairs(quiet)
+        if getattr(data, "reverse", False):
             pairs = [(target, source) for source, target in pairs]
-        train, val, test = split_pairs(pairs, config.data.val_split, config.train.seed)
+        train, val, test = split_pairs(pairs, data.val_split, config.train.seed)
         if meta is None:
-            level = config.data.level
-            source_vocab = build_vocab([s for s, _ in train], level, config.data.max_vocab, config.data.min_freq)
-            target_vocab = build_vocab([t for _, t in train], level, config.data.max_vocab, config.data.min_freq)
-            meta = {
-                "source_vocab": source_vocab.itos,
-                "target_vocab": target_vocab.itos,
-                "level": level,
-                "max_target_len": max(len(encode(t, target_vocab, level, eos=True)) for _, t in train),
-                "pairs": {"train": len(train), "val": len(val), "test": len(test)},
-            }
-        source_vocab, target_vocab = Vocab(meta["source_vocab"], SPECIALS), Vocab(meta["target_vocab"], SPECIALS)
+            source_vocab = build_vocab([s for s, _ in train], data.source_level, data.max_vocab, data.min_freq)
+            target_vocab = build_vocab([t for _, t in train], data.target_level, data.max_vocab, data.min_freq)
+            meta = Seq2SeqMeta(
+                source_vocab.itos,
+                target_vocab.itos,
+                data.source_level,
+                data.target_level,
+                max(len(encode(t, target_vocab, data.target_level, eos=True)) for _, t in train),
+                {"train": len(train), "val": len(val), "test": len(test)},
+            )
+        self.meta = meta
+        source_vocab, target_vocab = Vocab(meta.source_vocab, SPECIALS), Vocab(meta.target_vocab, SPECIALS)
 
         def loader(part: list[tuple[str, str]], shuffle: bool) -> PairLoader | None:
             if not part:
                 return None
-            sources = [encode(s, source_vocab, meta["level"]) for s, _ in part]
-            targets = [encode(t, target_vocab, meta["level"], eos=True) for _, t in part]
+            sources = [encode(s, source_vocab, meta.source_level) for s, _ in part]
+            targets = [encode(t, target_vocab, meta.target_level, eos=True) for _, t in part]
             return PairLoader(part, sources, targets, config.train.batch_size, shuffle, config.train.seed)
 
         train_loader = loader(train, True)
@@ -117,15 +140,14 @@ class Seq2SeqTask(Task):
         return TaskData(train_loader, loader(val, False), loader(test, False), meta, {"teacher_forcing": schedule})
 
     # ----------------------------------------------------------------- model
-    def build_model(self, config: Config, meta: dict[str, Any]) -> nn.Module:
-        target = meta["target_vocab"]
-        model = Seq2Seq(len(meta["source_vocab"]), len(target), config.model, target.index(BOS), target.index(EOS))
-        model.meta = meta  # lets `step` turn ids back into text for BLEU; not part of the weights
-        return model
+    def build_model(self, meta: Seq2SeqMeta) -> nn.Module:
+        target = meta.target_vocab
+        return Seq2Seq(len(meta.source_vocab), len(target), self.config.model, target.index(BOS), target.index(EOS))
 
-    def default_meta(self, config: Config) -> dict[str, Any]:
-        vocab = list(SPECIALS) + [f"t{i}" for i in range(min(config.data.max_vocab, 1000) - len(SPECIALS))]
-        return {"source_vocab": vocab, "target_vocab": vocab, "level": config.data.level, "max_target_len": 20}
+    def default_meta(self) -> Seq2SeqMeta:
+        data = self.config.data
+        vocab = list(SPECIALS) + [f"t{i}" for i in range(min(data.max_vocab or 1000, 1000) - len(SPECIALS))]
+        return Seq2SeqMeta(vocab, vocab, data.source_level, data.target_level, 20, {})
 
     # ------------------------------------------------------------- training
     def step(self, model: nn.Module, batch: PairBatch, state: Any, ctx: StepContext) -> StepResult:
@@ -143,9 +165,9 @@ class Seq2SeqTask(Task):
             "sequences": float(len(batch)),
         }
         if not ctx.training:
-            decoded = model.greedy(batch.source, batch.source_lengths, decode_max_len(model.meta))
+            decoded = model.greedy(batch.source, batch.source_lengths, decode_max_len(self.meta))
             for ids, references in zip(decoded.tolist(), batch.references):
-                stats = bleu_stats(self.bleu_tokens(ids, model.meta), [tokenize(r) for r in references])
+                stats = bleu_stats(self.bleu_tokens(ids), [tokenize(r) for r in references])
                 for name, value in zip(STAT_NAMES, stats):
                     sums[name] = sums.get(name, 0.0) + value
         return StepResult(loss_sum / max(tokens, 1), tokens, sums)
@@ -157,14 +179,11 @@ class Seq2SeqTask(Task):
             out["bleu"] = bleu_from_stats([sums[name] for name in STAT_NAMES])
         return out
 
-    def example_input(self, model: nn.Module, meta: dict[str, Any]) -> tuple:
-        return model.example_input()
-
     # -------------------------------------------------------------- decoding
-    @staticmethod
-    def tokens_of(ids: list[int], meta: dict[str, Any]) -> list[str]:
+    def tokens_of(self, ids: list[int]) -> list[str]:
         """Target tokens up to (not including) <eos>."""
-        itos, eos = meta["target_vocab"], meta["target_vocab"].index(EOS)
+        itos = self.meta.target_vocab
+        eos = itos.index(EOS)
         out = []
         for i in ids:
             if i == eos or i == 0:
@@ -172,15 +191,14 @@ class Seq2SeqTask(Task):
             out.append(itos[i])
         return out
 
-    def bleu_tokens(self, ids: list[int], meta: dict[str, Any]) -> list[str]:
+    def bleu_tokens(self, ids: list[int]) -> list[str]:
         """A decoded output as BLEU's word tokens (word-level <unk> stays one token that matches nothing)."""
-        tokens = self.tokens_of(ids, meta)
-        return tokens if meta["level"] == "word" else tokenize(join_tokens(tokens, "char"))
+        tokens = self.tokens_of(ids)
+        return tokens if self.meta.target_level == "word" else tokenize(join_tokens(tokens, "char"))
 
     def translate(
         self,
         model: nn.Module,
-        meta: dict[str, Any],
         texts: list[str],
         device: torch.device,
         beam: int = 1,
@@ -190,8 +208,9 @@ class Seq2SeqTask(Task):
         """Decode each text: greedy (batched) with beam 1, else beam search; `max_len` 0 picks one from the data."""
         if beam < 1:
             raise SeqtrainError(f"--beam must be at least 1, not {beam}")
-        vocab, level = Vocab(meta["source_vocab"], SPECIALS), meta["level"]
-        sources = [encode(clean(t), vocab, level) for t in texts]
+        meta = self.meta
+        vocab = Vocab(meta.source_vocab, SPECIALS)
+        sources = [encode(clean(t), vocab, meta.source_level) for t in texts]
         if any(len(s) == 0 for s in sources):
             raise SeqtrainError("cannot translate an empty text")
         lengths = torch.tensor([len(s) for s in sources])
@@ -202,7 +221,7 @@ class Seq2SeqTask(Task):
             outputs = model.greedy(padded, lengths.to(device), limit).tolist()
         else:
             outputs = model.beam_search(padded, lengths.to(device), beam, limit, length_penalty)
-        return [join_tokens(self.tokens_of(ids, meta), level) for ids in outputs]
+        return [join_tokens(self.tokens_of(ids), meta.target_level) for ids in outputs]
 
     def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
         """Log a few validation translations, to watch them improve in TensorBoard."""
@@ -210,43 +229,43 @@ class Seq2SeqTask(Task):
             return
         samples = data.val.pairs[:: max(len(data.val.pairs) // 5, 1)][:5]
         device = next(model.parameters()).device
-        outputs = self.translate(model, data.meta, [s for s, _ in samples], device)
+        outputs = self.translate(model, [s for s, _ in samples], device)
         rows = [f"| {s} | {t} | {o} |" for (s, t), o in zip(samples, outputs)]
         log.text("samples", "| source | reference | greedy |\n|---|---|---|\n" + "\n".join(rows), epoch)
 
 
-@register
+@register("translate")
 class TranslateTask(Seq2SeqTask):
-    name = "translate"
     description = "English -> French (Tatoeba pairs from manythings.org), seq2seq with teacher forcing."
     defaults = {
-        "model.cell": "lstm",
-        "model.embed_dim": 128,
-        "model.hidden": 256,
-        "model.bidirectional": True,
-        "model.attention": "dot",
-        "model.dropout": 0.2,
-        "train.epochs": 10,
-        "train.lr": 2e-3,
-        "data.level": "word",
-        "data.num_pairs": 10000,
+        "cell": "lstm",
+        "embed_dim": 128,
+        "hidden": 256,
+        "bidirectional": True,
+        "attention": "dot",
+        "dropout": 0.2,
+        "epochs": 10,
+        "lr": 2e-3,
+        "source_level": "word",
+        "target_level": "word",
+        "num_pairs": 10000,
     }
 
-    def pairs(self, config: Config, quiet: bool) -> list[tuple[str, str]]:
-        return read_pairs(self.locate(config, quiet), config.data.num_pairs)
+    def pairs(self, quiet: bool) -> list[tuple[str, str]]:
+        return read_pairs(self.locate(quiet), self.config.data.num_pairs)
 
-    @staticmethod
-    def locate(config: Config, quiet: bool) -> Path:
-        """--data FILE, else --data-dir holding fra.txt or an archive, else the verified download."""
-        if config.data.data:
-            return Path(config.data.data).expanduser()
-        if config.data.data_dir:
-            folder = Path(config.data.data_dir).expanduser()
+    def locate(self, quiet: bool) -> Path:
+        """--data: a pair file or a folder holding fra.txt or an archive of it; else the verified download."""
+        data = self.config.data
+        given = local_source(data)
+        if given is not None and given.is_file():
+            return given
+        if given is not None:
             for name in ("fra.txt", "fra-eng.zip", "fra.txt.gz"):
-                if (folder / name).is_file():
-                    return folder / name
-            raise SeqtrainError(f"--data-dir {folder} holds no fra.txt, fra-eng.zip or fra.txt.gz; or pass --data FILE")
-        archive = download(FRA_ENG_URL, None, config.data.cache_dir, config.data.mirror, quiet=quiet)
+                if (given / name).is_file():
+                    return given / name
+            raise SeqtrainError(f"--data {given} holds no fra.txt, fra-eng.zip or fra.txt.gz")
+        archive = download(FRA_ENG_URL, None, data.cache_dir, data.mirror, quiet=quiet)
         verify_fra_eng(archive)
         return archive
 
@@ -271,35 +290,42 @@ def verify_fra_eng(archive: Path) -> None:
     read_pairs(archive, 100)  # the first lines must be English<TAB>French
 
 
-@register
+@register("pairs")
 class PairsTask(Seq2SeqTask):
-    name = "pairs"
     description = "Any tab-separated source/target file (--data FILE), seq2seq with teacher forcing."
-    defaults = {"model.attention": "dot", "model.hidden": 256, "train.epochs": 10, "train.lr": 2e-3, "data.num_pairs": 0}
+    defaults = {"attention": "dot", "hidden": 256, "epochs": 10, "lr": 2e-3, "num_pairs": 0}
 
-    def pairs(self, config: Config, quiet: bool) -> list[tuple[str, str]]:
-        if not config.data.data:
+    def validate(self) -> None:
+        super().validate()
+        if not (self.config.data.data or self.config.data.data_dir):
             raise SeqtrainError("--task pairs needs --data FILE: one 'source<TAB>target' pair per line")
-        return read_pairs(config.data.data, config.data.num_pairs)
+
+    def pairs(self, quiet: bool) -> list[tuple[str, str]]:
+        return read_pairs(local_source(self.config.data), self.config.data.num_pairs)
 
 
-@register
+@register("dates")
 class DatesTask(Seq2SeqTask):
-    name = "dates"
     description = "Human-written dates -> ISO 8601 (generated, no download), character-level seq2seq."
     defaults = {
-        "model.cell": "gru",
-        "model.embed_dim": 32,
-        "model.hidden": 128,
-        "model.bidirectional": True,
-        "model.attention": "dot",
-        "train.epochs": 5,
-        "train.lr": 3e-3,
-        "data.level": "char",
-        "data.num_pairs": 20000,
+        "cell": "gru",
+        "embed_dim": 32,
+        "hidden": 128,
+        "bidirectional": True,
+        "attention": "dot",
+        "epochs": 5,
+        "lr": 3e-3,
+        "source_level": "char",
+        "target_level": "char",
+        "num_pairs": 20000,
     }
 
-    def pairs(self, config: Config, quiet: bool) -> list[tuple[str, str]]:
-        if config.data.num_pairs == 0:
+    schema = Schema(Seq2SeqTrain, Seq2SeqModel, PairData)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.config.data.num_pairs == 0:
             raise SeqtrainError("--task dates generates its pairs: give --num-pairs a positive count")
-        return date_pairs(config.data.num_pairs, config.train.seed)
+
+    def pairs(self, quiet: bool) -> list[tuple[str, str]]:
+        return date_pairs(self.config.data.num_pairs, self.config.train.seed)

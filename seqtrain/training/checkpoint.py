@@ -21,13 +21,30 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+#: the marker every seqtrain checkpoint carries, checked before anything else is read
+MARKER = "seqtrain-checkpoint"
+#: 2: per-task settings and typed metadata; 1 (no marker): the first layout
+FORMAT = 2
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, or one line saying why the file is not one this seqtrain reads."""
     if not path.is_file():
         raise SeqtrainError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file: say which, not a traceback
-        raise SeqtrainError(f"cannot load checkpoint {path}: {exc}") from exc
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a corrupt, foreign or hostile file: never suggest the unsafe loader
+        raise SeqtrainError(f"{path} is not a seqtrain checkpoint (or it is damaged): it cannot be loaded safely") from None
+    if not isinstance(blob, dict) or blob.get("marker") != MARKER:
+        if isinstance(blob, dict) and {"config", "meta", "model", "epoch"} <= blob.keys():
+            raise SeqtrainError(
+                f"{path} was written by an earlier seqtrain (before settings per task); "
+                "retrain it with this version, or evaluate it with seqtrain 0.1"
+            )
+        raise SeqtrainError(f"{path} is not a seqtrain checkpoint")
+    if blob.get("format") != FORMAT:
+        raise SeqtrainError(f"{path} has checkpoint format {blob.get('format')}; this seqtrain reads format {FORMAT}")
+    return blob
 
 
 def rng_state() -> dict[str, Any]:

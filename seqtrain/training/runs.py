@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from seqtrain.config import Config
+from seqtrain.config import read_toml
 from seqtrain.errors import SeqtrainError
-from seqtrain.training.checkpoint import BEST, LAST, load_checkpoint
+from seqtrain.training.checkpoint import BEST, LAST
 
 LATEST = "latest"
 
@@ -53,16 +53,12 @@ def resolve_checkpoint(spec: str | None, logdir: str | Path = "runs", prefer: st
     raise SeqtrainError(f"no run or checkpoint '{spec}' (looked in . and {logdir}/); train one with `seqtrain fit`")
 
 
-def config_of(checkpoint: Path) -> Config:
-    return Config.from_dict(load_checkpoint(checkpoint)["config"])
-
-
 def latest_run_of(logdir: str | Path, tasks: set[str]) -> Path:
     """The most recently trained run folder under `logdir` whose task is one of `tasks`."""
     found = []
     for run in Path(logdir).glob("*/config.toml") if Path(logdir).is_dir() else []:
         checkpoints = [run.parent / name for name in (BEST, LAST) if (run.parent / name).is_file()]
-        if checkpoints and Config.from_toml(run).task in tasks:
+        if checkpoints and read_toml(run)["task"] in tasks:
             found.append((max(c.stat().st_mtime for c in checkpoints), run.parent))
     if not found:
         raise SeqtrainError(f"no language-model run in {logdir}/; train one with `seqtrain fit --task shakespeare`")
