@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import importlib
+import pkgutil
+
 from seqtrain.config import Config, read_toml
 from seqtrain.errors import SeqtrainError
-from seqtrain.tasks import forecasting, imdb, language_modeling, seq2seq  # noqa: F401  (registers)
 from seqtrain.tasks.base import REGISTRY, Task
+
+# Every module of this package registers its tasks on import: a new task is a new file here, nothing else.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def task_class(name: str) -> type[Task]:
