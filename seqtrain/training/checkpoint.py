@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -10,15 +9,15 @@ from typing import Any
 import torch
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import atomic_write
 
 BEST, LAST = "best.pt", "last.pt"
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """Written atomically: a reader never sees half a file, and a failed save keeps the previous one."""
+    with atomic_write(path) as temporary:
+        torch.save(payload, temporary)
 
 
 #: the marker every seqtrain checkpoint carries, checked before anything else is read
