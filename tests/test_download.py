@@ -1,11 +1,13 @@
 import hashlib
-import io
+import logging
+import multiprocessing
 import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
+import seqtrain.data.download as download_module
+import seqtrain.files
 from seqtrain.data.download import download, extract, mirrored_url
 from seqtrain.errors import SeqtrainError
 
@@ -48,7 +50,7 @@ def test_wrong_checksum_is_an_error_and_leaves_nothing(tmp_path, mirror):
     folder, _ = mirror
     with pytest.raises(SeqtrainError, match="checksum mismatch"):
         download(URL, "0" * 64, tmp_path / "cache", str(folder), quiet=True)
-    assert list((tmp_path / "cache" / "downloads").iterdir()) == []
+    assert [p.name for p in (tmp_path / "cache" / "downloads").iterdir()] == [".corpus.bin.lock"]
 
 
 def test_interrupted_download_resumes_from_the_partial_file(tmp_path, mirror):
@@ -66,55 +68,80 @@ def test_unreachable_source_is_a_one_line_error(tmp_path):
         download(URL, None, tmp_path / "cache", str(tmp_path / "nowhere"), quiet=True)
 
 
-def _tar(tmp_path: Path, add) -> Path:
-    path = tmp_path / "a.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        add(tar)
-    return path
+def small_archive(tmp_path: Path, files: int = 200) -> Path:
+    tree = tmp_path / "tree"
+    for i in range(files):
+        (tree / "data" / str(i % 10)).mkdir(parents=True, exist_ok=True)
+        (tree / "data" / str(i % 10) / f"{i}.txt").write_text(f"file {i}\n" * 50)
+    archive = tmp_path / "small.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "data", arcname="data")
+    return archive
 
 
-def _file(tar: tarfile.TarFile, name: str, data: bytes = b"x") -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
+def holds_ten_folders(folder: Path) -> str | None:
+    count = len(list((folder / "data").iterdir())) if (folder / "data").is_dir() else 0
+    return None if count == 10 else f"data/ holds {count} folders, not 10"
 
 
-def _link(tar: tarfile.TarFile, name: str, target: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.SYMTYPE
-    info.linkname = target
-    tar.addfile(info)
+def test_an_extraction_that_fails_its_check_is_not_kept(tmp_path):
+    with pytest.raises(SeqtrainError, match="does not hold what was expected: nothing useful"):
+        extract(small_archive(tmp_path), tmp_path / "cache" / "entry", lambda folder: "nothing useful")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [".entry.lock"]
 
 
-def test_extract_tar(tmp_path):
-    archive = _tar(tmp_path, lambda t: (_file(t, "data/a.txt", b"hello"), _link(t, "data/b.txt", "a.txt")))
-    out = extract(archive, tmp_path / "out")
-    assert (out / "data" / "a.txt").read_text() == "hello"
+def test_a_cache_entry_that_fails_its_check_is_rebuilt(tmp_path, caplog):
+    archive, target = small_archive(tmp_path), tmp_path / "cache" / "entry"
+    extract(archive, target, holds_ten_folders)
+    for path in (target / "data" / "3").iterdir():
+        path.unlink()
+    (target / "data" / "3").rmdir()  # as a partial extraction of older versions left it
+    with caplog.at_level(logging.WARNING):
+        assert extract(archive, target, holds_ten_folders) == target
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{target} is incomplete (data/ holds 9 folders, not 10): extracting {archive} again"
+    ]
+    assert len(list((target / "data" / "3").iterdir())) == 20
 
 
-@pytest.mark.parametrize(
-    "add,reason",
-    [
-        (lambda t: _file(t, "../evil.txt"), "'..'"),
-        (lambda t: _file(t, "/etc/evil.txt"), "absolute"),
-        (lambda t: (_file(t, "ok.txt"), _link(t, "link", "../../outside")), "outside"),
-        (lambda t: _link(t, "abs", "/etc/passwd"), "outside"),
-    ],
-)
-def test_extract_refuses_members_that_escape(tmp_path, add, reason):
-    archive = _tar(tmp_path, add)
-    with pytest.raises(SeqtrainError, match=reason):
-        extract(archive, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-    assert not (tmp_path / "evil.txt").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["a.tar.gz"]  # no half-extracted staging folder
+def test_staging_folders_of_killed_runs_are_removed(tmp_path):
+    leftover = tmp_path / "cache" / ".entry.staging-abc123"
+    (leftover / "data").mkdir(parents=True)
+    extract(small_archive(tmp_path), tmp_path / "cache" / "entry")
+    assert not leftover.exists()
 
 
-def test_extract_zip_refuses_parent_paths(tmp_path):
-    archive = tmp_path / "a.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("good.txt", "ok")
-        zf.writestr("../evil.txt", "bad")
-    with pytest.raises(SeqtrainError, match="'..'"):
-        extract(archive, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+def _extract_in_child(archive: Path, target: Path, barrier, locks: bool, results) -> None:
+    if locks:
+        barrier.wait(30)
+    else:
+        # No fcntl (Windows): both processes unpack, then both rename; the later one must adopt the
+        # earlier one's extraction rather than fail with 'Directory not empty'.
+        seqtrain.files.fcntl = None
+        unpack = download_module.unpack
+
+        def unpack_then_wait(archive: Path, dest: Path) -> None:
+            unpack(archive, dest)
+            barrier.wait(30)
+
+        download_module.unpack = unpack_then_wait
+    try:
+        results.put(("ok", str(extract(archive, target, holds_ten_folders))))
+    except BaseException as exc:
+        results.put(("failed", repr(exc)))
+
+
+@pytest.mark.parametrize("locks", [True, False], ids=["with-lock", "without-lock"])
+def test_concurrent_first_extractions_both_succeed(tmp_path, locks):
+    archive, target = small_archive(tmp_path), tmp_path / "cache" / "entry"
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    children = [context.Process(target=_extract_in_child, args=(archive, target, barrier, locks, results)) for _ in range(2)]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(30)
+    assert outcomes == [("ok", str(target))] * 2
+    assert sorted(p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")) == ["entry"]
+    assert sum(1 for p in target.rglob("*.txt")) == 200

@@ -1,5 +1,7 @@
 """IMDB data: locating the corpus, the train-only vocabulary, splits and the encoding cache."""
 
+import hashlib
+import logging
 import tarfile
 
 import pytest
@@ -60,6 +62,41 @@ def test_data_dir_may_hold_the_archive(imdb_dir, tmp_path):
     root = imdb.locate(imdb_task(archive_dir).config)
     assert root.name == "aclImdb" and (root / "train" / "pos").is_dir()
     assert imdb.locate(imdb_task(archive_dir).config) == root  # extracted once
+
+
+def test_an_archive_without_the_full_layout_is_not_cached(tmp_path):
+    root = write_imdb(tmp_path / "d", train_per_class=3, test_per_class=2)
+    for review in (root / "aclImdb" / "test" / "neg").iterdir():
+        review.unlink()
+    archive = tmp_path / "aclImdb-partial.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root / "aclImdb", arcname="aclImdb")
+    with pytest.raises(SeqtrainError, match="does not hold what was expected: aclImdb/test/neg is missing or empty"):
+        imdb.locate(imdb_task(archive).config)
+    assert not [p for p in (imdb.cache_dir() / "imdb").iterdir() if not p.name.endswith(".lock")]
+
+
+@pytest.fixture
+def mirrored_imdb(tmp_path, monkeypatch):
+    """The download path, served by a mirror holding a small archive under the published name and checksum."""
+    root = write_imdb(tmp_path / "d", train_per_class=4, test_per_class=4)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with tarfile.open(mirror / "aclImdb_v1.tar.gz", "w:gz") as tar:
+        tar.add(root / "aclImdb", arcname="aclImdb")
+    monkeypatch.setattr(imdb, "SHA256", hashlib.sha256((mirror / "aclImdb_v1.tar.gz").read_bytes()).hexdigest())
+    monkeypatch.setattr(imdb, "REVIEWS_PER_PART", 4)
+    return make("imdb", mirror=str(mirror)).config
+
+
+def test_a_cached_extraction_missing_reviews_is_rebuilt(mirrored_imdb, caplog):
+    root = imdb.locate(mirrored_imdb, quiet=True)
+    next((root / "train" / "pos").iterdir()).unlink()
+    with caplog.at_level(logging.WARNING):
+        assert imdb.locate(mirrored_imdb, quiet=True) == root
+    assert len(caplog.records) == 1
+    assert "is incomplete (aclImdb/train/pos holds 3 reviews, not 4): extracting" in caplog.records[0].getMessage()
+    assert len(list((root / "train" / "pos").iterdir())) == 4
 
 
 def test_download_path_verifies_the_checksum(tmp_path, monkeypatch):

@@ -1,23 +1,25 @@
-"""Cached, verified downloads and safe archive extraction.
+"""Cached, verified downloads, extractions and preprocessed tensors.
 
 A download goes to `<cache>/downloads/<name>.part`, resumes from there if it
 was interrupted, is checked against its sha256 and only then renamed into
 place, so a file under its final name is always complete and verified.
-Extraction happens in a temporary folder beside the target and is renamed in
-one step, so nothing half-extracted is ever left under the target's name.
+Extraction (see seqtrain.data.archives for what is refused) happens in a
+temporary folder beside the target, is checked, and is renamed in one step,
+so nothing half-extracted is ever left under the target's name. A lock file
+beside each download and extraction makes a second process that starts at
+the same time wait and then use the first one's result.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
-import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,12 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
+from seqtrain.data.archives import unpack
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import file_lock, promote
 
 CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
@@ -91,20 +96,21 @@ def download(
     """
     target = cache_dir(cache) / "downloads" / (filename or Path(urllib.parse.urlparse(url).path).name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and (sha256 is None or sha256_of(target) == sha256):
-        return target
-    source = mirrored_url(url, mirror)
-    part = target.with_name(target.name + ".part")
-    _fetch(source, part, quiet)
-    if sha256 is not None:
-        actual = sha256_of(part)
-        if actual != sha256:
-            part.unlink()
-            raise SeqtrainError(
-                f"checksum mismatch for {source}: expected sha256 {sha256}, got {actual}; "
-                "the partial file was removed, check the mirror or try again"
-            )
-    os.replace(part, target)
+    with file_lock(target):  # a second process waits, then finds the file in place
+        if target.exists() and (sha256 is None or sha256_of(target) == sha256):
+            return target
+        source = mirrored_url(url, mirror)
+        part = target.with_name(target.name + ".part")
+        _fetch(source, part, quiet)
+        if sha256 is not None:
+            actual = sha256_of(part)
+            if actual != sha256:
+                part.unlink()
+                raise SeqtrainError(
+                    f"checksum mismatch for {source}: expected sha256 {sha256}, got {actual}; "
+                    "the partial file was removed, check the mirror or try again"
+                )
+        promote(part, target)
     return target
 
 
@@ -150,58 +156,41 @@ def _progress(quiet: bool) -> Progress:
     )
 
 
-def extract(archive: Path, target: Path) -> Path:
-    """Extract a .tar(.gz) or .zip archive into `target`, refusing members that would escape it.
+def extract(archive: Path, target: Path, check: Callable[[Path], str | None] | None = None) -> Path:
+    """Extract a tar or zip archive into `target` once; return `target`.
 
-    Idempotent: an existing `target` is taken as a finished extraction.
+    `check` says what is wrong with an extracted folder (None when nothing
+    is): it runs before the extraction is renamed into place, and again on
+    an existing `target`, which is rebuilt when it fails rather than trusted.
     """
-    if target.exists():
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        if zipfile.is_zipfile(archive):
-            _extract_zip(archive, staging)
-        elif tarfile.is_tarfile(archive):
-            _extract_tar(archive, staging)
-        else:
-            raise SeqtrainError(f"{archive} is neither a tar nor a zip archive")
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with file_lock(target) as exclusive:
+        if target.exists():
+            problem = check(target) if check else None
+            if problem is None:
+                return target
+            log.warning("%s is incomplete (%s): extracting %s again", target, problem, archive)
+            shutil.rmtree(target)
+        if exclusive:  # no one else is extracting here: staging folders left by killed runs can go
+            for leftover in target.parent.glob(f".{target.name}.staging-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+        try:
+            unpack(archive, staging)
+            problem = check(staging) if check else None
+            if problem:
+                raise SeqtrainError(f"{archive} does not hold what was expected: {problem}")
+            _rename_folder(staging, target, check)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _extract_tar(archive: Path, dest: Path) -> None:
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            _check_member(member.name, dest)
-            if member.issym() or member.islnk():
-                base = (dest / member.name).parent if member.issym() else dest
-                if Path(member.linkname).is_absolute() or not (base / member.linkname).resolve().is_relative_to(
-                    dest.resolve()
-                ):
-                    raise SeqtrainError(f"unsafe archive member {member.name!r}: link points outside the target")
-            elif not (member.isfile() or member.isdir()):
-                raise SeqtrainError(f"unsafe archive {archive}: special file {member.name!r}")
-        # The 'data' filter re-checks paths and links and drops set-uid bits and device files.
-        tar.extractall(dest, filter="data")
-
-
-def _extract_zip(archive: Path, dest: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for name in zf.namelist():
-            _check_member(name, dest)
-        zf.extractall(dest)
-
-
-def _check_member(name: str, dest: Path) -> None:
-    """Refuse absolute paths, `..` and anything resolving outside `dest`."""
-    shown = name
-    if name.startswith(("/", "\\")) or Path(name).is_absolute() or (len(name) > 1 and name[1] == ":"):
-        raise SeqtrainError(f"unsafe archive member {shown!r}: absolute path")
-    if ".." in Path(name.replace("\\", "/")).parts:
-        raise SeqtrainError(f"unsafe archive member {shown!r}: '..' in path")
-    root = dest.resolve()
-    if not (dest / name).resolve().is_relative_to(root):
-        raise SeqtrainError(f"unsafe archive member {shown!r}: escapes the target folder")
+def _rename_folder(staging: Path, target: Path, check: Callable[[Path], str | None] | None) -> None:
+    """Move a finished extraction into place; without locks, another process may have got there first."""
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if not target.is_dir() or (check and check(target)):
+            raise
+        # Another process finished the same extraction first: use its result.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from seqtrain.tasks.classification import ClassifierMeta, TextClassificationTask
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 LABELS = ["neg", "pos"]
+SPLITS = ("train", "test")
+REVIEWS_PER_PART = 12500  # in each of train/pos, train/neg, test/pos, test/neg of the published archive
 TOKENIZER_VERSION = 1  # bump when tokenize() changes, to invalidate cached encodings
 
 
@@ -28,7 +32,8 @@ def locate(config: Config, quiet: bool = False) -> Path:
     given = local_source(config.data)
     if given is None:
         archive = download(URL, SHA256, cache, config.data.mirror, quiet=quiet)
-        return extract(archive, cache / "imdb" / "aclImdb_v1") / "aclImdb"
+        complete = functools.partial(layout_problem, per_part=REVIEWS_PER_PART)
+        return extract(archive, cache / "imdb" / "aclImdb_v1", complete) / "aclImdb"
     for candidate in (given / "aclImdb", given):
         if (candidate / "train").is_dir() and (candidate / "test").is_dir():
             return candidate
@@ -36,10 +41,23 @@ def locate(config: Config, quiet: bool = False) -> Path:
     if not archives:
         raise SeqtrainError(f"{given} holds neither an aclImdb/ folder nor an archive of one (--data)")
     archive = archives[0]
-    folder = extract(archive, cache / "imdb" / f"{archive.name.split('.')[0]}-{source_key(archive)}") / "aclImdb"
-    if not (folder / "train").is_dir():
-        raise SeqtrainError(f"{archive} does not contain aclImdb/train")
-    return folder
+    return extract(archive, cache / "imdb" / f"{archive.name.split('.')[0]}-{source_key(archive)}", layout_problem) / "aclImdb"
+
+
+def layout_problem(folder: Path, per_part: int | None = None) -> str | None:
+    """What keeps `folder` from holding a complete aclImdb/ corpus (None when nothing does).
+
+    `per_part` is the exact number of reviews each of the four labelled folders must hold, where known.
+    """
+    for split in SPLITS:
+        for label in LABELS:
+            part = folder / "aclImdb" / split / label
+            count = sum(name.endswith(".txt") for name in os.listdir(part)) if part.is_dir() else 0
+            if not count:
+                return f"aclImdb/{split}/{label} is missing or empty"
+            if per_part is not None and count != per_part:
+                return f"aclImdb/{split}/{label} holds {count} reviews, not {per_part}"
+    return None
 
 
 def encode_corpus(root: Path, cache: Path) -> dict[str, Any]:
@@ -52,7 +70,7 @@ def _encode(root: Path) -> dict[str, Any]:
     word_ids: dict[str, int] = {}
     ids: list[int] = []
     offsets, labels, splits = [0], [], []
-    for split_index, split in enumerate(("train", "test")):
+    for split_index, split in enumerate(SPLITS):
         for label_index, label in enumerate(LABELS):
             folder = root / split / label
             if not folder.is_dir():
