@@ -5,10 +5,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 import seqtrain.data.download as download_module
 import seqtrain.files
-from seqtrain.data.download import download, extract, mirrored_url
+from seqtrain.data.download import cached_tensors, download, extract, mirrored_url, source_key
 from seqtrain.errors import SeqtrainError
 
 URL = "https://example.org/data/corpus.bin"
@@ -145,3 +146,38 @@ def test_concurrent_first_extractions_both_succeed(tmp_path, locks):
     assert outcomes == [("ok", str(target))] * 2
     assert sorted(p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")) == ["entry"]
     assert sum(1 for p in target.rglob("*.txt")) == 200
+
+
+def test_folder_key_covers_every_file_below_it(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "a" / "b").mkdir(parents=True)
+    (folder / "a" / "b" / "one.txt").write_text("one")
+    (folder / "two.txt").write_text("two")
+    key = source_key(folder, "v1")
+    assert source_key(folder, "v1") == key and source_key(folder, "v2") != key
+    (folder / "a" / "b" / "three.txt").write_text("three")
+    added = source_key(folder, "v1")
+    (folder / "a" / "b" / "one.txt").write_text("uno!")
+    edited = source_key(folder, "v1")
+    (folder / "two.txt").unlink()
+    removed = source_key(folder, "v1")
+    assert len({key, added, edited, removed}) == 4
+    assert source_key([folder, tmp_path / "absent"]) != source_key(folder)
+
+
+def test_a_damaged_cache_file_is_rebuilt(tmp_path, caplog):
+    path = tmp_path / "encoded.pt"
+    builds = []
+
+    def build():
+        builds.append(1)
+        return {"ids": torch.arange(5)}
+
+    cached_tensors(path, build)
+    path.write_bytes(path.read_bytes()[:100])  # cut short, as by a full disk or a copy that stopped
+    with caplog.at_level(logging.WARNING):
+        assert cached_tensors(path, build)["ids"].tolist() == [0, 1, 2, 3, 4]
+    assert len(builds) == 2 and len(caplog.records) == 1
+    assert caplog.records[0].getMessage().startswith(f"cache file {path} cannot be read (")
+    assert caplog.records[0].getMessage().endswith("): rebuilding it")
+    assert cached_tensors(path, build)["ids"].tolist() == [0, 1, 2, 3, 4] and len(builds) == 2

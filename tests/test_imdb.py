@@ -76,6 +76,17 @@ def test_an_archive_without_the_full_layout_is_not_cached(tmp_path):
     assert not [p for p in (imdb.cache_dir() / "imdb").iterdir() if not p.name.endswith(".lock")]
 
 
+def test_deleted_reviews_are_noticed(tmp_path):
+    root = write_imdb(tmp_path / "d", train_per_class=20, test_per_class=10)
+    data = imdb_task(root, val_split=0).prepare()
+    assert (len(data.train.sequences), len(data.test.sequences)) == (40, 20)
+    for folder, count in (("train/neg", 7), ("test/pos", 3)):
+        for review in sorted((root / "aclImdb" / folder).iterdir())[:count]:
+            review.unlink()
+    data = imdb_task(root, val_split=0).prepare()
+    assert (len(data.train.sequences), len(data.test.sequences)) == (33, 17)
+
+
 @pytest.fixture
 def mirrored_imdb(tmp_path, monkeypatch):
     """The download path, served by a mirror holding a small archive under the published name and checksum."""

@@ -20,7 +20,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ import torch
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from seqtrain.data.archives import unpack
-from seqtrain.errors import SeqtrainError
-from seqtrain.files import file_lock, promote
+from seqtrain.errors import SeqtrainError, first_line
+from seqtrain.files import atomic_write, file_lock, promote
 
 CHUNK = 1 << 20
 log = logging.getLogger(__name__)
@@ -43,22 +43,60 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def source_key(path: Path, *parts: object) -> str:
-    """A short key naming a file's current version (path, size, mtime) plus settings, for cache file names."""
-    stat = path.stat()
-    text = "|".join(str(x) for x in (path.resolve(), stat.st_size, stat.st_mtime_ns, *parts))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def source_key(sources: Path | Iterable[Path], *settings: object) -> str:
+    """A short key naming the current version of files or folders, plus the settings that shape what is
+    built from them, for cache file names. A folder counts with every file below it (name, size, mtime),
+    so adding, removing or editing any file gives a new key."""
+    digest = hashlib.sha256()
+    for path in [sources] if isinstance(sources, Path) else sources:
+        digest.update(os.fsencode(f"{path.resolve()}\n"))
+        for line in _listing(path):
+            digest.update(os.fsencode(line))
+    digest.update("|".join(str(x) for x in settings).encode())
+    return digest.hexdigest()[:16]
+
+
+def _listing(path: Path) -> Iterator[str]:
+    """One line per file: a file's own size and mtime, or every file below a folder, in a fixed order."""
+    if not path.is_dir():
+        stat = path.stat() if path.exists() else None
+        yield f"{stat.st_size} {stat.st_mtime_ns}\n" if stat else "missing\n"
+        return
+    seen: set[tuple[int, int]] = set()
+    pending = [(path, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        folder_stat = folder.stat()
+        if (folder_stat.st_dev, folder_stat.st_ino) in seen:  # a symlink loop
+            continue
+        seen.add((folder_stat.st_dev, folder_stat.st_ino))
+        with os.scandir(folder) as entries:
+            ordered = sorted(entries, key=lambda entry: entry.name)
+        for entry in ordered:
+            name = prefix + entry.name
+            try:
+                if entry.is_dir():
+                    pending.append((Path(entry.path), name + "/"))
+                    continue
+                stat = entry.stat()
+                yield f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+            except OSError:  # a dangling link
+                yield f"{name}\0unreadable\n"
 
 
 def cached_tensors(path: Path, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Load a preprocessed dict of tensors/lists from `path`, or build it once and save it atomically."""
+    """Load a preprocessed dict of tensors/lists from `path`, or build it and save it atomically.
+
+    A cache file that cannot be loaded (damaged, cut short) is rebuilt, with a warning.
+    """
     if path.exists():
-        return torch.load(path, weights_only=True)
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as exc:  # whatever is wrong with the file, the cure is to rebuild it
+            log.warning("cache file %s cannot be read (%s): rebuilding it", path, first_line(exc))
     blob = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as temporary:
+        torch.save(blob, temporary)
     return blob
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqtrain.config import ForecastModel, ForecastTrain, Schema, SeriesData, WindowData
-from seqtrain.data.download import cache_dir, download, extract
+from seqtrain.data.download import cache_dir, download, extract, source_key
 from seqtrain.data.sources import local_source
 from seqtrain.data.series import Windows, WindowLoader, fit_normalization, read_columns, sine_series, split_points
 from seqtrain.errors import SeqtrainError
@@ -327,7 +327,7 @@ class JenaTask(ForecastTask):
         if path is not None:
             if path.suffix != ".zip":
                 return path
-            archive, folder = path, cache_dir(d.cache_dir) / "jena" / f"local-{path.stat().st_mtime_ns}"
+            archive, folder = path, cache_dir(d.cache_dir) / "jena" / f"local-{source_key(path)}"
         else:
             # The host publishes no checksum: the file is checked by its header instead (read_columns).
             archive = download(self.URL, None, d.cache_dir, d.mirror, quiet=quiet)

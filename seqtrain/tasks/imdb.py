@@ -61,8 +61,10 @@ def layout_problem(folder: Path, per_part: int | None = None) -> str | None:
 
 
 def encode_corpus(root: Path, cache: Path) -> dict[str, Any]:
-    """Tokenize every labelled review once into ids over a full word list; cached as one tensor file."""
-    cached = cache / "imdb" / f"encoded-{source_key(root / 'train', TOKENIZER_VERSION)}.pt"
+    """Tokenize every labelled review once into ids over a full word list; cached as one tensor file
+    named by every review file's name, size and mtime, so any change to the corpus re-encodes it."""
+    reviews = [root / split / label for split in SPLITS for label in LABELS]
+    cached = cache / "imdb" / f"encoded-{source_key(reviews, TOKENIZER_VERSION)}.pt"
     return cached_tensors(cached, lambda: _encode(root))
 
 
