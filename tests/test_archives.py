@@ -1,5 +1,6 @@
 """Data archives are unpacked without trusting them: only files and folders, checked names, whole or not at all."""
 
+import hashlib
 import io
 import os
 import stat
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import seqtrain.tasks.imdb as imdb
 from seqtrain.data.download import extract
 from seqtrain.errors import SeqtrainError
 from seqtrain_cli.main import app
@@ -157,6 +159,17 @@ def test_fit_on_a_crafted_archive_exits_2_with_one_line(tmp_path):
     result, lines = run_cli("fit", "--task", "imdb", "--data", str(archive), "--logdir", str(tmp_path / "runs"))
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and "holds a symbolic link" in lines[0] and "refused" in lines[0]
+    assert not list(tmp_path.rglob("escaped.txt")) and not list(Path(os.environ["SEQTRAIN_CACHE"]).rglob("escaped.txt"))
+
+
+def test_a_crafted_archive_from_a_mirror_is_refused_too(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    archive = make_tar(mirror / "aclImdb_v1.tar.gz", crafted_escape)
+    monkeypatch.setattr(imdb, "SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())  # as if it were genuine
+    result, lines = run_cli("fit", "--task", "imdb", "--mirror", str(mirror), "--logdir", str(tmp_path / "runs"), "-q")
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and "holds a symbolic link" in lines[0]
     assert not list(tmp_path.rglob("escaped.txt")) and not list(Path(os.environ["SEQTRAIN_CACHE"]).rglob("escaped.txt"))
 
 
