@@ -15,7 +15,6 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import click
 import typer
 import typer.core
 
@@ -115,7 +114,7 @@ class TaskCommand(typer.core.TyperCommand):
 
     default_task: str | None = "imdb"
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         from seqtrain.tasks import REGISTRY
 
         name = task_on_command_line(args, self.default_task)
