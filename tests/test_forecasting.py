@@ -101,6 +101,58 @@ def test_read_columns_sorts_by_time_and_puts_the_target_first(tmp_path):
     assert names == ["load", "temp"]
 
 
+# The first three years of the classic airline-passengers file (Box & Jenkins), in its own layout.
+AIRLINE_1949_1951 = [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125, 149,
+                     170, 170, 158, 133, 114, 140, 145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166]
+
+
+def write_airline_csv(path: Path, order: list[int]) -> Path:
+    months = [f"{1949 + i // 12}-{i % 12 + 1:02d}" for i in range(len(AIRLINE_1949_1951))]
+    lines = ['"Month","Passengers"'] + [f'"{months[i]}",{AIRLINE_1949_1951[i]}' for i in order]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return path
+
+
+def test_the_airline_passengers_file_loads(tmp_path):
+    order = list(range(len(AIRLINE_1949_1951)))
+    shuffled = write_airline_csv(tmp_path / "shuffled.csv", order[::-1])
+    names, values = read_columns(shuffled, "Passengers", None, "Month")
+    assert names == ["Passengers"] and values[:, 0].tolist() == AIRLINE_1949_1951
+    saved_by_a_spreadsheet = tmp_path / "bom.csv"  # a UTF-8 byte-order mark before the first column's name
+    saved_by_a_spreadsheet.write_bytes(b"\xef\xbb\xbf" + shuffled.read_bytes())
+    assert read_columns(saved_by_a_spreadsheet, "Passengers", None, "Month")[1][:, 0].tolist() == AIRLINE_1949_1951
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ("1949-01", "1949-02", "1950-01"),
+        ("2009-01-01", "2009-01-02", "2009-02-01"),
+        ("01.01.2009 00:10:00", "01.01.2009 00:20:00", "02.01.2009 00:00:00"),  # the Jena record's
+        ("2009-01-01 00:10:00", "2009-01-01 00:20:00", "2009-01-02 00:00:00"),
+        ("2009-01-01T00:10", "2009-01-01T00:20", "2009-01-02T00:00"),
+    ],
+)
+@pytest.mark.parametrize("quote", ["", '"'])
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+@pytest.mark.parametrize("comma", [",", ", "])
+def test_read_columns_orders_rows_by_each_time_format(tmp_path, stamps, quote, line_end, comma):
+    rows = [f"{quote}{stamps[i]}{quote}{comma}{i}" for i in (2, 0, 1)]
+    path = tmp_path / "s.csv"
+    path.write_bytes(line_end.join([f"{quote}t{quote}{comma}{quote}v{quote}", *rows, ""]).encode())
+    assert read_columns(path, "v", None, "t")[1][:, 0].tolist() == [0, 1, 2]
+
+
+def test_an_unknown_time_format_names_the_value_and_the_accepted_ones(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("t,v\nJan-49,1\n")
+    with pytest.raises(SeqtrainError) as error:
+        read_columns(path, "v", None, "t")
+    message = str(error.value)
+    assert "cannot read 'Jan-49'" in message and "1949-01" in message and "01.01.2009 00:10:00" in message
+    assert "\n" not in message
+
+
 @pytest.mark.parametrize(
     "content, args, message",
     [
