@@ -248,6 +248,8 @@ def summary(
     for row in result.rows:
         table.add_row(f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}")
     console.print(table)
+    for note in result.notes:
+        console.print(note, soft_wrap=True)
     console.print(f"Total params: {result.total:,}")
     console.print(f"Trainable params: {result.trainable:,}")
     console.print(f"Non-trainable params: {result.total - result.trainable:,}")
