@@ -21,6 +21,7 @@ from seqtrain.models.cells import LoopRNN
 from seqtrain.models.forecaster import Forecaster
 from seqtrain.models.recurrent import RecurrentEncoder, make_rnn
 from seqtrain.inference import load_trained
+from seqtrain.training.runs import latest_run
 from seqtrain.tasks.forecasting import ForecastData, ForecastMeta, fit_linear, linear_forecast, naive_forecast
 from seqtrain_cli.main import app
 
@@ -285,7 +286,7 @@ def sine_run(tmp_path_factory):
     result = invoke("fit", "--task", "sine", "--logdir", logdir, "--epochs", "2", "--max-steps", "60",
                     "--hidden", "16", "--batch-size", "64", "--lr", "0.01")
     assert result.exit_code == 0, result.output
-    return (logdir / "latest").resolve(), result
+    return latest_run(logdir), result
 
 
 def test_sine_rnn_beats_the_naive_baseline(sine_run):
@@ -328,7 +329,7 @@ def test_sine_ten_steps_sequence_to_sequence(tmp_path):
     result = invoke("fit", "--task", "sine", "--horizon", "10", "--every-step", "--logdir", tmp_path, "--epochs", "1",
                     "--max-steps", "40", "--hidden", "16", "--batch-size", "64", "--lr", "0.01", "--quiet")
     assert result.exit_code == 0, result.output
-    metrics = json.loads(((tmp_path / "latest").resolve() / "metrics.json").read_text())
+    metrics = json.loads((latest_run(tmp_path) / "metrics.json").read_text())
     assert metrics["extra"]["val"]["naive"]["mse"] > 0.15  # ten steps ahead, repeating the last value is poor
     assert metrics["best_val"]["mse"] < metrics["extra"]["val"]["naive"]["mse"]
 
@@ -339,7 +340,7 @@ def test_csv_series_reports_original_units(tmp_path):
                     "--time-col", "day", "--window", "12", "--horizon", "2", "--logdir", tmp_path / "runs",
                     "--epochs", "3", "--hidden", "16", "--lr", "0.01", "--recurrent-dropout", "0.1", "--layer-norm", "--quiet")
     assert result.exit_code == 0, result.output
-    run = (tmp_path / "runs" / "latest").resolve()
+    run = latest_run(tmp_path / "runs")
     metrics = json.loads((run / "metrics.json").read_text())
     # 'load' swings by ±20 around 100: naive errors of a few units, in the column's own units
     assert 1 < metrics["extra"]["val"]["naive"]["mae"] < 20
@@ -400,7 +401,7 @@ def test_jena_downloads_through_a_mirror(tmp_path):
     result = invoke("fit", "--task", "jena", "--mirror", mirror, "--every", "1", "--window", "36", "--horizon", "6",
                     "--logdir", tmp_path / "runs", "--epochs", "1", "--max-steps", "10", "--quiet")
     assert result.exit_code == 0, result.output
-    run = (tmp_path / "runs" / "latest").resolve()
+    run = latest_run(tmp_path / "runs")
     meta = torch.load(run / "best.pt", weights_only=True)["meta"]
     assert meta["target"] == "T (degC)" and len(meta["features"]) == 11  # 12 columns minus the time stamp
     metrics = json.loads((run / "metrics.json").read_text())
