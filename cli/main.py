@@ -67,7 +67,7 @@ def fit(
     """
     from seqtrain.tasks import build_config, config_from_dict, make_task, read_config
     from seqtrain.training.checkpoint import load_checkpoint
-    from seqtrain.training.runs import resolve_checkpoint
+    from seqtrain.training.runs import follow_latest, resolve_checkpoint
     from seqtrain.training.trainer import Trainer
 
     if resume is not None:
@@ -82,7 +82,7 @@ def fit(
         config.update(overrides)
         run = checkpoint.parent
     elif config_file is not None:
-        config = read_config(config_file)
+        config = read_config(follow_latest(config_file))
         if task and task != config.task:
             raise SeqtrainError(f"{config_file} is a '{config.task}' config; drop --task {task} or use another file")
         config.update(overrides)
@@ -181,7 +181,9 @@ def translate(
     device: DeviceOpt = "auto",
 ) -> None:
     """Translate texts with a trained seq2seq run: prints one output per input line."""
-    if run is not None and not (Path(run).exists() or (Path(logdir) / run).exists()):
+    from seqtrain.training.runs import follow_latest
+
+    if run is not None and not (follow_latest(Path(run)).exists() or follow_latest(Path(logdir) / run).exists()):
         texts, run = [run, *(texts or [])], None
     lines = read_texts(texts, file)
     if not lines:
@@ -248,6 +250,8 @@ def summary(
     for row in result.rows:
         table.add_row(f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}")
     console.print(table)
+    for note in result.notes:
+        console.print(note, soft_wrap=True)
     console.print(f"Total params: {result.total:,}")
     console.print(f"Trainable params: {result.trainable:,}")
     console.print(f"Non-trainable params: {result.total - result.trainable:,}")

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
 from seqtrain.generation import sample, sample_next
 from seqtrain.inference import load_trained
 from seqtrain.tasks import build_config, make_task
+from seqtrain.training.runs import resolve_checkpoint
 
 
 def stateful_rate(model, prime: list[int], length: int, repeats: int = 3) -> float:
@@ -65,7 +65,7 @@ def refeed_rate(model, prime: list[int], length: int, window: int, max_seconds: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", help="a language-model checkpoint; default: a fresh shakespeare-sized model")
+    parser.add_argument("--checkpoint", help="a language-model checkpoint or run (runs/latest works); default: a fresh shakespeare-sized model")
     parser.add_argument("--lengths", type=int, nargs="+", default=[200, 1000, 5000])
     parser.add_argument("--window", type=int, default=60, help="Keras' maxlen for the windowed re-feeding sampler")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="cap per length for the whole-prefix sampler")
@@ -75,7 +75,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     if args.checkpoint:
-        trained = load_trained(Path(args.checkpoint), "cpu")
+        trained = load_trained(resolve_checkpoint(args.checkpoint), "cpu")
         task, model = trained.task, trained.model
     else:
         task = make_task(build_config("shakespeare"))

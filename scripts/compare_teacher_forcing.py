@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from seqtrain.training.runs import latest_run
+
 VARIANTS = {
     "tf 1.0": ["--teacher-forcing", "1.0"],
     "tf 0.5": ["--teacher-forcing", "0.5"],
@@ -37,8 +39,8 @@ def main(argv: list[str]) -> None:
         command = [sys.executable, "-m", "seqtrain", "fit", *common, *flags, "--logdir", str(logdir), "--quiet"]
         subprocess.run(command, check=True)
         wall = time.perf_counter() - started
-        report = json.loads((logdir / "latest" / "metrics.json").read_text())
-        rows.append((name, report["best_val"], report["test"], wall, (logdir / "latest").resolve().name))
+        report = json.loads((latest_run(logdir) / "metrics.json").read_text())
+        rows.append((name, report["best_val"], report["test"], wall, latest_run(logdir).name))
         print(f"done: {name} in {wall:.0f} s", flush=True)
     print("\n| teacher forcing | val token acc | test token acc | test exact match | test BLEU | wall | run |")
     print("|---|---|---|---|---|---|---|")

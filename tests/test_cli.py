@@ -7,6 +7,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
+from seqtrain.training.runs import latest_run
 from seqtrain_cli.main import app
 
 runner = CliRunner()
@@ -27,7 +28,7 @@ def trained(imdb_dir, tmp_path_factory):
 
 def test_fit_learns_and_writes_a_complete_run(trained):
     logdir, result = trained
-    run = (logdir / "latest").resolve()
+    run = latest_run(logdir)
     assert run.name.startswith("imdb-")
     assert {"best.pt", "last.pt", "config.toml", "metrics.json"} <= {p.name for p in run.iterdir()}
     metrics = json.loads((run / "metrics.json").read_text())
@@ -38,7 +39,7 @@ def test_fit_learns_and_writes_a_complete_run(trained):
 
 def test_event_files_hold_the_expected_tags(trained):
     logdir, _ = trained
-    events = EventAccumulator(str((logdir / "latest").resolve()))
+    events = EventAccumulator(str(latest_run(logdir)))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/grad_norm", "epoch/train/loss", "epoch/train/accuracy", "epoch/val/loss",
@@ -47,7 +48,7 @@ def test_event_files_hold_the_expected_tags(trained):
     assert len(events.Scalars("epoch/val/accuracy")) == 8
     assert "config/text_summary" in events.Tags()["tensors"]
     # hparams live in the run's own folder, not a sub-folder
-    assert [p for p in (logdir / "latest").resolve().iterdir() if p.is_dir()] == []
+    assert [p for p in latest_run(logdir).iterdir() if p.is_dir()] == []
 
 
 def test_evaluate_reports_test_accuracy(trained):
@@ -122,7 +123,7 @@ def test_pretrained_frozen_embeddings(imdb_dir, tmp_path):
                     "--embeddings", glove, "--freeze-embeddings")
     assert result.exit_code == 0, result.output
     assert "pretrained embeddings cover" in result.output
-    checkpoint = load_checkpoint((tmp_path / "latest" / "best.pt").resolve())
+    checkpoint = load_checkpoint(latest_run(tmp_path) / "best.pt")
     assert checkpoint["config"]["model"]["embed_dim"] == 50
     coverage = float(result.output.split("pretrained embeddings cover ")[1].split("%")[0])
     assert 50 < coverage <= 100  # the fixture's words are common English

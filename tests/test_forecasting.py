@@ -21,6 +21,7 @@ from seqtrain.models.cells import LoopRNN
 from seqtrain.models.forecaster import Forecaster
 from seqtrain.models.recurrent import RecurrentEncoder, make_rnn
 from seqtrain.inference import load_trained
+from seqtrain.training.runs import latest_run
 from seqtrain.tasks.forecasting import ForecastData, ForecastMeta, fit_linear, linear_forecast, naive_forecast
 from seqtrain_cli.main import app
 
@@ -99,6 +100,58 @@ def test_read_columns_sorts_by_time_and_puts_the_target_first(tmp_path):
     assert np.allclose(values[:, 1], 10 + 5 * np.sin(np.arange(40) / 7), atol=1e-3)
     names, _ = read_columns(path, "load", "all", "day")
     assert names == ["load", "temp"]
+
+
+# The first three years of the classic airline-passengers file (Box & Jenkins), in its own layout.
+AIRLINE_1949_1951 = [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125, 149,
+                     170, 170, 158, 133, 114, 140, 145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166]
+
+
+def write_airline_csv(path: Path, order: list[int]) -> Path:
+    months = [f"{1949 + i // 12}-{i % 12 + 1:02d}" for i in range(len(AIRLINE_1949_1951))]
+    lines = ['"Month","Passengers"'] + [f'"{months[i]}",{AIRLINE_1949_1951[i]}' for i in order]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return path
+
+
+def test_the_airline_passengers_file_loads(tmp_path):
+    order = list(range(len(AIRLINE_1949_1951)))
+    shuffled = write_airline_csv(tmp_path / "shuffled.csv", order[::-1])
+    names, values = read_columns(shuffled, "Passengers", None, "Month")
+    assert names == ["Passengers"] and values[:, 0].tolist() == AIRLINE_1949_1951
+    saved_by_a_spreadsheet = tmp_path / "bom.csv"  # a UTF-8 byte-order mark before the first column's name
+    saved_by_a_spreadsheet.write_bytes(b"\xef\xbb\xbf" + shuffled.read_bytes())
+    assert read_columns(saved_by_a_spreadsheet, "Passengers", None, "Month")[1][:, 0].tolist() == AIRLINE_1949_1951
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ("1949-01", "1949-02", "1950-01"),
+        ("2009-01-01", "2009-01-02", "2009-02-01"),
+        ("01.01.2009 00:10:00", "01.01.2009 00:20:00", "02.01.2009 00:00:00"),  # the Jena record's
+        ("2009-01-01 00:10:00", "2009-01-01 00:20:00", "2009-01-02 00:00:00"),
+        ("2009-01-01T00:10", "2009-01-01T00:20", "2009-01-02T00:00"),
+    ],
+)
+@pytest.mark.parametrize("quote", ["", '"'])
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+@pytest.mark.parametrize("comma", [",", ", "])
+def test_read_columns_orders_rows_by_each_time_format(tmp_path, stamps, quote, line_end, comma):
+    rows = [f"{quote}{stamps[i]}{quote}{comma}{i}" for i in (2, 0, 1)]
+    path = tmp_path / "s.csv"
+    path.write_bytes(line_end.join([f"{quote}t{quote}{comma}{quote}v{quote}", *rows, ""]).encode())
+    assert read_columns(path, "v", None, "t")[1][:, 0].tolist() == [0, 1, 2]
+
+
+def test_an_unknown_time_format_names_the_value_and_the_accepted_ones(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("t,v\nJan-49,1\n")
+    with pytest.raises(SeqtrainError) as error:
+        read_columns(path, "v", None, "t")
+    message = str(error.value)
+    assert "cannot read 'Jan-49'" in message and "1949-01" in message and "01.01.2009 00:10:00" in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize(
@@ -233,7 +286,7 @@ def sine_run(tmp_path_factory):
     result = invoke("fit", "--task", "sine", "--logdir", logdir, "--epochs", "2", "--max-steps", "60",
                     "--hidden", "16", "--batch-size", "64", "--lr", "0.01")
     assert result.exit_code == 0, result.output
-    return (logdir / "latest").resolve(), result
+    return latest_run(logdir), result
 
 
 def test_sine_rnn_beats_the_naive_baseline(sine_run):
@@ -276,7 +329,7 @@ def test_sine_ten_steps_sequence_to_sequence(tmp_path):
     result = invoke("fit", "--task", "sine", "--horizon", "10", "--every-step", "--logdir", tmp_path, "--epochs", "1",
                     "--max-steps", "40", "--hidden", "16", "--batch-size", "64", "--lr", "0.01", "--quiet")
     assert result.exit_code == 0, result.output
-    metrics = json.loads(((tmp_path / "latest").resolve() / "metrics.json").read_text())
+    metrics = json.loads((latest_run(tmp_path) / "metrics.json").read_text())
     assert metrics["extra"]["val"]["naive"]["mse"] > 0.15  # ten steps ahead, repeating the last value is poor
     assert metrics["best_val"]["mse"] < metrics["extra"]["val"]["naive"]["mse"]
 
@@ -287,7 +340,7 @@ def test_csv_series_reports_original_units(tmp_path):
                     "--time-col", "day", "--window", "12", "--horizon", "2", "--logdir", tmp_path / "runs",
                     "--epochs", "3", "--hidden", "16", "--lr", "0.01", "--recurrent-dropout", "0.1", "--layer-norm", "--quiet")
     assert result.exit_code == 0, result.output
-    run = (tmp_path / "runs" / "latest").resolve()
+    run = latest_run(tmp_path / "runs")
     metrics = json.loads((run / "metrics.json").read_text())
     # 'load' swings by ±20 around 100: naive errors of a few units, in the column's own units
     assert 1 < metrics["extra"]["val"]["naive"]["mae"] < 20
@@ -348,7 +401,7 @@ def test_jena_downloads_through_a_mirror(tmp_path):
     result = invoke("fit", "--task", "jena", "--mirror", mirror, "--every", "1", "--window", "36", "--horizon", "6",
                     "--logdir", tmp_path / "runs", "--epochs", "1", "--max-steps", "10", "--quiet")
     assert result.exit_code == 0, result.output
-    run = (tmp_path / "runs" / "latest").resolve()
+    run = latest_run(tmp_path / "runs")
     meta = torch.load(run / "best.pt", weights_only=True)["meta"]
     assert meta["target"] == "T (degC)" and len(meta["features"]) == 11  # 12 columns minus the time stamp
     metrics = json.loads((run / "metrics.json").read_text())

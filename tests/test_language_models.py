@@ -21,6 +21,7 @@ from seqtrain.models.language_model import LanguageModel
 from seqtrain.tasks.base import StepContext
 from seqtrain.tasks.language_modeling import SHAKESPEARE_URL, CharLMTask
 from seqtrain.training.device import detach_state
+from seqtrain.training.runs import latest_run
 from seqtrain.training.trainer import Trainer
 from seqtrain_cli.main import app
 
@@ -219,7 +220,7 @@ def char_run(text_file, tmp_path_factory):
 
 
 def test_char_lm_learns_far_below_the_uniform_baseline(char_run):
-    run = (char_run / "latest").resolve()
+    run = latest_run(char_run)
     assert {"best.pt", "last.pt", "config.toml", "metrics.json"} <= {p.name for p in run.iterdir()}
     metrics = json.loads((run / "metrics.json").read_text())
     uniform = metrics["extra"]["all"]["uniform"]["loss"]
@@ -231,7 +232,7 @@ def test_char_lm_learns_far_below_the_uniform_baseline(char_run):
 
 
 def test_each_epoch_logs_lm_scalars_and_samples_at_two_temperatures(char_run):
-    events = EventAccumulator(str((char_run / "latest").resolve()), size_guidance={"tensors": 0})
+    events = EventAccumulator(str(latest_run(char_run)), size_guidance={"tensors": 0})
     events.Reload()
     assert {"epoch/val/loss", "epoch/val/bpc", "epoch/val/ppl", "train/loss"} <= set(events.Tags()["scalars"])
     for temperature in ("0.5", "1.0"):
@@ -277,7 +278,7 @@ def test_word_lm_learns_and_generates_words(text_file, tmp_path):
     result = invoke("fit", "--task", "wordlm", "--text", text_file, "--logdir", tmp_path, "--epochs", "3",
                     "--embed-dim", "32", "--hidden", "32", "--tie-weights", "--batch-size", "8", "--bptt", "20", "--lr", "0.01")
     assert result.exit_code == 0, result.output
-    metrics = json.loads(((tmp_path / "latest").resolve() / "metrics.json").read_text())
+    metrics = json.loads((latest_run(tmp_path) / "metrics.json").read_text())
     assert metrics["best_val"]["ppl"] < 0.5 * metrics["extra"]["all"]["uniform"]["ppl"], metrics
     out = invoke("generate", "--logdir", tmp_path, "--prime", "the king", "--length", "30", "--seed", "0")
     assert out.exit_code == 0, out.output

@@ -7,6 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from seqtrain.training.checkpoint import load_checkpoint
+from seqtrain.training.runs import latest_run
 from seqtrain_cli.main import app
 
 runner = CliRunner()
@@ -15,10 +16,6 @@ SINE = ["--task", "sine", "--epochs", "2", "--max-steps", "8", "--hidden", "8", 
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def run_dir(logdir):
-    return (logdir / "latest").resolve()
 
 
 def test_an_irrelevant_flag_exits_2_naming_it_before_any_data_loads(tmp_path):
@@ -50,10 +47,10 @@ def test_help_lists_the_tasks_own_flags_with_its_defaults():
 def test_config_file_reruns_a_run_bit_for_bit(tmp_path):
     first = invoke("fit", *SINE, "--logdir", tmp_path / "a")
     assert first.exit_code == 0, first.output
-    original = run_dir(tmp_path / "a")
+    original = latest_run(tmp_path / "a")
     again = invoke("fit", "--config", original / "config.toml", "--logdir", tmp_path / "b")
     assert again.exit_code == 0, again.output
-    rerun = run_dir(tmp_path / "b")
+    rerun = latest_run(tmp_path / "b")
     assert (rerun / "config.toml").read_text() == (original / "config.toml").read_text().replace(
         str(tmp_path / "a"), str(tmp_path / "b"))
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (original, rerun))
@@ -64,7 +61,7 @@ def test_config_file_reruns_a_run_bit_for_bit(tmp_path):
 
 def test_resume_with_more_epochs_rewrites_the_config_and_counts_the_whole_wall_time(tmp_path):
     assert invoke("fit", *SINE, "--logdir", tmp_path).exit_code == 0
-    run = run_dir(tmp_path)
+    run = latest_run(tmp_path)
     first_wall = json.loads((run / "metrics.json").read_text())["wall_time_s"]
     result = invoke("fit", "--resume", run, "--epochs", "3")
     assert result.exit_code == 0, result.output
@@ -111,7 +108,7 @@ def test_commands_dispatch_on_the_tasks_ability(tmp_path):
     assert result.exit_code == 2 and "does not generate" in result.output and "seqtrain forecast" in result.output
     result = invoke("predict", "latest", "text", "--logdir", tmp_path)
     assert result.exit_code == 2 and "does not predict" in result.output
-    checkpoint = load_checkpoint(run_dir(tmp_path) / "best.pt")
+    checkpoint = load_checkpoint(latest_run(tmp_path) / "best.pt")
     assert checkpoint["meta"]["format"] == 1 and checkpoint["state"]["epoch"] == 2
 
 

@@ -22,6 +22,7 @@ from seqtrain.errors import SeqtrainError
 from seqtrain.models.seq2seq import Seq2Seq
 from seqtrain.tasks.base import StepContext
 from seqtrain.tasks.seq2seq import Seq2SeqMeta, split_pairs, verify_fra_eng
+from seqtrain.training.runs import latest_run
 from seqtrain.tasks.schedules import decay_schedule, inverse_sigmoid_k
 from seqtrain_cli.main import app
 
@@ -285,7 +286,7 @@ def test_pairs_task_needs_data(tmp_path):
     fitted = runner.invoke(app, ["fit", "--task", "pairs", "--data", str(tsv), "--epochs", "1", "--hidden", "16",
                                  "--embed-dim", "8", "--logdir", str(tmp_path), "--quiet", "--device", "cpu"])
     assert fitted.exit_code == 0, fitted.output
-    report = json.loads((tmp_path / "latest" / "metrics.json").read_text())
+    report = json.loads((latest_run(tmp_path) / "metrics.json").read_text())
     assert set(report["test"]) == {"loss", "token_accuracy", "exact_match", "bleu"}
     bad = tmp_path / "bad.tsv"
     bad.write_text("one column only\n")
@@ -299,7 +300,7 @@ def test_cli_dates_end_to_end(tmp_path):
             "--tf-schedule", "linear", "--teacher-forcing", "0.8", "--logdir", logdir, "--quiet", "--device", "cpu"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    run = tmp_path / "latest"
+    run = latest_run(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["exact_match"] > 0.9, metrics
     assert metrics["test"]["bleu"] > 85

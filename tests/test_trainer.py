@@ -9,6 +9,7 @@ import torch
 from seqtrain.config import Config
 from seqtrain.tasks.imdb import ImdbTask
 from seqtrain.training.checkpoint import FORMAT, MARKER, load_checkpoint, save_checkpoint
+from seqtrain.training.runs import latest_run
 from seqtrain.training.trainer import Trainer
 
 from conftest import make
@@ -34,7 +35,7 @@ def test_resume_reproduces_an_uninterrupted_run(imdb_dir, tmp_path, schedule):
     crashed = small_config(imdb_dir, tmp_path / "b", lr_schedule=schedule)
     with pytest.raises(RuntimeError, match="simulated crash"):
         Trainer(CrashInSecondEpoch(crashed)).fit()
-    run = (tmp_path / "b" / "runs" / "latest").resolve()
+    run = latest_run(tmp_path / "b" / "runs")
     assert load_checkpoint(run / "last.pt")["state"]["epoch"] == 1
     resumed = Trainer(ImdbTask(crashed)).fit(resume=run)
     a = load_checkpoint(straight.run_dir / "last.pt")

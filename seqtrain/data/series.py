@@ -11,7 +11,7 @@ import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,15 @@ import torch
 
 from seqtrain.errors import SeqtrainError
 
-TIME_FORMATS = ("%d.%m.%Y %H:%M:%S",)  # besides ISO 8601; this one is the Jena record's
+# Timestamps --time-col reads besides ISO 8601 (2009-01-01, 2009-01-01 00:10:00, 2009-01-01T00:10, with an
+# optional offset), each with an example for the error message: monthly series (the airline-passengers file)
+# and day-first dates with dots (the Jena climate record).
+TIME_FORMATS = {
+    "%Y-%m": "1949-01",
+    "%d.%m.%Y %H:%M:%S": "01.01.2009 00:10:00",
+    "%d.%m.%Y %H:%M": "01.01.2009 00:10",
+    "%d.%m.%Y": "01.01.2009",
+}
 
 
 def sine_series(count: int, steps: int, seed: int) -> np.ndarray:
@@ -120,8 +128,9 @@ def read_columns(path: Path, target: str, features: str | None, time_col: str | 
     """
     if not path.is_file():
         raise SeqtrainError(f"--data {path} does not exist")
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle)
+    # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column's name.
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
         header = [name.strip() for name in next(reader, [])]
         rows = [row for row in reader if row]
     if not header:
@@ -163,16 +172,25 @@ def read_columns(path: Path, target: str, features: str | None, time_col: str | 
 
 
 def _timestamp(text: str, column: str, path: Path, line: int) -> float:
+    """Seconds since the epoch, for ordering rows; a time without an offset is read as UTC, whatever this machine's zone."""
+    stamp = _parse_time(text)
+    if stamp is None:
+        raise SeqtrainError(
+            f"--time-col '{column}': cannot read '{text}' ({path} line {line}) as a time; accepted: ISO 8601 "
+            f"(2009-01-01, 2009-01-01 00:10:00, 2009-01-01T00:10), {', '.join(TIME_FORMATS.values())}; "
+            "or leave --time-col out if the rows are already in time order"
+        )
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _parse_time(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text).timestamp()
+        return datetime.fromisoformat(text)
     except ValueError:
         pass
     for fmt in TIME_FORMATS:
         try:
-            return datetime.strptime(text, fmt).timestamp()
+            return datetime.strptime(text, fmt)
         except ValueError:
             pass
-    raise SeqtrainError(
-        f"--time-col '{column}': cannot read '{text}' ({path} line {line}) as a time; use ISO 8601 "
-        "(2009-01-01 00:10:00) or leave --time-col out if the rows are already in time order"
-    )
+    return None

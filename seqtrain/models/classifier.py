@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from seqtrain.config import ClassifierModel
-from seqtrain.models.recurrent import RecurrentEncoder, pool
+from seqtrain.models.recurrent import Pooling, RecurrentEncoder
 
 
 class SequenceClassifier(nn.Module):
@@ -18,22 +18,22 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, vocab_size: int, num_classes: int, cfg: ClassifierModel):
         super().__init__()
-        self.pooling = cfg.pooling
         self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
         self.embed_dropout = nn.Dropout(cfg.dropout)
         self.encoder = RecurrentEncoder(
             cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.packing,
             cfg.recurrent_dropout, cfg.layer_norm,
         )
+        self.pool = Pooling(cfg.pooling)
         self.head_dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.encoder.output_size, 1 if num_classes == 2 else num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits [B] for two classes, [B, C] otherwise."""
         # Only mean pooling sums the outputs over padding; last and max never read them there.
-        zero_padding = self.pooling == "mean"
+        zero_padding = self.pool.mode == "mean"
         outputs, last = self.encoder(self.embed_dropout(self.embedding(tokens)), lengths, zero_padding)
-        logits = self.head(self.head_dropout(pool(outputs, last, lengths, self.pooling)))
+        logits = self.head(self.head_dropout(self.pool(outputs, last, lengths)))
         return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
 
     def example_input(self, batch: int = 2, steps: int = 100) -> tuple[torch.Tensor, torch.Tensor]:

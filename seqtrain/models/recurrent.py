@@ -130,13 +130,25 @@ class RecurrentEncoder(nn.Module):
         return out, last
 
 
-def pool(outputs: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor, mode: str) -> torch.Tensor:
-    """One vector per sequence from masked outputs: the last state, or the mean or max over valid steps."""
-    if mode == "last":
-        return last
-    mask = padding_mask(lengths.to(outputs.device), outputs.shape[1]).unsqueeze(-1)
-    if mode == "mean":
-        return outputs.sum(1) / lengths.to(outputs.device).unsqueeze(1).to(outputs.dtype)
-    if mode == "max":
+class Pooling(nn.Module):
+    """One vector per sequence from masked outputs: the last state, or the mean or max over valid steps.
+
+    A module rather than a function so that `seqtrain summary` shows the pooled shape as a row of its own.
+    """
+
+    def __init__(self, mode: str):
+        super().__init__()
+        if mode not in ("last", "mean", "max"):
+            raise ValueError(f"unknown pooling {mode!r}")
+        self.mode = mode
+
+    def extra_repr(self) -> str:
+        return self.mode
+
+    def forward(self, outputs: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.mode == "last":
+            return last
+        if self.mode == "mean":
+            return outputs.sum(1) / lengths.to(outputs.device).unsqueeze(1).to(outputs.dtype)
+        mask = padding_mask(lengths.to(outputs.device), outputs.shape[1]).unsqueeze(-1)
         return outputs.masked_fill(~mask, float("-inf")).max(1).values
-    raise ValueError(f"unknown pooling {mode!r}")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from seqtrain.models.cells import LoopLayer
+
+# Recurrent layers are one row each: their insides run per time step, so their shapes are not the layer's output.
+RECURRENT_LAYERS = (nn.RNNBase, LoopLayer)
 
 
 @dataclass
@@ -21,10 +26,11 @@ class ModelSummary:
     rows: list[LayerRow]
     total: int
     trainable: int
+    notes: list[str] = field(default_factory=list)  # one line each, for under the table
 
 
 def _is_leaf(module: nn.Module) -> bool:
-    return isinstance(module, nn.RNNBase) or not any(True for _ in module.children())
+    return isinstance(module, RECURRENT_LAYERS) or not any(True for _ in module.children())
 
 
 def _shape(output) -> str:
@@ -37,12 +43,32 @@ def _shape(output) -> str:
     return str((None, *output.shape[1:]))
 
 
+def bias_note(model: nn.Module) -> str | None:
+    """Why torch counts more parameters than Keras for LSTM and simple RNN layers (Keras' GRU keeps both biases too)."""
+    extra = sum(
+        param.numel()
+        for module in model.modules()
+        if isinstance(module, (nn.LSTM, nn.RNN))
+        for name, param in module.named_parameters()
+        if name.startswith("bias_hh")
+    )
+    if not extra:
+        return None
+    keras_total = sum(p.numel() for p in model.parameters()) - extra
+    return (
+        "Note: torch's LSTM/RNN layers keep two bias vectors per gate (b_ih and b_hh) where Keras keeps one, "
+        f"so Keras counts {extra:,} parameters fewer ({keras_total:,})."
+    )
+
+
 def summarize(model: nn.Module, *inputs) -> ModelSummary:
     """Run one dummy forward pass and record every leaf layer in call order."""
     rows: dict[str, LayerRow] = {}
+    leaves: list[str] = []
     hooks = []
     for name, module in model.named_modules():
-        if name and _is_leaf(module) and not any(name.startswith(k + ".") for k in rows):
+        if name and _is_leaf(module) and not any(name.startswith(leaf + ".") for leaf in leaves):
+            leaves.append(name)
 
             def hook(mod, _inputs, output, name=name):
                 if name not in rows:
@@ -61,4 +87,5 @@ def summarize(model: nn.Module, *inputs) -> ModelSummary:
             handle.remove()
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return ModelSummary(list(rows.values()), total, trainable)
+    note = bias_note(model)
+    return ModelSummary(list(rows.values()), total, trainable, [note] if note else [])

@@ -10,7 +10,7 @@ final table score the forecast made at the last input step.
 from __future__ import annotations
 
 import functools
-import logging
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -176,6 +176,9 @@ class ForecastTask(Task):
     def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
         return data.baselines
 
+    def notes(self) -> list[str]:
+        return [] if have_matplotlib() else [NO_MATPLOTLIB]
+
     def on_epoch_end(self, model: nn.Module, data: ForecastData, log, epoch: int) -> None:
         for split, rows in data.baselines.items():
             for name, values in rows.items():
@@ -184,24 +187,24 @@ class ForecastTask(Task):
             plot_forecasts(model, data.windows["val"], data.meta, log, epoch)
 
 
-_warned_no_matplotlib = False
+NO_MATPLOTLIB = "forecast plots are skipped: matplotlib is not installed (pip install 'seqtrain[plot]')"
+
+
+def have_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def plot_forecasts(model: nn.Module, windows: Windows, meta: ForecastMeta, log, epoch: int) -> None:
     """A TensorBoard figure of a few validation windows: input, truth, forecast and the naive forecast."""
-    global _warned_no_matplotlib
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        if not _warned_no_matplotlib:
-            _warned_no_matplotlib = True
-            note = "forecast plots are skipped: matplotlib is not installed (pip install 'seqtrain[plot]')"
-            logging.getLogger(__name__).warning(note)  # one line on stderr, once per process
-            log.text("forecast/plot", note, epoch)
+    if not have_matplotlib():
+        if epoch == 1:  # each run's TensorBoard says why it has no figures
+            log.text("forecast/plot", NO_MATPLOTLIB, epoch)
         return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     index = torch.linspace(0, len(windows) - 1, min(PLOTTED, len(windows))).long()
     x, y = windows.gather(index)
     was_training = model.training

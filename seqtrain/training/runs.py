@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from seqtrain.config import read_toml
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import atomic_write
 from seqtrain.training.checkpoint import BEST, LAST
 
+# `<logdir>/latest` is a small text file holding the newest run folder's name. It is not a symlink:
+# TensorBoard follows links into folders, so it showed the newest run twice and an extra HParams session.
 LATEST = "latest"
 
 
@@ -28,21 +30,36 @@ def new_run_dir(logdir: str | Path, task: str) -> Path:
 
 
 def point_latest(run: Path) -> None:
-    """Make `<logdir>/latest` name this run (a relative symlink, replaced atomically)."""
-    link = run.parent / LATEST
-    tmp = run.parent / f".{LATEST}.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(run.name, tmp)
-    os.replace(tmp, link)
+    """Make `<logdir>/latest` name this run; it replaces the `latest` symlink of older logdirs in the same rename."""
+    with atomic_write(run.parent / LATEST) as tmp:
+        tmp.write_text(run.name + "\n", encoding="utf-8")
+
+
+def follow_latest(path: Path) -> Path:
+    """`path` with a `latest` pointer among its parts replaced by the run it names: runs/latest/best.pt -> runs/<run>/best.pt.
+
+    A `latest` that is a symlink (older logdirs) or a folder is left as it is: it resolves like any path.
+    """
+    for index, part in enumerate(path.parts):
+        pointer = Path(*path.parts[: index + 1])
+        if part == LATEST and pointer.is_file():
+            name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+            if not name or Path(name).name != name or name in (".", ".."):
+                raise SeqtrainError(f"{pointer} should hold the name of a run folder beside it, not {name!r}")
+            return pointer.with_name(name).joinpath(*path.parts[index + 1 :])
+    return path
+
+
+def latest_run(logdir: str | Path) -> Path:
+    """The run folder `<logdir>/latest` names."""
+    return follow_latest(Path(logdir) / LATEST)
 
 
 def resolve_checkpoint(spec: str | None, logdir: str | Path = "runs", prefer: str = BEST) -> Path:
     """A checkpoint from a .pt path, a run folder, a run name inside `logdir`, or 'latest' (the default)."""
     spec = spec or LATEST
     path = Path(spec)
-    candidates = [path, Path(logdir) / spec]
-    for candidate in candidates:
+    for candidate in (follow_latest(path), follow_latest(Path(logdir) / spec)):
         if candidate.is_file():
             return candidate
         if candidate.is_dir():
