@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -26,7 +27,11 @@ errors = Console(stderr=True)
 
 
 def friendly(func):
-    """Turn user mistakes into one line on stderr and exit code 2, never a traceback."""
+    """Turn user mistakes and faults of the environment into one line on stderr, never a traceback.
+
+    A user mistake exits 2; an unexpected OSError (a full or read-only disk, a
+    permission) exits 1 with one line too, unless SEQTRAIN_DEBUG=1 asks for the traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -38,13 +43,31 @@ def friendly(func):
         except KeyboardInterrupt:
             errors.print("[yellow]aborted[/]")
             raise typer.Exit(130)
+        except OSError as exc:
+            if os.environ.get("SEQTRAIN_DEBUG"):
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            errors.print(f"[bold red]error:[/] {exc.strerror or exc}{where} (run with SEQTRAIN_DEBUG=1 for the traceback)",
+                         highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
 
     return wrapper
+
+
+def use_threads(threads: int) -> None:
+    """--threads for the commands that run a trained model (fit reads its own from the settings)."""
+    if threads < 0:
+        raise SeqtrainError(f"--threads must be 0 (torch's default) or positive, not {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 RunArg = Annotated[Optional[str], typer.Argument(help="A run folder, a checkpoint file, or a run name under --logdir [default: latest].")]
 LogdirOpt = Annotated[str, typer.Option("--logdir", help="Folder that holds the run directories.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 keeps torch's default. 1 is fastest when other jobs share the cores.")]
 
 
 #: what `--resume` may change: how long to train, where, and where the data is now
@@ -66,21 +89,19 @@ def fit(
     The flags shown are those of the task given with --task (default imdb), with its defaults.
     """
     from seqtrain.tasks import build_config, config_from_dict, make_task, read_config
-    from seqtrain.training.checkpoint import load_checkpoint
-    from seqtrain.training.runs import follow_latest, resolve_checkpoint
+    from seqtrain.training.runs import follow_latest, resolve_checkpoint, resume_point
     from seqtrain.training.trainer import Trainer
 
     if resume is not None:
         if task or config_file:
             raise SeqtrainError("--resume continues a run with its own task and settings: drop --task and --config")
-        checkpoint = resolve_checkpoint(str(resume), prefer="last.pt")
-        config = config_from_dict(load_checkpoint(checkpoint)["config"])
+        run = resolve_checkpoint(str(resume), prefer="last.pt").parent
+        config = config_from_dict(resume_point(run)[1]["config"])
         ignored = sorted(set(overrides) - RESUMABLE)
         if ignored:
             flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
             raise SeqtrainError(f"--resume keeps the run's settings; drop {flags} (only epochs, device, patience, threads and data locations may change)")
         config.update(overrides)
-        run = checkpoint.parent
     elif config_file is not None:
         config = read_config(follow_latest(config_file))
         if task and task != config.task:
@@ -101,8 +122,10 @@ def evaluate(
     data: Annotated[Optional[str], typer.Option("--data", "--data-dir", help="Where the data is, if not where the run found it.")] = None,
     logdir: LogdirOpt = "runs",
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
 ) -> None:
     """Score a trained model on the held-out data (its best checkpoint by default)."""
+    use_threads(threads)
     from seqtrain.inference import evaluate_checkpoint
     from seqtrain.training.progress import metrics_table
     from seqtrain.training.runs import resolve_checkpoint
@@ -143,8 +166,10 @@ def predict(
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read texts from a file, one per line.")] = None,
     logdir: LogdirOpt = "runs",
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
 ) -> None:
     """Classify texts with a trained model: prints the label and its probability."""
+    use_threads(threads)
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
@@ -161,8 +186,10 @@ def forecast(
     data: Annotated[Path, typer.Option("--data", help="CSV with the model's columns (for sine: a 'value' column); its last rows are the input.")] = ...,
     logdir: LogdirOpt = "runs",
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
 ) -> None:
     """Forecast the values after the end of a CSV with a trained forecasting model: one 'step<TAB>value' line each."""
+    use_threads(threads)
     task, trained = load_run_for(run, logdir, device, "forecast")
     for step, value in enumerate(task.forecast(trained.model, data, trained.device), start=1):
         typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
@@ -179,8 +206,10 @@ def translate(
     max_len: Annotated[int, typer.Option("--max-len", help="Longest output in tokens; 0 = twice the longest training target + 5.")] = 0,
     logdir: LogdirOpt = "runs",
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
 ) -> None:
     """Translate texts with a trained seq2seq run: prints one output per input line."""
+    use_threads(threads)
     from seqtrain.training.runs import follow_latest
 
     if run is not None and not (follow_latest(Path(run)).exists() or follow_latest(Path(logdir) / run).exists()):
@@ -204,8 +233,10 @@ def generate(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed the sampler for repeatable text.")] = None,
     logdir: LogdirOpt = "runs",
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
 ) -> None:
     """Sample text from a trained language model, streamed as it is produced (one recurrent step per token)."""
+    use_threads(threads)
     from seqtrain.tasks import REGISTRY
     from seqtrain.training.runs import latest_run_of
 

@@ -6,6 +6,7 @@ carried hidden state, instead of re-reading the whole prefix for every token.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -16,7 +17,7 @@ from seqtrain.errors import SeqtrainError
 
 def check_sampling(temperature: float, top_k: int | None, vocab_size: int) -> None:
     """Refuse a temperature that is not positive and a top-k outside 1..vocabulary size."""
-    if not temperature > 0:
+    if not 0 < temperature < math.inf:
         raise SeqtrainError(f"--temperature must be > 0 (got {temperature}); lower is more conservative, 1 samples the model as is")
     if top_k is not None and not 1 <= top_k <= vocab_size:
         raise SeqtrainError(f"--top-k must be between 1 and the vocabulary size {vocab_size} (got {top_k})")

@@ -8,7 +8,7 @@ from pathlib import Path
 from seqtrain.config import read_toml
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import atomic_write
-from seqtrain.training.checkpoint import BEST, LAST
+from seqtrain.training.checkpoint import BEST, LAST, load_checkpoint
 
 # `<logdir>/latest` is a small text file holding the newest run folder's name. It is not a symlink:
 # TensorBoard follows links into folders, so it showed the newest run twice and an extra HParams session.
@@ -68,6 +68,17 @@ def resolve_checkpoint(spec: str | None, logdir: str | Path = "runs", prefer: st
                     return candidate / name
             raise SeqtrainError(f"run {candidate} has no checkpoint yet")
     raise SeqtrainError(f"no run or checkpoint '{spec}' (looked in . and {logdir}/); train one with `seqtrain fit`")
+
+
+def resume_point(run: Path) -> tuple[Path, dict]:
+    """The newest loadable checkpoint of a run folder: last.pt, or best.pt if last.pt is missing or damaged."""
+    problems = []
+    for name in (LAST, BEST):
+        try:
+            return run / name, load_checkpoint(run / name)
+        except SeqtrainError as exc:
+            problems.append(str(exc))
+    raise SeqtrainError(f"nothing to resume in {run}: {'; '.join(problems)}")
 
 
 def latest_run_of(logdir: str | Path, tasks: set[str]) -> Path:

@@ -25,12 +25,12 @@ from rich.console import Console
 from torch import nn
 
 from seqtrain.config import TrainSettings
-from seqtrain.errors import SeqtrainError
+from seqtrain.errors import SeqtrainError, first_line
 from seqtrain.tasks.base import Loader, StepContext, Task, TaskData
 from seqtrain.training.checkpoint import BEST, FORMAT, LAST, MARKER, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqtrain.training.device import detach_state, move, resolve_device
 from seqtrain.training.progress import epoch_progress, format_stats, metrics_table
-from seqtrain.training.runs import new_run_dir, point_latest
+from seqtrain.training.runs import new_run_dir, point_latest, resume_point
 from seqtrain.training.tensorboard import RunLogger
 
 
@@ -139,7 +139,11 @@ class Trainer:
     def _set_up(self, resume: Path | None) -> Session:
         """Everything before the first step: run folder first (a read-only logdir fails before any data work)."""
         started, train = time.perf_counter(), self.config.train
-        checkpoint = load_checkpoint(resume / LAST) if resume else None
+        checkpoint = None
+        if resume:
+            path, checkpoint = resume_point(resume)
+            if path.name != LAST:
+                self._say(f"[yellow]{resume / LAST} cannot be loaded: resuming from {path.name}[/]")
         state = TrainState.from_dict(checkpoint["state"]) if checkpoint else TrainState()
         if checkpoint and state.epoch >= train.epochs:
             raise SeqtrainError(f"run {resume} already finished {state.epoch} epochs; pass a larger --epochs to continue")
@@ -186,8 +190,20 @@ class Trainer:
         set_rng_state(checkpoint["rng"])
 
     def _save(self, session: Session, name: str) -> None:
+        """Write a checkpoint; a full or read-only disk stops the run with one line, the previous file intact."""
+        path = session.run_dir / name
+        try:
+            self._write_checkpoint(session, path)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+            free = shutil.disk_usage(session.run_dir).free / 2**20
+            raise SeqtrainError(
+                f"cannot write {path}: {getattr(exc, 'strerror', None) or first_line(exc)} ({free:,.1f} MiB free there); the previous "
+                f"{name} is kept: free some space and continue with `seqtrain fit --resume {session.run_dir}`"
+            ) from exc
+
+    def _write_checkpoint(self, session: Session, path: Path) -> None:
         save_checkpoint(
-            session.run_dir / name,
+            path,
             {
                 "marker": MARKER,
                 "format": FORMAT,
