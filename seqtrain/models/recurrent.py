@@ -19,8 +19,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqtrain.models.cells import LoopRNN
+from seqtrain.models.fused import FusedGRU, FusedLSTM, FusedRNN
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CELLS = {"rnn": FusedRNN, "lstm": FusedLSTM, "gru": FusedGRU}
 
 
 def make_rnn(
@@ -31,11 +32,17 @@ def make_rnn(
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     layer_norm: bool = False,
+    kernel: str = "auto",
 ) -> nn.Module:
-    """A batch-first nn.RNN/LSTM/GRU; with recurrent dropout or layer norm, the same interface from models/cells.py."""
+    """A batch-first nn.RNN/LSTM/GRU; with recurrent dropout or layer norm, the same interface from models/cells.py.
+
+    The nn module is models/fused.py's subclass: same parameters, with `kernel`
+    ("auto", "torch" or "fused") choosing at forward time between nn's kernel
+    and the fused CPU one.
+    """
     if recurrent_dropout or layer_norm:
         return LoopRNN(cell, input_size, hidden, num_layers, dropout, recurrent_dropout, layer_norm)
-    return CELLS[cell](input_size, hidden, num_layers=num_layers, batch_first=True, dropout=dropout)
+    return CELLS[cell](input_size, hidden, num_layers=num_layers, batch_first=True, dropout=dropout, kernel=kernel)
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -65,6 +72,7 @@ class RecurrentEncoder(nn.Module):
         packing: str = "off",
         recurrent_dropout: float = 0.0,
         layer_norm: bool = False,
+        kernel: str = "auto",
     ):
         super().__init__()
         self.directions = 2 if bidirectional else 1
@@ -76,7 +84,9 @@ class RecurrentEncoder(nn.Module):
             size = input_size if layer == 0 else hidden * self.directions
             directions = ("fwd", "bwd")[: self.directions]
             self.layers.append(
-                nn.ModuleDict({d: make_rnn(cell, size, hidden, 1, 0.0, recurrent_dropout, layer_norm) for d in directions})
+                nn.ModuleDict(
+                    {d: make_rnn(cell, size, hidden, 1, 0.0, recurrent_dropout, layer_norm, kernel) for d in directions}
+                )
             )
         self.between = nn.Dropout(dropout)
 

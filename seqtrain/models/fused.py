@@ -1,0 +1,360 @@
+"""Fused recurrent layers for CPU training: nn.RNN/LSTM/GRU with a hand-written backward.
+
+On CPU, autograd through nn.LSTM/GRU replays every time step's small
+operations backwards and multiplies out the weight gradients one step at a
+time. These layers keep nn's parameters (same names, same layout, same gate
+order, so state_dicts load either way) and run each layer as one
+autograd.Function:
+
+- forward: the input projection of every step in one matrix product, then
+  per step one addmm into a preallocated buffer and a few in-place ops;
+- backward: the recurrence in reverse computes only the gate gradients (the
+  per-step factors that do not depend on the incoming gradient are formed for
+  all steps at once beforehand), then each weight gradient is ONE product over
+  all B*T rows and each bias gradient one sum.
+
+tanh(a) is computed as 2*sigmoid(2a) - 1, because torch's CPU tanh is several
+times slower than its sigmoid: the tanh rows of the weights are doubled (an
+exact scaling) so one sigmoid covers every gate. The results agree with nn's
+within float32 rounding (tests/test_fused.py).
+
+The modules dispatch at forward time: the fused Function for a padded batch
+where `kernel` allows it, nn's own kernel otherwise (packed sequences, CUDA
+under "auto", inference).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+KERNELS = ("auto", "torch", "fused")
+
+
+class Workspace:
+    """Large buffers kept from one training step to the next.
+
+    A freshly allocated buffer of many MiB comes back from the OS page by page
+    on first touch, and on a virtual machine each 4 KiB page fault costs
+    microseconds: as much as the arithmetic done on it. Each Function takes its
+    buffers here and gives them back once its backward is done.
+    """
+
+    def __init__(self, per_shape: int = 8):
+        self.per_shape = per_shape
+        self.free: dict[tuple, list[torch.Tensor]] = {}
+
+    def empty(self, like: torch.Tensor, *shape: int) -> torch.Tensor:
+        stack = self.free.get((shape, like.dtype, like.device))
+        return stack.pop() if stack else like.new_empty(shape)
+
+    def release(self, *buffers: torch.Tensor) -> None:
+        for buffer in buffers:
+            stack = self.free.setdefault((tuple(buffer.shape), buffer.dtype, buffer.device), [])
+            if len(stack) < self.per_shape:
+                stack.append(buffer)
+
+
+WORKSPACE = Workspace()
+
+
+def _time_major(x: torch.Tensor) -> torch.Tensor:
+    """[B, T, I] -> [T*B, I] rows in time order (a copy), so every step's slice of a product is contiguous."""
+    batch, steps, size = x.shape
+    rows = WORKSPACE.empty(x, steps * batch, size)
+    rows.view(steps, batch, size).copy_(x.transpose(0, 1))
+    return rows
+
+
+def _finish_forward(ctx, w_ih: torch.Tensor, w_hh: torch.Tensor, buffers: tuple, h: torch.Tensor):
+    """Keep what backward needs (buffers go back to the workspace when the graph is freed); (out [B,T,H], h_n).
+
+    The outputs are copies: a view of a reused buffer would change under the caller's feet.
+    """
+    ctx.save_for_backward(w_ih, w_hh)
+    ctx.saved = buffers
+    weakref.finalize(ctx, WORKSPACE.release, *buffers)
+    ctx.set_materialize_grads(False)
+    return h[1:].transpose(0, 1).contiguous(), h[-1].clone()
+
+
+def _doubled(t: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """A copy of `t` with rows start:stop times 2 (exact): those gates' tanh(a) becomes 2*sigmoid(2a) - 1."""
+    t = t.clone()
+    t[start:stop] *= 2
+    return t
+
+
+def _tanh_from_sigmoid_(s: torch.Tensor, minus_one: torch.Tensor) -> torch.Tensor:
+    """In place: sigmoid(2a) -> tanh(a)."""
+    return torch.add(minus_one, s, alpha=2, out=s)
+
+
+def _one_minus_square(t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - t^2, tanh's derivative, in one pass."""
+    return torch.addcmul(t.new_ones(()), t, t, value=-1, out=out)
+
+
+def _sigmoid_grad(s: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """s * (1 - s), sigmoid's derivative, in one pass."""
+    return torch.addcmul(s, s, s, value=-1, out=out)
+
+
+def _hidden_grads(dout: torch.Tensor | None, dh_n: torch.Tensor | None, h: torch.Tensor) -> torch.Tensor:
+    """[T, B, H] gradient reaching each step's output from above; the recurrence adds its own part in place."""
+    dh = WORKSPACE.empty(h, *h[1:].shape)
+    dh.copy_(dout.transpose(0, 1)) if dout is not None else dh.zero_()
+    if dh_n is not None:
+        dh[-1] += dh_n
+    return dh
+
+
+def _recurrent_param_grads(ctx, grads: torch.Tensor, h: torch.Tensor):
+    """dW_hh as ONE product over all B*T rows of the gate gradients [T, B, G*H] and the states before them; db_hh."""
+    rows = grads.view(-1, grads.shape[-1])
+    dw_hh = rows.t() @ h[:-1].reshape(rows.shape[0], -1) if ctx.needs_input_grad[-3] else None
+    return dw_hh, (rows.sum(0) if ctx.needs_input_grad[-1] else None)
+
+
+def _input_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, w_ih: torch.Tensor):
+    """dx [B, T, I], dW_ih (ONE product over all B*T rows) and db_ih from the input side's gate gradients."""
+    steps, batch = grads.shape[:2]
+    rows = grads.view(steps * batch, -1)
+    dx = (rows @ w_ih).view(steps, batch, -1).transpose(0, 1) if ctx.needs_input_grad[0] else None
+    dw_ih = rows.t() @ x_rows if ctx.needs_input_grad[-4] else None
+    return dx, dw_ih, (rows.sum(0) if ctx.needs_input_grad[-2] else None)
+
+
+def _shared_bias_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor):
+    """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM)."""
+    dx, dw_ih, db_ih = _input_grads(ctx, grads, x_rows, w_ih)
+    dw_hh, _ = _recurrent_param_grads(ctx, grads, h)
+    if db_ih is None and ctx.needs_input_grad[-1]:
+        db_ih = grads.view(-1, grads.shape[-1]).sum(0)
+    return dx, dw_ih, dw_hh, db_ih, (db_ih.clone() if ctx.needs_input_grad[-1] else None)
+
+
+class LSTMFunction(torch.autograd.Function):
+    """One LSTM layer: (x [B,T,I], h0 [B,H], c0 [B,H], W_ih, W_hh, b_ih, b_hh) -> (out [B,T,H], h_n, c_n)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        batch, steps, _ = x.shape
+        hidden = w_hh.shape[1]
+        g = (2 * hidden, 3 * hidden)  # PyTorch's gate order i, f, g, o: only g is a tanh
+        x_rows = _time_major(x)
+        gates = WORKSPACE.empty(x, steps, batch, 4 * hidden)  # pre-activations, then activations i, f, g, o
+        torch.addmm(_doubled(b_ih + b_hh, *g), x_rows, _doubled(w_ih, *g).t(), out=gates.view(steps * batch, -1))
+        h = WORKSPACE.empty(x, steps + 1, batch, hidden)
+        cc = WORKSPACE.empty(x, steps + 1, batch, hidden)  # 2c: sigmoid(2c) gives tanh(c) = 2*sigmoid(2c) - 1
+        tanh_c = WORKSPACE.empty(x, steps, batch, hidden)
+        h[0] = h0
+        torch.mul(c0, 2, out=cc[0])
+        w_rec = _doubled(w_hh, *g).t()
+        minus_one = x.new_tensor(-1.0)
+        i, f, gg, o = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(4))
+        hs, ccs, tcs = h.unbind(0), cc.unbind(0), tanh_c.unbind(0)
+        for t, a in enumerate(gates.unbind(0)):
+            a.addmm_(hs[t], w_rec).sigmoid_()
+            _tanh_from_sigmoid_(gg[t], minus_one)
+            c = torch.mul(f[t], ccs[t], out=ccs[t + 1]).addcmul_(i[t], gg[t], value=2)
+            torch.mul(o[t], _tanh_from_sigmoid_(torch.sigmoid(c, out=tcs[t]), minus_one), out=hs[t + 1])
+        return *_finish_forward(ctx, w_ih, w_hh, (x_rows, h, cc, gates, tanh_c), h), cc[steps] * 0.5
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dh_n, dc_n):
+        w_ih, w_hh = ctx.saved_tensors
+        x_rows, h, cc, acts, tanh_c = ctx.saved
+        steps, batch, hidden = h.shape[0] - 1, h.shape[1], h.shape[2]
+        i, f, g, o = acts.split(hidden, 2)
+        # dgates = [dc*g*i', dc*c_prev*f', dc*i*g', dh*tanh(c)*o'] and dc = dc_next*f + dh*o*tanh'(c):
+        # every factor but dh and dc, for all steps at once; the loop only multiplies them in.
+        grads = WORKSPACE.empty(acts, *acts.shape)
+        gi, gf, gg, go = grads.split(hidden, 2)
+        _sigmoid_grad(i, out=gi).mul_(g)
+        _sigmoid_grad(f, out=gf).mul_(cc[:-1]).mul_(0.5)
+        _one_minus_square(g, out=gg).mul_(i)
+        _sigmoid_grad(o, out=go).mul_(tanh_c)
+        dc_from_dh = _one_minus_square(tanh_c, out=WORKSPACE.empty(h, *tanh_c.shape)).mul_(o)
+        dh_all = _hidden_grads(dout, dh_n, h)
+        dh = dh_all.unbind(0)
+        ifg, out_gate, rows = grads[..., : 3 * hidden].unbind(0), go.unbind(0), grads.unbind(0)
+        forget, to_dc = f.unbind(0), dc_from_dh.unbind(0)
+        dc = dc_n.clone() if dc_n is not None else h.new_zeros(batch, hidden)
+        for t in range(steps - 1, -1, -1):
+            dc.addcmul_(dh[t], to_dc[t])
+            ifg[t].view(batch, 3, hidden).mul_(dc.unsqueeze(1))
+            out_gate[t].mul_(dh[t])
+            dc.mul_(forget[t])
+            dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_bias_grads(ctx, grads, x_rows, h, w_ih)
+        WORKSPACE.release(grads, dc_from_dh, dh_all)
+        return dx, dh_prev, dc, dw_ih, dw_hh, db_ih, db_hh
+
+
+class GRUFunction(torch.autograd.Function):
+    """One GRU layer: (x [B,T,I], h0 [B,H], W_ih, W_hh, b_ih, b_hh) -> (out [B,T,H], h_n).
+
+    PyTorch's GRU: r, z = sigmoid(x W_ir,z + h W_hr,z + b), n = tanh(x W_in + b_in + r * (h W_hn + b_hn)),
+    h' = (1 - z) * n + z * h.
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
+        batch, steps, _ = x.shape
+        hidden = w_hh.shape[1]
+        n = (2 * hidden, 3 * hidden)  # only n is a tanh: its input rows are doubled, r * (h W_hn + b_hn) added twice
+        x_rows = _time_major(x)
+        gates = WORKSPACE.empty(x, steps, batch, 3 * hidden)  # input pre-activations, then activations r, z, n
+        torch.addmm(_doubled(b_ih, *n), x_rows, _doubled(w_ih, *n).t(), out=gates.view(steps * batch, -1))
+        rec = WORKSPACE.empty(x, steps, batch, 3 * hidden)  # h W_hh^T + b_hh
+        h = WORKSPACE.empty(x, steps + 1, batch, hidden)
+        h[0] = h0
+        w_rec = w_hh.t()
+        minus_one = x.new_tensor(-1.0)
+        r, z, cand = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(3))
+        rz, rec_rz, rec_n = gates[..., : n[0]].unbind(0), rec[..., : n[0]].unbind(0), rec[..., n[0] :].unbind(0)
+        hs, recs = h.unbind(0), rec.unbind(0)
+        for t in range(steps):
+            torch.addmm(b_hh, hs[t], w_rec, out=recs[t])
+            rz[t].add_(rec_rz[t]).sigmoid_()
+            _tanh_from_sigmoid_(cand[t].addcmul_(r[t], rec_n[t], value=2).sigmoid_(), minus_one)
+            torch.lerp(cand[t], hs[t], z[t], out=hs[t + 1])
+        return _finish_forward(ctx, w_ih, w_hh, (x_rows, h, gates, rec), h)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dh_n):
+        w_ih, w_hh = ctx.saved_tensors
+        x_rows, h, acts, rec = ctx.saved
+        steps, batch, hidden = h.shape[0] - 1, h.shape[1], h.shape[2]
+        r, z, n = acts.split(hidden, 2)
+        rec_n, h_minus_n = rec[..., 2 * hidden :], rec[..., : hidden]  # h - n reuses a no longer needed slice
+        # With dh the gradient at h_t and A = (1 - z)(1 - n^2), the recurrent product's gate gradients are
+        # dh * [A*hn*r', (h_prev - n)*z', A*r] and the input product's the same with dh*A for n:
+        # every factor but dh, for all steps at once; the loop only multiplies dh in.
+        a = _one_minus_square(n, out=WORKSPACE.empty(h, *n.shape))
+        a.addcmul_(z, a, value=-1)
+        grads = WORKSPACE.empty(acts, *acts.shape)
+        g_r, g_z, g_n = grads.split(hidden, 2)
+        _sigmoid_grad(r, out=g_r).mul_(rec_n).mul_(a)
+        _sigmoid_grad(z, out=g_z).mul_(torch.sub(h[:-1], n, out=h_minus_n))
+        torch.mul(a, r, out=g_n)
+        dh_all = _hidden_grads(dout, dh_n, h)
+        rows, keep, dh = grads.unbind(0), z.unbind(0), dh_all.unbind(0)
+        for t in range(steps - 1, -1, -1):
+            rows[t].view(batch, 3, hidden).mul_(dh[t].unsqueeze(1))
+            if t:
+                dh[t - 1].addcmul_(dh[t], keep[t]).addmm_(rows[t], w_hh)
+            else:
+                dh_prev = torch.addmm(dh[t] * keep[t], rows[t], w_hh)
+        dw_hh, db_hh = _recurrent_param_grads(ctx, grads, h)
+        g_n.copy_(a.mul_(dh_all))  # the input product sees n's gradient before r multiplies it
+        dx, dw_ih, db_ih = _input_grads(ctx, grads, x_rows, w_ih)
+        WORKSPACE.release(a, grads, dh_all)
+        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh
+
+
+class RNNFunction(torch.autograd.Function):
+    """One tanh RNN layer: (x [B,T,I], h0 [B,H], W_ih, W_hh, b_ih, b_hh) -> (out [B,T,H], h_n)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
+        batch, steps, _ = x.shape
+        hidden = w_hh.shape[1]
+        x_rows = _time_major(x)
+        h = WORKSPACE.empty(x, steps + 1, batch, hidden)
+        h[0] = h0
+        torch.addmm(_doubled(b_ih + b_hh), x_rows, _doubled(w_ih).t(), out=h[1:].view(steps * batch, hidden))
+        w_rec = _doubled(w_hh).t()
+        minus_one = x.new_tensor(-1.0)
+        hs = h.unbind(0)
+        for t in range(steps):
+            _tanh_from_sigmoid_(hs[t + 1].addmm_(hs[t], w_rec).sigmoid_(), minus_one)
+        return _finish_forward(ctx, w_ih, w_hh, (x_rows, h), h)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dh_n):
+        w_ih, w_hh = ctx.saved_tensors
+        x_rows, h = ctx.saved
+        steps = h.shape[0] - 1
+        grads = _one_minus_square(h[1:], out=WORKSPACE.empty(h, *h[1:].shape))  # tanh', times dh step by step below
+        dh_all = _hidden_grads(dout, dh_n, h)
+        rows, dh = grads.unbind(0), dh_all.unbind(0)
+        for t in range(steps - 1, -1, -1):
+            rows[t].mul_(dh[t])
+            dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_bias_grads(ctx, grads, x_rows, h, w_ih)
+        WORKSPACE.release(grads, dh_all)
+        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh
+
+
+class FusedRecurrent:
+    """Mixin for nn.RNN/LSTM/GRU: the fused Function for padded batches where `kernel` allows, nn's kernel otherwise.
+
+    kernel "torch" always uses nn's kernel; "fused" the fused one for every
+    padded batch, whatever the device; "auto" the fused one on CPU when
+    gradients are needed (training), where it is faster (scripts/bench_kernel.py),
+    and nn's for inference and on CUDA (cuDNN).
+    """
+
+    function: type[torch.autograd.Function]
+
+    def __init__(self, *args, kernel: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r}: choose one of {', '.join(KERNELS)}")
+        self.kernel = kernel
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, kernel={self.kernel!r}"
+
+    def uses_fused(self, input) -> bool:
+        """Whether forward(input) runs the fused Function (layers it does not cover always run nn's)."""
+        if self.kernel == "torch" or not isinstance(input, torch.Tensor) or input.dim() != 3:
+            return False
+        if input.dtype not in (torch.float32, torch.float64) or not self.batch_first or not self.bias:
+            return False
+        if self.bidirectional or self.proj_size or getattr(self, "nonlinearity", "tanh") != "tanh":
+            return False
+        if self.kernel == "fused":
+            return True
+        training = torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in self.parameters()))
+        return input.device.type == "cpu" and training
+
+    def forward(self, input, hx=None):
+        if not self.uses_fused(input):
+            return super().forward(input, hx)
+        lstm = isinstance(self, nn.LSTM)
+        if hx is None:
+            zeros = input.new_zeros(self.num_layers, input.shape[0], self.hidden_size)
+            hx = (zeros, zeros) if lstm else zeros
+        self.check_forward_args(input, hx, None)
+        states = hx if lstm else (hx,)
+        x, finals = input, []
+        for layer in range(self.num_layers):
+            if layer:
+                x = F.dropout(x, self.dropout, self.training)
+            weights = (getattr(self, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            x, *final = self.function.apply(x, *(s[layer] for s in states), *weights)
+            finals.append(final)
+        state = tuple(torch.stack(parts) for parts in zip(*finals))
+        return x, state if lstm else state[0]
+
+
+class FusedRNN(FusedRecurrent, nn.RNN):
+    function = RNNFunction
+
+
+class FusedLSTM(FusedRecurrent, nn.LSTM):
+    function = LSTMFunction
+
+
+class FusedGRU(FusedRecurrent, nn.GRU):
+    function = GRUFunction

@@ -1,0 +1,152 @@
+"""The fused CPU kernel (models/fused.py) against nn.RNN/LSTM/GRU: same outputs, same gradients, same parameters."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from seqtrain.models.fused import GRUFunction, LSTMFunction, RNNFunction
+from seqtrain.models.recurrent import RecurrentEncoder, make_rnn
+
+REFERENCE = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def pair(cell: str, input_size: int, hidden: int, layers: int = 1, dropout: float = 0.0):
+    """nn's module and the fused one with the same weights."""
+    reference = REFERENCE[cell](input_size, hidden, num_layers=layers, batch_first=True, dropout=dropout)
+    fused = make_rnn(cell, input_size, hidden, layers, dropout, kernel="fused")
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
+def run(module: nn.Module, x: torch.Tensor, state, weights: torch.Tensor):
+    """Outputs, final state and the gradients of a loss over both w.r.t. input, initial state and parameters."""
+    out, final = module(x, state)
+    finals = final if isinstance(final, tuple) else (final,)
+    loss = (out * weights).sum() + sum((f * f).sum() for f in finals)
+    leaves = [x, *(state if isinstance(state, tuple) else (state,) if state is not None else ())]
+    grads = torch.autograd.grad(loss, leaves + list(module.parameters()))
+    return [out, *finals, *grads]
+
+
+def initial_state(cell: str, layers: int, batch: int, hidden: int, zero: bool):
+    if zero:
+        return None
+    make = lambda: torch.randn(layers, batch, hidden, requires_grad=True)  # noqa: E731
+    return (make(), make()) if cell == "lstm" else make()
+
+
+@pytest.mark.parametrize(
+    "cell,size,layers,zero_state",
+    list(itertools.product(["rnn", "lstm", "gru"], [(3, 7, 5, 4), (1, 1, 2, 3), (4, 12, 6, 16)], [1, 2], [True, False])),
+)
+def test_outputs_and_every_gradient_match_nn(cell, size, layers, zero_state):
+    torch.manual_seed(0)
+    batch, steps, inputs, hidden = size
+    reference, fused = pair(cell, inputs, hidden, layers)
+    x = torch.randn(batch, steps, inputs, requires_grad=True)
+    state = initial_state(cell, layers, batch, hidden, zero_state)
+    weights = torch.randn(batch, steps, hidden)
+    assert fused.uses_fused(x)
+    for expected, got in zip(run(reference, x, state, weights), run(fused, x, state, weights), strict=True):
+        torch.testing.assert_close(got, expected, **TOL)
+
+
+@pytest.mark.parametrize("function,gates,cell_state", [(RNNFunction, 1, False), (GRUFunction, 3, False), (LSTMFunction, 4, True)])
+def test_gradcheck_in_float64(function, gates, cell_state):
+    torch.manual_seed(0)
+    batch, steps, inputs, hidden = 2, 3, 4, 3
+    leaf = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    states = (leaf(batch, hidden), leaf(batch, hidden)) if cell_state else (leaf(batch, hidden),)
+    weights = (leaf(gates * hidden, inputs), leaf(gates * hidden, hidden), leaf(gates * hidden), leaf(gates * hidden))
+    assert torch.autograd.gradcheck(function.apply, (leaf(batch, steps, inputs), *states, *weights))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_state_dicts_load_either_way(cell):
+    reference, fused = pair(cell, 3, 4, layers=2)
+    assert list(fused.state_dict()) == list(reference.state_dict())
+    back = REFERENCE[cell](3, 4, num_layers=2, batch_first=True)
+    back.load_state_dict(fused.state_dict())
+    for name, tensor in back.state_dict().items():
+        assert torch.equal(tensor, reference.state_dict()[name])
+
+
+@pytest.mark.parametrize("cell,bidirectional", list(itertools.product(["rnn", "lstm", "gru"], [False, True])))
+def test_masked_encoder_matches_nn_with_variable_lengths(cell, bidirectional):
+    torch.manual_seed(0)
+    encoders = {}
+    for kernel in ("torch", "fused"):
+        torch.manual_seed(1)
+        encoders[kernel] = RecurrentEncoder(cell, 5, 6, layers=2, bidirectional=bidirectional, packing="off", kernel=kernel)
+    x = torch.randn(4, 9, 5)
+    lengths = torch.tensor([9, 3, 1, 6])
+    results = {}
+    for kernel, encoder in encoders.items():
+        inputs = x.clone().requires_grad_()
+        out, last = encoder(inputs, lengths)
+        loss = (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() + last.square().sum()
+        results[kernel] = [out, last, *torch.autograd.grad(loss, [inputs, *encoder.parameters()])]
+    for expected, got in zip(results["torch"], results["fused"], strict=True):
+        torch.testing.assert_close(got, expected, **TOL)
+
+
+def test_auto_runs_fused_only_for_cpu_training_on_padded_batches():
+    gru = make_rnn("gru", 3, 4)
+    x = torch.randn(2, 5, 3)
+    assert gru.uses_fused(x)
+    with torch.no_grad():
+        assert not gru.uses_fused(x)
+    assert not gru.uses_fused(pack_padded_sequence(x, torch.tensor([5, 2]), batch_first=True))
+    assert not make_rnn("gru", 3, 4, kernel="torch").uses_fused(x)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_packed_input_still_runs_nn(cell):
+    torch.manual_seed(0)
+    reference, fused = pair(cell, 3, 4)
+    packed = pack_padded_sequence(torch.randn(2, 5, 3), torch.tensor([5, 2]), batch_first=True)
+    expected, got = reference(packed)[0], fused(packed)[0]
+    torch.testing.assert_close(got.data, expected.data)
+
+
+def test_truncated_backprop_carries_state_like_nn():
+    torch.manual_seed(0)
+    reference, fused = pair("lstm", 3, 5, layers=2)
+    chunks = torch.randn(2, 3, 4, 3).unbind(0)  # two chunks of 4 steps
+    for module in (reference, fused):
+        state = None
+        for chunk in chunks:
+            out, state = module(chunk, state)
+            out.sum().backward()
+            state = tuple(s.detach() for s in state)
+    for expected, got in zip(reference.parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(got.grad, expected.grad, **TOL)
+
+
+def test_dropout_between_layers_only_in_training():
+    torch.manual_seed(0)
+    reference, fused = pair("gru", 3, 8, layers=2, dropout=0.5)
+    x = torch.randn(2, 6, 3, requires_grad=True)
+    reference.eval(), fused.eval()
+    torch.testing.assert_close(fused(x)[0], reference(x)[0], **TOL)  # eval: no dropout (fused runs: x needs grad)
+    fused.train()
+    assert not torch.allclose(fused(x)[0], reference(x)[0], **TOL)
+
+
+def test_two_forwards_before_one_backward_accumulate_like_nn():
+    torch.manual_seed(0)
+    reference, fused = pair("gru", 3, 4)
+    x, y = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    for module in (reference, fused):
+        (module(x)[0].sum() + module(y)[0].square().sum()).backward()
+    for expected, got in zip(reference.parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(got.grad, expected.grad, **TOL)
+
+
+def test_unknown_kernel_is_refused():
+    with pytest.raises(ValueError, match="kernel"):
+        make_rnn("lstm", 2, 3, kernel="fast")
