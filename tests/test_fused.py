@@ -94,14 +94,25 @@ def test_masked_encoder_matches_nn_with_variable_lengths(cell, bidirectional):
         torch.testing.assert_close(got, expected, **TOL)
 
 
-def test_auto_runs_fused_only_for_cpu_training_on_padded_batches():
-    gru = make_rnn("gru", 3, 4)
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_auto_runs_fused_only_for_cpu_training_on_padded_batches(cell):
+    module = make_rnn(cell, 3, 4)
     x = torch.randn(2, 5, 3)
-    assert gru.uses_fused(x)
+    assert module.uses_fused(x)
     with torch.no_grad():
-        assert not gru.uses_fused(x)
-    assert not gru.uses_fused(pack_padded_sequence(x, torch.tensor([5, 2]), batch_first=True))
-    assert not make_rnn("gru", 3, 4, kernel="torch").uses_fused(x)
+        assert not module.uses_fused(x)
+    assert not module.uses_fused(pack_padded_sequence(x, torch.tensor([5, 2]), batch_first=True))
+    assert not make_rnn(cell, 3, 4, kernel="torch").uses_fused(x)
+
+
+def test_auto_leaves_lstm_to_onednn_where_nn_uses_it(monkeypatch):
+    lstm = make_rnn("lstm", 3, 4)
+    x = torch.randn(2, 5, 3)
+    onednn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    assert lstm.uses_fused(x) is not onednn
+    assert lstm.double().uses_fused(x.double())  # oneDNN's LSTM is float32 only
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    assert lstm.float().uses_fused(x)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -150,3 +161,18 @@ def test_two_forwards_before_one_backward_accumulate_like_nn():
 def test_unknown_kernel_is_refused():
     with pytest.raises(ValueError, match="kernel"):
         make_rnn("lstm", 2, 3, kernel="fast")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_on_cuda_auto_keeps_cudnn_and_fused_matches_it(cell, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # matmuls are full float32 by default
+    torch.manual_seed(0)
+    reference, fused = (m.cuda() for m in pair(cell, 5, 8, layers=2))
+    x = torch.randn(3, 7, 5, device="cuda", requires_grad=True)
+    state = initial_state(cell, 2, 3, 8, zero=False)
+    state = tuple(s.detach().cuda().requires_grad_() for s in state) if cell == "lstm" else state.detach().cuda().requires_grad_()
+    weights = torch.randn(3, 7, 8, device="cuda")
+    assert not make_rnn(cell, 5, 8).cuda().uses_fused(x) and fused.uses_fused(x)
+    for expected, got in zip(run(reference, x, state, weights), run(fused, x, state, weights), strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

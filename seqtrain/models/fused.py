@@ -1,10 +1,10 @@
 """Fused recurrent layers for CPU training: nn.RNN/LSTM/GRU with a hand-written backward.
 
-On CPU, autograd through nn.LSTM/GRU replays every time step's small
-operations backwards and multiplies out the weight gradients one step at a
-time. These layers keep nn's parameters (same names, same layout, same gate
-order, so state_dicts load either way) and run each layer as one
-autograd.Function:
+On CPU, autograd through nn.GRU/RNN (and nn.LSTM where oneDNN is off or the
+dtype is not float32) replays every time step's small operations backwards
+and multiplies out the weight gradients one step at a time. These layers keep
+nn's parameters (same names, same layout, same gate order, so state_dicts
+load either way) and run each layer as one autograd.Function:
 
 - forward: the input projection of every step in one matrix product, then
   per step one addmm into a preallocated buffer and a few in-place ops;
@@ -20,7 +20,10 @@ within float32 rounding (tests/test_fused.py).
 
 The modules dispatch at forward time: the fused Function for a padded batch
 where `kernel` allows it, nn's own kernel otherwise (packed sequences, CUDA
-under "auto", inference).
+under "auto", inference). scripts/bench_kernel.py measures both side by side:
+on CPU the fused GRU and RNN train faster than nn's; a float32 nn.LSTM
+already runs oneDNN's fused forward and backward, which this kernel only
+matches, so "auto" leaves it to nn.
 """
 
 from __future__ import annotations
@@ -183,13 +186,12 @@ class LSTMFunction(torch.autograd.Function):
         dc_from_dh = _one_minus_square(tanh_c, out=WORKSPACE.empty(h, *tanh_c.shape)).mul_(o)
         dh_all = _hidden_grads(dout, dh_n, h)
         dh = dh_all.unbind(0)
-        ifg, out_gate, rows = grads[..., : 3 * hidden].unbind(0), go.unbind(0), grads.unbind(0)
-        forget, to_dc = f.unbind(0), dc_from_dh.unbind(0)
+        rows, forget, to_dc = grads.unbind(0), f.unbind(0), dc_from_dh.unbind(0)
         dc = dc_n.clone() if dc_n is not None else h.new_zeros(batch, hidden)
+        scale = h.new_empty(batch, 4 * hidden)  # [dc, dc, dc, dh]: one plain product beats a broadcast one
         for t in range(steps - 1, -1, -1):
             dc.addcmul_(dh[t], to_dc[t])
-            ifg[t].view(batch, 3, hidden).mul_(dc.unsqueeze(1))
-            out_gate[t].mul_(dh[t])
+            rows[t].mul_(torch.cat((dc, dc, dc, dh[t]), 1, out=scale))
             dc.mul_(forget[t])
             dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
         dx, dw_ih, dw_hh, db_ih, db_hh = _shared_bias_grads(ctx, grads, x_rows, h, w_ih)
@@ -247,8 +249,9 @@ class GRUFunction(torch.autograd.Function):
         torch.mul(a, r, out=g_n)
         dh_all = _hidden_grads(dout, dh_n, h)
         rows, keep, dh = grads.unbind(0), z.unbind(0), dh_all.unbind(0)
+        scale = h.new_empty(batch, 3 * hidden)  # [dh, dh, dh]: one plain product beats a broadcast one
         for t in range(steps - 1, -1, -1):
-            rows[t].view(batch, 3, hidden).mul_(dh[t].unsqueeze(1))
+            rows[t].mul_(torch.cat((dh[t], dh[t], dh[t]), 1, out=scale))
             if t:
                 dh[t - 1].addcmul_(dh[t], keep[t]).addmm_(rows[t], w_hh)
             else:
@@ -300,11 +303,16 @@ class FusedRecurrent:
 
     kernel "torch" always uses nn's kernel; "fused" the fused one for every
     padded batch, whatever the device; "auto" the fused one on CPU when
-    gradients are needed (training), where it is faster (scripts/bench_kernel.py),
-    and nn's for inference and on CUDA (cuDNN).
+    gradients are needed (training) and nn's own kernel is the step-by-step
+    one, where the fused one is faster (scripts/bench_kernel.py); nn's for
+    inference and on CUDA (cuDNN).
     """
 
     function: type[torch.autograd.Function]
+
+    def nn_kernel_is_fused(self, input: torch.Tensor) -> bool:
+        """Whether nn's own CPU kernel for this input is already a fused one (RNN and GRU: never)."""
+        return False
 
     def __init__(self, *args, kernel: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
@@ -326,7 +334,7 @@ class FusedRecurrent:
         if self.kernel == "fused":
             return True
         training = torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in self.parameters()))
-        return input.device.type == "cpu" and training
+        return input.device.type == "cpu" and training and not self.nn_kernel_is_fused(input)
 
     def forward(self, input, hx=None):
         if not self.uses_fused(input):
@@ -354,6 +362,10 @@ class FusedRNN(FusedRecurrent, nn.RNN):
 
 class FusedLSTM(FusedRecurrent, nn.LSTM):
     function = LSTMFunction
+
+    def nn_kernel_is_fused(self, input: torch.Tensor) -> bool:
+        """nn.LSTM runs oneDNN's LSTM (forward and backward) on float32 CPU input when oneDNN is on."""
+        return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled and input.dtype == torch.float32
 
 
 class FusedGRU(FusedRecurrent, nn.GRU):
