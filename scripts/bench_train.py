@@ -10,6 +10,7 @@ and the best round of each is reported (these machines are noisy):
 - seqtrain: the real Trainer over its SequenceLoader (bucketing, masking,
   clipping, TensorBoard logging included),
 - seqtrain-packed: the same with pack_padded_sequence instead of masking,
+- seqtrain-fused: the same with the fused CPU kernel (models/fused.py) instead of nn.LSTM's,
 - keras (when installed): Keras 3's `model.fit` on the same model, padded to 500.
 
     python scripts/bench_train.py [--data-dir ../shared/data/imdb] [--examples 3200] [--rounds 3]
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from seqtrain.data.batching import SequenceLoader, bucket_batches, pad_batch
+from seqtrain.models.fused import FusedRecurrent
 from seqtrain.tasks import build_config, make_task
 from seqtrain.tasks.classification import ClassifierMeta
 from seqtrain.training.tensorboard import RunLogger
@@ -94,7 +96,7 @@ def train_bucketed(seqs, targets) -> float:
     return len(seqs) / (time.perf_counter() - start)
 
 
-def train_seqtrain(seqs, targets, packing: str = "off") -> float:
+def train_seqtrain(seqs, targets, packing: str = "off", kernel: str = "auto") -> float:
     # the lectures' model: one LSTM(32) read at the last step, no dropout (the imdb task's other defaults off)
     settings = {"cell": "lstm", "bidirectional": False, "dropout": 0.0, "embed_dim": 32, "hidden": 32, "pooling": "last",
                 "batch_size": BATCH, "max_vocab": VOCAB, "epochs": 1, "device": "cpu", "packing": packing,
@@ -102,6 +104,9 @@ def train_seqtrain(seqs, targets, packing: str = "off") -> float:
     task = make_task(build_config("imdb", settings))
     config = task.config
     model = task.build_model(ClassifierMeta(["<pad>", "<unk>"] + ["w"] * (VOCAB - 2), ["neg", "pos"]))
+    for module in model.modules():
+        if isinstance(module, FusedRecurrent):
+            module.kernel = kernel
     trainer = Trainer(task)
     loader = SequenceLoader(seqs, targets, BATCH, shuffle=True, seed=0)
     with tempfile.TemporaryDirectory() as logdir:
@@ -150,6 +155,7 @@ def main() -> None:
         "bucketed": train_bucketed,
         "seqtrain": train_seqtrain,
         "seqtrain-packed": lambda s, t: train_seqtrain(s, t, packing="on"),
+        "seqtrain-fused": lambda s, t: train_seqtrain(s, t, kernel="fused"),
     }
     best = {name: 0.0 for name in contenders}
     for round_ in range(args.rounds):
@@ -171,6 +177,7 @@ def main() -> None:
     print(f"\nseqtrain / pad500          = {best['seqtrain'] / best['pad500']:.2f}x  (target >= 3)")
     print(f"seqtrain / best hand loop  = {best['seqtrain'] / hand_best:.2f}x  (target >= 0.95)")
     print(f"packed / masked (seqtrain) = {best['seqtrain-packed'] / best['seqtrain']:.2f}x  (packing is used only where > 1)")
+    print(f"fused / nn kernel (seqtrain) = {best['seqtrain-fused'] / best['seqtrain']:.2f}x")
     if "keras" in best:
         print(f"seqtrain / keras 3         = {best['seqtrain'] / best['keras']:.2f}x")
 
