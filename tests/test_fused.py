@@ -158,6 +158,20 @@ def test_two_forwards_before_one_backward_accumulate_like_nn():
         torch.testing.assert_close(got.grad, expected.grad, **TOL)
 
 
+@pytest.mark.parametrize("cell,frozen", list(itertools.product(["rnn", "lstm", "gru"], ["weight_ih_l0", "bias_hh_l0"])))
+def test_frozen_parameters_and_constant_input_get_no_gradient_and_the_rest_match(cell, frozen):
+    torch.manual_seed(0)
+    reference, fused = pair(cell, 3, 4)
+    x = torch.randn(2, 5, 3)
+    for module in (reference, fused):
+        getattr(module, frozen).requires_grad_(False)
+        module(x)[0].square().sum().backward()
+    assert getattr(fused, frozen).grad is None
+    for expected, got in zip(reference.parameters(), fused.parameters(), strict=True):
+        if expected.requires_grad:
+            torch.testing.assert_close(got.grad, expected.grad, **TOL)
+
+
 def test_unknown_kernel_is_refused():
     with pytest.raises(ValueError, match="kernel"):
         make_rnn("lstm", 2, 3, kernel="fast")

@@ -44,7 +44,8 @@ class Workspace:
     A freshly allocated buffer of many MiB comes back from the OS page by page
     on first touch, and on a virtual machine each 4 KiB page fault costs
     microseconds: as much as the arithmetic done on it. Each Function takes its
-    buffers here and gives them back once its backward is done.
+    buffers here; they come back when the autograd graph that holds them is
+    freed (temporaries of backward at its end).
     """
 
     def __init__(self, per_shape: int = 8):
@@ -110,35 +111,41 @@ def _sigmoid_grad(s: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 def _hidden_grads(dout: torch.Tensor | None, dh_n: torch.Tensor | None, h: torch.Tensor) -> torch.Tensor:
     """[T, B, H] gradient reaching each step's output from above; the recurrence adds its own part in place."""
     dh = WORKSPACE.empty(h, *h[1:].shape)
-    dh.copy_(dout.transpose(0, 1)) if dout is not None else dh.zero_()
+    if dout is not None:
+        dh.copy_(dout.transpose(0, 1))
+    else:
+        dh.zero_()
     if dh_n is not None:
         dh[-1] += dh_n
     return dh
 
 
-def _recurrent_param_grads(ctx, grads: torch.Tensor, h: torch.Tensor):
-    """dW_hh as ONE product over all B*T rows of the gate gradients [T, B, G*H] and the states before them; db_hh."""
+def _row_sums(grads: torch.Tensor, needed: bool) -> torch.Tensor | None:
+    """A bias gradient: the gate gradients [T, B, G*H] summed over all B*T rows."""
+    return grads.view(-1, grads.shape[-1]).sum(0) if needed else None
+
+
+def _recurrent_weight_grad(ctx, grads: torch.Tensor, h: torch.Tensor) -> torch.Tensor | None:
+    """dW_hh as ONE product over all B*T rows of the gate gradients [T, B, G*H] and the states before them."""
+    if not ctx.needs_input_grad[-3]:
+        return None
     rows = grads.view(-1, grads.shape[-1])
-    dw_hh = rows.t() @ h[:-1].reshape(rows.shape[0], -1) if ctx.needs_input_grad[-3] else None
-    return dw_hh, (rows.sum(0) if ctx.needs_input_grad[-1] else None)
+    return rows.t() @ h[:-1].reshape(rows.shape[0], -1)
 
 
 def _input_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, w_ih: torch.Tensor):
-    """dx [B, T, I], dW_ih (ONE product over all B*T rows) and db_ih from the input side's gate gradients."""
+    """dx [B, T, I] and dW_ih (ONE product over all B*T rows) from the input side's gate gradients."""
     steps, batch = grads.shape[:2]
     rows = grads.view(steps * batch, -1)
     dx = (rows @ w_ih).view(steps, batch, -1).transpose(0, 1) if ctx.needs_input_grad[0] else None
-    dw_ih = rows.t() @ x_rows if ctx.needs_input_grad[-4] else None
-    return dx, dw_ih, (rows.sum(0) if ctx.needs_input_grad[-2] else None)
+    return dx, (rows.t() @ x_rows if ctx.needs_input_grad[-4] else None)
 
 
-def _shared_bias_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor):
+def _shared_gate_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor):
     """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM)."""
-    dx, dw_ih, db_ih = _input_grads(ctx, grads, x_rows, w_ih)
-    dw_hh, _ = _recurrent_param_grads(ctx, grads, h)
-    if db_ih is None and ctx.needs_input_grad[-1]:
-        db_ih = grads.view(-1, grads.shape[-1]).sum(0)
-    return dx, dw_ih, dw_hh, db_ih, (db_ih.clone() if ctx.needs_input_grad[-1] else None)
+    dx, dw_ih = _input_grads(ctx, grads, x_rows, w_ih)
+    db = _row_sums(grads, ctx.needs_input_grad[-2] or ctx.needs_input_grad[-1])
+    return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h), db, (db.clone() if db is not None else None)
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -194,7 +201,7 @@ class LSTMFunction(torch.autograd.Function):
             rows[t].mul_(torch.cat((dc, dc, dc, dh[t]), 1, out=scale))
             dc.mul_(forget[t])
             dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_bias_grads(ctx, grads, x_rows, h, w_ih)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, x_rows, h, w_ih)
         WORKSPACE.release(grads, dc_from_dh, dh_all)
         return dx, dh_prev, dc, dw_ih, dw_hh, db_ih, db_hh
 
@@ -256,9 +263,10 @@ class GRUFunction(torch.autograd.Function):
                 dh[t - 1].addcmul_(dh[t], keep[t]).addmm_(rows[t], w_hh)
             else:
                 dh_prev = torch.addmm(dh[t] * keep[t], rows[t], w_hh)
-        dw_hh, db_hh = _recurrent_param_grads(ctx, grads, h)
+        dw_hh, db_hh = _recurrent_weight_grad(ctx, grads, h), _row_sums(grads, ctx.needs_input_grad[-1])
         g_n.copy_(a.mul_(dh_all))  # the input product sees n's gradient before r multiplies it
-        dx, dw_ih, db_ih = _input_grads(ctx, grads, x_rows, w_ih)
+        dx, dw_ih = _input_grads(ctx, grads, x_rows, w_ih)
+        db_ih = _row_sums(grads, ctx.needs_input_grad[-2])
         WORKSPACE.release(a, grads, dh_all)
         return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh
 
@@ -293,7 +301,7 @@ class RNNFunction(torch.autograd.Function):
         for t in range(steps - 1, -1, -1):
             rows[t].mul_(dh[t])
             dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_bias_grads(ctx, grads, x_rows, h, w_ih)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, x_rows, h, w_ih)
         WORKSPACE.release(grads, dh_all)
         return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh
 
