@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from seqtrain.models.cells import LoopLayer
+from seqtrain.models.fused import FusedRecurrent
 
 # Recurrent layers are one row each: their insides run per time step, so their shapes are not the layer's output.
 RECURRENT_LAYERS = (nn.RNNBase, LoopLayer)
@@ -61,6 +62,14 @@ def bias_note(model: nn.Module) -> str | None:
     )
 
 
+def _kind(module: nn.Module) -> str:
+    """The layer's class name; for models/fused.py's layers, the torch class they stand in for (LSTM, not FusedLSTM)."""
+    kind = type(module)
+    if isinstance(module, FusedRecurrent):
+        kind = next(base for base in kind.__mro__ if issubclass(base, nn.RNNBase) and not issubclass(base, FusedRecurrent))
+    return kind.__name__
+
+
 def summarize(model: nn.Module, *inputs) -> ModelSummary:
     """Run one dummy forward pass and record every leaf layer in call order."""
     rows: dict[str, LayerRow] = {}
@@ -73,7 +82,7 @@ def summarize(model: nn.Module, *inputs) -> ModelSummary:
             def hook(mod, _inputs, output, name=name):
                 if name not in rows:
                     params = sum(p.numel() for p in mod.parameters())
-                    rows[name] = LayerRow(name, type(mod).__name__, _shape(output), params)
+                    rows[name] = LayerRow(name, _kind(mod), _shape(output), params)
 
             hooks.append(module.register_forward_hook(hook))
     was_training = model.training
