@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from seqtrain.data.batching import SequenceLoader, bucket_batches, pad_batch
-from seqtrain.models.fused import FusedRecurrent
 from seqtrain.tasks import build_config, make_task
 from seqtrain.tasks.classification import ClassifierMeta
 from seqtrain.training.tensorboard import RunLogger
@@ -100,13 +99,10 @@ def train_seqtrain(seqs, targets, packing: str = "off", kernel: str = "auto") ->
     # the lectures' model: one LSTM(32) read at the last step, no dropout (the imdb task's other defaults off)
     settings = {"cell": "lstm", "bidirectional": False, "dropout": 0.0, "embed_dim": 32, "hidden": 32, "pooling": "last",
                 "batch_size": BATCH, "max_vocab": VOCAB, "epochs": 1, "device": "cpu", "packing": packing,
-                "lr": 1e-3, "lr_schedule": "constant"}
+                "lr": 1e-3, "lr_schedule": "constant", "kernel": kernel}
     task = make_task(build_config("imdb", settings))
     config = task.config
     model = task.build_model(ClassifierMeta(["<pad>", "<unk>"] + ["w"] * (VOCAB - 2), ["neg", "pos"]))
-    for module in model.modules():
-        if isinstance(module, FusedRecurrent):
-            module.kernel = kernel
     trainer = Trainer(task)
     loader = SequenceLoader(seqs, targets, BATCH, shuffle=True, seed=0)
     with tempfile.TemporaryDirectory() as logdir:

@@ -100,6 +100,12 @@ class ModelSettings:
         0.0, "Dropout on the hidden state between time steps (one mask per sequence).", at_least=0, below=1
     )
     layer_norm: bool = opt(False, "Layer-normalised recurrent cells (LNSimpleRNNCell and its LSTM/GRU kin).")
+    kernel: str = opt(
+        "auto",
+        "Recurrent kernel: 'torch' (nn's), 'fused' (a hand-written CPU backward, same parameters), or 'auto': "
+        "fused where it measured faster (GRU and RNN training on CPU).",
+        ("auto", "torch", "fused"),
+    )
 
 
 @dataclass

@@ -20,10 +20,7 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
         self.embed_dropout = nn.Dropout(cfg.dropout)
-        self.encoder = RecurrentEncoder(
-            cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.packing,
-            cfg.recurrent_dropout, cfg.layer_norm,
-        )
+        self.encoder = RecurrentEncoder.from_settings(cfg, cfg.embed_dim)
         self.pool = Pooling(cfg.pooling)
         self.head_dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.encoder.output_size, 1 if num_classes == 2 else num_classes)

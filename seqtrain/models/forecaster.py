@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from seqtrain.config import ForecastModel
-from seqtrain.models.recurrent import make_rnn
+from seqtrain.models.recurrent import rnn_from_settings
 
 
 class Forecaster(nn.Module):
@@ -22,7 +22,7 @@ class Forecaster(nn.Module):
     def __init__(self, n_features: int, horizon: int, window: int, cfg: ForecastModel, target_std: float = 1.0):
         super().__init__()
         self.every_step, self.residual, self.window, self.n_features = cfg.every_step, cfg.residual, window, n_features
-        self.rnn = make_rnn(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout, cfg.recurrent_dropout, cfg.layer_norm)
+        self.rnn = rnn_from_settings(cfg, n_features, cfg.dropout)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, horizon)
         self.register_buffer("target_std", torch.tensor(float(target_std)))

@@ -9,7 +9,7 @@ from torch import nn
 
 from seqtrain.config import LanguageModelModel
 from seqtrain.errors import SeqtrainError
-from seqtrain.models.recurrent import make_rnn
+from seqtrain.models.recurrent import rnn_from_settings
 
 State = Any  # a tensor [layers, B, H] for RNN/GRU, a (h, c) pair for LSTM
 
@@ -32,7 +32,7 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, cfg.embed_dim)
         self.drop = nn.Dropout(cfg.dropout)
         between = cfg.dropout if cfg.layers > 1 else 0.0
-        self.rnn = make_rnn(cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, between, cfg.recurrent_dropout, cfg.layer_norm)
+        self.rnn = rnn_from_settings(cfg, cfg.embed_dim, between)
         self.decoder = nn.Linear(cfg.hidden, vocab_size)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)

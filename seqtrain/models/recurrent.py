@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqtrain.config import EncoderModel, ModelSettings
 from seqtrain.models.cells import LoopRNN
 from seqtrain.models.fused import FusedGRU, FusedLSTM, FusedRNN
 
@@ -43,6 +44,11 @@ def make_rnn(
     if recurrent_dropout or layer_norm:
         return LoopRNN(cell, input_size, hidden, num_layers, dropout, recurrent_dropout, layer_norm)
     return CELLS[cell](input_size, hidden, num_layers=num_layers, batch_first=True, dropout=dropout, kernel=kernel)
+
+
+def rnn_from_settings(cfg: ModelSettings, input_size: int, between: float) -> nn.Module:
+    """`make_rnn` with a model's shared settings (cell, size, layers, recurrent dropout, layer norm, kernel)."""
+    return make_rnn(cfg.cell, input_size, cfg.hidden, cfg.layers, between, cfg.recurrent_dropout, cfg.layer_norm, cfg.kernel)
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -89,6 +95,13 @@ class RecurrentEncoder(nn.Module):
                 )
             )
         self.between = nn.Dropout(dropout)
+
+    @classmethod
+    def from_settings(cls, cfg: EncoderModel, input_size: int) -> RecurrentEncoder:
+        return cls(
+            cfg.cell, input_size, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.packing,
+            cfg.recurrent_dropout, cfg.layer_norm, cfg.kernel,
+        )
 
     @property
     def output_size(self) -> int:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from seqtrain.config import Seq2SeqModel
-from seqtrain.models.recurrent import RecurrentEncoder, make_rnn, padding_mask
+from seqtrain.models.recurrent import RecurrentEncoder, padding_mask, rnn_from_settings
 
 ATTENTION = ("none", "dot", "bahdanau")
 
@@ -83,14 +83,11 @@ class Seq2Seq(nn.Module):
         self.source_embedding = nn.Embedding(source_vocab, cfg.embed_dim, padding_idx=0)
         self.target_embedding = nn.Embedding(target_vocab, cfg.embed_dim, padding_idx=0)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.encoder = RecurrentEncoder(
-            cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.packing,
-            cfg.recurrent_dropout, cfg.layer_norm,
-        )
+        self.encoder = RecurrentEncoder.from_settings(cfg, cfg.embed_dim)
         states = 2 if cfg.cell == "lstm" else 1
         self.bridge = nn.Linear(self.encoder.output_size, states * cfg.layers * cfg.hidden)
         between = cfg.dropout if cfg.layers > 1 else 0.0
-        self.decoder = make_rnn(cfg.cell, cfg.embed_dim, cfg.hidden, cfg.layers, between, cfg.recurrent_dropout, cfg.layer_norm)
+        self.decoder = rnn_from_settings(cfg, cfg.embed_dim, between)
         self.attention = None if cfg.attention == "none" else Attention(cfg.attention, cfg.hidden, self.encoder.output_size)
         self.combine = nn.Linear(cfg.hidden + self.encoder.output_size, cfg.hidden) if self.attention else None
         self.out = nn.Linear(cfg.hidden, target_vocab)
