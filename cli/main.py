@@ -250,6 +250,45 @@ def generate(
     typer.echo()
 
 
+VectorsArg = Annotated[str, typer.Argument(help="Word vectors: a word2vec or classifier run (folder or checkpoint), a GloVe/word2vec text or binary file, or glove.6B.<d>d.")]
+CacheOpt = Annotated[Optional[str], typer.Option("--cache-dir", help="Cache for parsed and downloaded vectors (default: $SEQTRAIN_CACHE or ~/.cache/seqtrain).")]
+MirrorOpt = Annotated[Optional[str], typer.Option("--mirror", help="Base URL or folder to download glove.6B.zip from.")]
+
+
+@app.command()
+@friendly
+def similar(
+    vectors: VectorsArg,
+    word: Annotated[str, typer.Argument(help="The word whose neighbours to list.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many neighbours.")] = 10,
+    cache_dir: CacheOpt = None,
+    mirror: MirrorOpt = None,
+) -> None:
+    """The words nearest to WORD by cosine similarity: one 'word<TAB>cosine' line each."""
+    from seqtrain.similarity import explore
+
+    for neighbour, score in explore(vectors, cache_dir, mirror).similar(word, top_k):
+        typer.echo(f"{neighbour}\t{score:.4f}")
+
+
+@app.command()
+@friendly
+def analogy(
+    vectors: VectorsArg,
+    a: Annotated[str, typer.Argument(help="A in 'A is to B as C is to ?' (man)")],
+    b: Annotated[str, typer.Argument(help="B (king)")],
+    c: Annotated[str, typer.Argument(help="C (woman)")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many answers.")] = 1,
+    cache_dir: CacheOpt = None,
+    mirror: MirrorOpt = None,
+) -> None:
+    """Words nearest to B - A + C, leaving out A, B and C (gensim's rule): 'man king woman' gives queen."""
+    from seqtrain.similarity import explore
+
+    for answer, score in explore(vectors, cache_dir, mirror).analogy(a, b, c, top_k):
+        typer.echo(f"{answer}\t{score:.4f}")
+
+
 @app.command(cls=SummaryCommand)
 @friendly
 @with_settings("model", "data")

@@ -79,3 +79,102 @@ def test_named_glove_downloads_through_the_mirror(tmp_path):
     vectors = resolve_vectors("glove.6B.50d", mirror=str(mirror))
     assert vectors.vectors.shape == (2446, 50)
     assert resolve_vectors("glove.6B.100d", mirror=str(mirror)).dim == 100
+
+
+# ------------------------------------------------------------ formats and exploring
+from seqtrain.data.vectors import WordVectors, save_vectors, vector_dim  # noqa: E402
+from seqtrain.similarity import Explorer, similarity_score, spearman  # noqa: E402
+
+HAND = WordVectors(
+    ["king", "queen", "man", "woman", "apple", "pear", "café"],
+    torch.tensor([
+        [1.0, 1.0, 0.0], [1.0, -1.0, 0.1], [0.2, 1.0, 0.0], [0.2, -1.0, 0.1], [0.0, 0.0, 1.0], [0.1, 0.0, 1.0],
+        [-1.0, 0.0, 0.0],
+    ]),
+)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_text_and_binary_formats_round_trip(tmp_path, binary):
+    path = tmp_path / ("v.bin" if binary else "v.txt")
+    save_vectors(HAND, path, binary=binary)
+    loaded = load_vectors(path)
+    assert loaded.words == HAND.words
+    torch.testing.assert_close(loaded.vectors, HAND.vectors, atol=1e-6, rtol=1e-5)
+    assert vector_dim(str(path)) == 3
+    if not binary:
+        assert path.read_text(encoding="utf-8").splitlines()[0] == "7 3"
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_files_agree_with_gensim(tmp_path, binary):
+    gensim = pytest.importorskip("gensim.models")
+    path = tmp_path / "v.bin"
+    save_vectors(HAND, path, binary=binary)
+    theirs = gensim.KeyedVectors.load_word2vec_format(str(path), binary=binary)
+    assert list(theirs.index_to_key) == HAND.words
+    torch.testing.assert_close(torch.from_numpy(theirs.vectors), HAND.vectors, atol=1e-6, rtol=1e-5)
+    ours = tmp_path / "theirs.bin"
+    theirs.save_word2vec_format(str(ours), binary=binary)
+    torch.testing.assert_close(load_vectors(ours).vectors, HAND.vectors, atol=1e-6, rtol=1e-5)
+
+
+def test_truncated_binary_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "v.bin"
+    save_vectors(HAND, path, binary=True)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(SeqtrainError, match="cut short"):
+        load_vectors(path)
+
+
+def test_similar_and_analogy_on_hand_made_vectors():
+    explorer = Explorer(HAND)
+    assert explorer.similar("apple", 1)[0][0] == "pear"
+    assert explorer.similar("King", 1)[0][0] in HAND.words  # case-insensitive fallback
+    assert explorer.analogy("man", "king", "woman")[0][0] == "queen"
+    answers = [w for w, _ in explorer.analogy("man", "king", "woman", 6)]
+    assert not {"man", "king", "woman"} & set(answers)  # the inputs are left out, as gensim does
+    score = explorer.similar("apple", 2)[0][1]
+    assert score == pytest.approx(float(torch.nn.functional.cosine_similarity(HAND.vectors[4], HAND.vectors[5], 0)))
+
+
+def test_unknown_word_suggests_close_spellings():
+    with pytest.raises(SeqtrainError, match="did you mean queen"):
+        Explorer(HAND).similar("quen")
+    with pytest.raises(SeqtrainError, match="'zzzz' is not in the vectors") as info:
+        Explorer(HAND).similar("zzzz")
+    assert "did you mean" not in str(info.value)
+
+
+def test_similarity_score_is_spearman_over_covered_pairs():
+    pairs = [("king", "queen", 5.0), ("apple", "pear", 9.0), ("queen", "café", 1.0), ("nope", "king", 3.0)]
+    score = similarity_score(HAND, pairs)
+    assert score.covered == 3 and score.spearman == pytest.approx(1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833, abs=1e-6)  # scipy's value with ties
+
+
+def test_glove_subset_king_queen():
+    from seqtrain.similarity import explore
+
+    for name in ("glove.6B.50d.head2446.txt", "glove.6B.100d.head2604.txt"):
+        explorer = explore(str(shared_data(f"glove-subset/{name}")))
+        assert "queen" in [w for w, _ in explorer.similar("king", 10)]
+        assert explorer.analogy("man", "king", "woman")[0][0] == "queen"
+
+
+def test_cli_similar_analogy_and_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from seqtrain_cli.main import app
+
+    path = tmp_path / "v.bin"
+    save_vectors(HAND, path, binary=True)
+    runner = CliRunner()
+    result = runner.invoke(app, ["similar", str(path), "apple", "--top-k", "2"])
+    assert result.exit_code == 0 and result.output.splitlines()[0].startswith("pear\t")
+    result = runner.invoke(app, ["analogy", str(path), "man", "king", "woman"])
+    assert result.exit_code == 0 and result.output.startswith("queen\t")
+    result = runner.invoke(app, ["similar", str(path), "quen"])
+    assert result.exit_code == 2 and "did you mean queen" in result.output
+    result = runner.invoke(app, ["similar", str(tmp_path / "none.txt"), "king"])
+    assert result.exit_code == 2 and "not found" in result.output

@@ -153,6 +153,10 @@ class Task:
     def build_model(self, meta: Meta) -> nn.Module:
         raise NotImplementedError
 
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer | None:
+        """An optimizer of the task's own (e.g. one that takes sparse gradients); None: the trainer's --optimizer."""
+        return None
+
     def step(self, model: nn.Module, batch: Any, state: Any, ctx: StepContext) -> StepResult:
         raise NotImplementedError
 

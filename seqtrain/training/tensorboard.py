@@ -24,6 +24,11 @@ class RunLogger:
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
 
+    def embedding(self, tag: str, matrix, labels: list[str], step: int) -> None:
+        """Vectors for the Projector tab: `<step>/<tag>/tensors.tsv`, `metadata.tsv` (one label a row) and
+        an entry in the run's `projector_config.pbtxt`."""
+        self.writer.add_embedding(matrix, metadata=labels, tag=tag, global_step=step)
+
     def figure(self, tag: str, figure, step: int) -> None:
         self.writer.add_figure(tag, figure, step)
 

@@ -163,7 +163,7 @@ class Trainer:
         if resume is None:
             point_latest(run_dir)
         model = self.task.build_model(data.meta).to(device)
-        optimizer = make_optimizer(train, model.parameters())
+        optimizer = self.task.optimizer(model) or make_optimizer(train, model.parameters())
         self.scheduler = make_scheduler(train, optimizer, self._steps_per_epoch(data.train) * train.epochs)
         self.scheduled = data.schedules
         if checkpoint:
@@ -343,7 +343,9 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.config.train.clip or math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+        # Sparse embedding gradients (word2vec) are neither clipped nor counted in the norm.
+        dense = [p for p in model.parameters() if p.grad is not None and not p.grad.is_sparse]
+        grad_norm = torch.nn.utils.clip_grad_norm_(dense, max_norm).item()
         optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
