@@ -126,9 +126,15 @@ class EncoderModel(ModelSettings):
 class ClassifierModel(EncoderModel):
     pooling: str = opt("last", "How the sequence output becomes one vector.", ("last", "mean", "max"))
     embeddings: str | None = opt(
-        None, "Pretrained vectors: a GloVe/word2vec text file (.txt/.gz/.zip) or a name like glove.6B.100d."
+        None, "Pretrained vectors: a GloVe/word2vec text (.txt/.gz/.zip) or binary file, a word2vec or classifier "
+        "run, or a name like glove.6B.100d."
     )
     freeze_embeddings: bool = opt(False, "Keep pretrained embeddings fixed during training.")
+    init_from: str | None = opt(
+        None, "A word-level language-model run whose embedding rows (matched word by word) and recurrent weights "
+        "start this model (pre-training, then fine-tuning).",
+    )
+    log_embeddings: bool = opt(False, "Show the trained embedding layer in TensorBoard's projector (most frequent 10,000 words).")
 
 
 @dataclass

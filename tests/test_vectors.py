@@ -54,8 +54,8 @@ def test_embedding_matrix_coverage_and_case_fallback(tmp_path):
     path = tmp_path / "v.txt"
     path.write_text(ROWS)
     vocab = Vocab(["<pad>", "<unk>", "the", "dog", "zebra", "cat"])
-    matrix, coverage = embedding_matrix(load_vectors(path), vocab)
-    assert coverage == pytest.approx(3 / 4)
+    matrix, found = embedding_matrix(load_vectors(path), vocab)
+    assert found.tolist() == [False, False, True, True, False, True]
     torch.testing.assert_close(matrix[3], torch.tensor([0.0, 0.0, 2.0]))  # "dog" found as "Dog"
     assert matrix[0].abs().sum() == 0
 

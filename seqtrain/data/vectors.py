@@ -237,23 +237,22 @@ def _lines(path: Path, member: str | None) -> Iterator[bytes]:
             yield from handle
 
 
-def embedding_matrix(vectors: WordVectors, vocab: Vocab, seed: int = 0) -> tuple[torch.Tensor, float]:
+def embedding_matrix(vectors: WordVectors, vocab: Vocab, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A [len(vocab), dim] matrix: pretrained rows where known (case-insensitive fallback), small
-    random rows elsewhere, zeros for padding; and the fraction of the vocabulary covered."""
+    random rows elsewhere, zeros for padding; and which vocabulary rows were found (a bool mask)."""
     generator = torch.Generator().manual_seed(seed)
     matrix = torch.randn(len(vocab), vectors.dim, generator=generator) * vectors.vectors.std().item()
     lookup = vectors.index()
     lowered: dict[str, int] = {}
     for word, row in lookup.items():
         lowered.setdefault(word.lower(), row)
-    found = 0
+    found = torch.zeros(len(vocab), dtype=torch.bool)
     for index, token in enumerate(vocab.itos):
         row = lookup.get(token)
         if row is None:
             row = lowered.get(token.lower())
-        if row is not None:
+        if row is not None and token not in vocab.specials:
             matrix[index] = vectors.vectors[row]
-            found += 1
+            found[index] = True
     matrix[0] = 0.0  # padding
-    real = max(len(vocab) - len(vocab.specials), 1)
-    return matrix, found / real
+    return matrix, found

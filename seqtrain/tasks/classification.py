@@ -14,6 +14,10 @@ from seqtrain.data.batching import Batch
 from seqtrain.data.text import Vocab, tokenize
 from seqtrain.data.vectors import embedding_matrix, resolve_vectors, vector_dim
 from seqtrain.models.classifier import SequenceClassifier
+from seqtrain.transfer import (
+    Coverage, LanguageModelWeights, check_fits, coverage_of, init_from_language_model, language_model_weights,
+    log_embedding_layer,
+)
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task
 
 
@@ -46,30 +50,42 @@ class TextClassificationTask(Task):
     def __init__(self, config):
         super().__init__(config)
         self.pretrained: torch.Tensor | None = None  # embedding rows for a fresh model with --embeddings
-        self.coverage: float | None = None
+        self.coverage: Coverage | None = None
+        self.language_model: LanguageModelWeights | None = None  # --init-from, for a fresh model
+        self.transfer_notes: list[str] = []
 
     def validate(self) -> None:
         # The vectors decide the embedding size; resolved here so config.toml records the size the model has.
         if self.config.model.embeddings:
             self.config.model.embed_dim = vector_dim(self.config.model.embeddings)
 
-    def start_meta(self, meta: ClassifierMeta) -> ClassifierMeta:
-        """Keep a fresh run's meta, and look up its pretrained vectors if --embeddings asks for them."""
+    def start_meta(self, meta: ClassifierMeta, counts: dict[str, int] | None = None) -> ClassifierMeta:
+        """Keep a fresh run's meta, and look up what --embeddings and --init-from bring (`counts`: training frequencies)."""
         self.meta = meta
         if self.config.model.embeddings:
             vectors = resolve_vectors(self.config.model.embeddings, self.config.data.cache_dir, self.config.data.mirror)
-            self.pretrained, self.coverage = embedding_matrix(vectors, Vocab(meta.vocab), self.config.train.seed)
+            self.pretrained, found = embedding_matrix(vectors, Vocab(meta.vocab), self.config.train.seed)
+            self.coverage = coverage_of(meta.vocab, found, counts)
+        if self.config.model.init_from:
+            self.language_model = language_model_weights(self.config.model.init_from)
+            check_fits(self.language_model, self.config.model)
         return meta
 
     def notes(self) -> list[str]:
-        return [] if self.coverage is None else [f"pretrained embeddings cover {self.coverage:.1%} of the vocabulary"]
+        return ([] if self.coverage is None else self.coverage.lines()) + self.transfer_notes
 
     def build_model(self, meta: ClassifierMeta) -> nn.Module:
         model = SequenceClassifier(len(meta.vocab), len(meta.labels), self.config.model)
         if self.pretrained is not None:  # only for a fresh model: a checkpoint's weights already hold the vectors
             model.embedding.weight.data.copy_(self.pretrained)
+        if self.language_model is not None:  # likewise
+            self.transfer_notes.append(init_from_language_model(model, meta.vocab, self.language_model))
         model.embedding.weight.requires_grad_(not self.config.model.freeze_embeddings)
         return model
+
+    def on_epoch_end(self, model: nn.Module, data, log, epoch: int) -> None:
+        if self.config.model.log_embeddings and epoch >= self.config.train.epochs:
+            log_embedding_layer(log, model.embedding.weight, self.meta.vocab, epoch)
 
     def default_meta(self) -> ClassifierMeta:
         size = self.config.data.max_vocab or 20000

@@ -140,7 +140,8 @@ class ImdbTask(TextClassificationTask):
             review_of_token = torch.repeat_interleave(torch.arange(len(labels)), offsets.diff())
             counts = torch.bincount(ids[in_train[review_of_token]].long(), minlength=len(blob["words"]))
             itos = rank_vocab(blob["words"], counts, config.data.max_vocab, config.data.min_freq)
-            meta = self.start_meta(ClassifierMeta(itos, LABELS, config.data.max_len))
+            frequency = dict(zip(blob["words"], counts.tolist()))
+            meta = self.start_meta(ClassifierMeta(itos, LABELS, config.data.max_len), frequency)
         self.meta = meta
         stoi = {w: i for i, w in enumerate(meta.vocab)}
         remap = torch.tensor([stoi.get(w, 1) for w in blob["words"]], dtype=torch.long)
