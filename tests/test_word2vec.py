@@ -172,6 +172,14 @@ def test_word2vec_reads_imdb_train_and_unsup_never_test(imdb_dir, tmp_path):
     assert result.exit_code == 0, result.output
     words = load_vectors(latest_run(tmp_path / "runs") / "vectors.txt").words
     assert "zyzzyva" in words and "testonlyword" not in words
+    # the classifier accepts the same tree and trains on the labelled reviews only
+    result = invoke("fit", "--task", "imdb", "--data-dir", root, "--logdir", tmp_path / "runs", "--epochs", "1",
+                    "--max-steps", "1", "--hidden", "4")
+    assert result.exit_code == 0, result.output
+    from seqtrain.training.checkpoint import load_checkpoint
+
+    vocab = load_checkpoint(latest_run(tmp_path / "runs") / "best.pt")["meta"]["vocab"]
+    assert "zyzzyva" not in vocab and "testonlyword" not in vocab
 
 
 def test_skipgram_loss_matches_per_pair_formula():
