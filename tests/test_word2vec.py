@@ -200,3 +200,23 @@ def test_skipgram_loss_matches_per_pair_formula():
                     for n in batch.negatives[center]:
                         expected -= torch.nn.functional.logsigmoid(-(c[a] @ o[n]))
     torch.testing.assert_close(model(batch), expected)
+
+
+def test_word2vec_reads_a_folder_of_two_imdb_archives(imdb_dir, tmp_path):
+    """As ../shared/data/imdb holds them: the labelled reviews and train/unsup packed apart."""
+    import tarfile
+
+    unsup = tmp_path / "unsup" / "aclImdb" / "train" / "unsup"
+    unsup.mkdir(parents=True)
+    (unsup / "0_0.txt").write_text("zyzzyva " * 10)
+    folder = tmp_path / "archives"
+    folder.mkdir()
+    with tarfile.open(folder / "aclImdb-labeled.tar.gz", "w:gz") as tar:
+        tar.add(imdb_dir / "aclImdb", "aclImdb")
+    with tarfile.open(folder / "aclImdb-unsup.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "unsup" / "aclImdb", "aclImdb")
+    result = invoke("fit", "--task", "word2vec", "--data-dir", folder, "--logdir", tmp_path / "runs", "--epochs", "1",
+                    "--embed-dim", "8", "--min-count", "1")
+    assert result.exit_code == 0, result.output
+    words = load_vectors(latest_run(tmp_path / "runs") / "vectors.txt").words
+    assert "zyzzyva" in words and "movie" in words

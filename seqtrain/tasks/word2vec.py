@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from seqtrain.config import Schema, SourceData, TrainSettings, opt
-from seqtrain.data.download import cache_dir, cached_tensors, source_key
+from seqtrain.data.download import cache_dir, cached_tensors, extract, source_key
 from seqtrain.data.sources import local_source
 from seqtrain.data.streams import read_text
 from seqtrain.data.text import tokenize
@@ -38,6 +38,7 @@ IMDB_PARTS = ("train/pos", "train/neg", "train/unsup")
 #: words shown in TensorBoard's projector (the most frequent ones): more makes the tab slow to load
 PROJECTOR_WORDS = 10000
 VECTORS_FILE = "vectors.txt"
+ARCHIVES = (".tar.gz", ".tgz", ".tar")
 
 
 @dataclass
@@ -125,14 +126,26 @@ class Word2VecTask(Task):
         given = local_source(data)
         cache = cache_dir(data.cache_dir)
         if given is None or data.text is None and is_imdb(given):
-            root = imdb.locate(self.config, quiet)
-            parts = [root / part for part in IMDB_PARTS if (root / part).is_dir()]
+            parts = self.imdb_parts(given, cache, quiet)
             key = source_key(parts, TOKENIZER_VERSION)
             return cached_tensors(cache / "word2vec" / f"imdb-{key}.pt", lambda: encode_documents(review_texts(parts)))
         key = source_key(given, TOKENIZER_VERSION)
         return cached_tensors(
             cache / "word2vec" / f"text-{key}.pt", lambda: encode_documents(read_text(given).splitlines())
         )
+
+    def imdb_parts(self, given: Path | None, cache: Path, quiet: bool) -> list[Path]:
+        """The train/{pos,neg,unsup} folders: of the aclImdb tree --data names, of every archive in the folder
+        it names (the labelled and unlabelled reviews may come as two archives), or of the downloaded one."""
+        if given is not None and given.is_dir() and not any((given / sub / "train").is_dir() for sub in ("aclImdb", ".")):
+            archives = sorted(p for p in given.iterdir() if p.name.endswith(ARCHIVES))
+            roots = [extract(a, cache / "imdb" / f"{a.name.split('.')[0]}-{source_key(a)}") / "aclImdb" for a in archives]
+        else:
+            roots = [imdb.locate(self.config, quiet)]
+        parts = [root / part for root in roots for part in IMDB_PARTS if (root / part).is_dir()]
+        if not parts:
+            raise SeqtrainError(f"{given} holds no aclImdb/train/{{pos,neg,unsup}} reviews")
+        return parts
 
     def notes(self) -> list[str]:
         share = sum(self.meta.counts) / max(self.corpus_words, 1)
@@ -188,9 +201,9 @@ class Word2VecTask(Task):
 def is_imdb(path: Path) -> bool:
     """Whether --data names an aclImdb tree (or an archive or folder of archives of one) rather than plain text."""
     if path.is_file():
-        return path.name.endswith((".tar.gz", ".tgz", ".tar"))
+        return path.name.endswith(ARCHIVES)
     return any((path / sub / "train").is_dir() for sub in ("aclImdb", ".")) or any(
-        p.name.endswith((".tar.gz", ".tgz", ".tar")) for p in path.iterdir()
+        p.name.endswith(ARCHIVES) for p in path.iterdir()
     )
 
 
