@@ -41,14 +41,17 @@ def all_settings(sections: tuple[str, ...]) -> dict[str, tuple[str, Any, Any]]:
     return found
 
 
+def help_of(f: Any) -> str:
+    """A setting's help text, with its allowed values."""
+    choices = f.metadata.get("choices")
+    return f.metadata.get("help", "") + (f" One of: {', '.join(choices)}." if choices else "")
+
+
 def setting_parameters(sections: tuple[str, ...]) -> list[inspect.Parameter]:
     """One keyword parameter per setting, with its Typer option in its section's help panel."""
     params = []
     for name, (section, f, hint) in sorted(all_settings(sections).items(), key=lambda item: SECTIONS.index(item[1][0])):
-        help_text = f.metadata.get("help", "")
-        choices = f.metadata.get("choices")
-        if choices:
-            help_text += f" One of: {', '.join(choices)}."
+        help_text = help_of(f)
         decls = [f"{flag_name(name)}/--no-{name.replace('_', '-')}"] if hint is bool else [flag_name(name)]
         option = typer.Option(*decls, help=help_text, rich_help_panel=PANELS[section], show_default=True)
         params.append(
@@ -126,8 +129,9 @@ class TaskCommand(typer.core.TyperCommand):
                 if param.name and param.name.startswith(PREFIX):
                     setting = param.name.removeprefix(PREFIX)
                     param.hidden = setting not in fields
-                    if not param.hidden:
+                    if not param.hidden:  # a name two tasks share (--window) shows this task's meaning
                         param.default = getattr(getattr(config, fields[setting][0]), setting)
+                        param.help = help_of(fields[setting][1])
         return super().parse_args(ctx, args)
 
 
