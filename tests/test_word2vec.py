@@ -220,3 +220,21 @@ def test_word2vec_reads_a_folder_of_two_imdb_archives(imdb_dir, tmp_path):
     assert result.exit_code == 0, result.output
     words = load_vectors(latest_run(tmp_path / "runs") / "vectors.txt").words
     assert "zyzzyva" in words and "movie" in words
+
+
+def test_row_adam_matches_sparse_adam():
+    from seqtrain.models.skipgram import RowAdam
+
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Embedding(10, 4, sparse=True), torch.nn.Embedding(10, 4, sparse=True)
+    theirs.weight.data.copy_(ours.weight.data)
+    start = ours.weight.detach().clone()
+    optimizers = [RowAdam(ours.parameters(), lr=0.1), torch.optim.SparseAdam(list(theirs.parameters()), lr=0.1)]
+    for step in range(5):
+        rows = torch.tensor([step, step + 1, step + 1, 7])  # a repeated row, and one row in every step
+        for embedding, optimizer in zip((ours, theirs), optimizers):
+            optimizer.zero_grad()
+            (embedding(rows) ** 2).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(ours.weight, theirs.weight, atol=1e-5, rtol=1e-5)
+    assert torch.equal(ours.weight[9], start[9]) and not torch.equal(ours.weight[7], start[7])  # only touched rows move

@@ -27,7 +27,7 @@ from seqtrain.data.streams import read_text
 from seqtrain.data.text import tokenize
 from seqtrain.data.vectors import WordVectors, save_vectors
 from seqtrain.errors import SeqtrainError
-from seqtrain.models.skipgram import SkipGram, SkipGramBatch, SkipGramBatches
+from seqtrain.models.skipgram import RowAdam, SkipGram, SkipGramBatch, SkipGramBatches
 from seqtrain.similarity import format_neighbours, nearest, read_similarity_pairs, similarity_score
 from seqtrain.tasks import imdb
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
@@ -164,7 +164,7 @@ class Word2VecTask(Task):
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """Adam for sparse gradients: each step updates only the rows its batch touched."""
-        return torch.optim.SparseAdam(list(model.parameters()), lr=self.config.train.lr)
+        return RowAdam(model.parameters(), lr=self.config.train.lr)
 
     def step(self, model: nn.Module, batch: SkipGramBatch, state: Any, ctx: StepContext) -> StepResult:
         loss = model(batch)
