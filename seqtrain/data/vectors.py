@@ -4,8 +4,8 @@ seqtrain run (a word2vec run's word vectors, or a classifier's or language model
 Text files may be plain, gzipped or zipped. Real GloVe files hold a few rows with bytes that are not
 UTF-8; those words are decoded with replacement rather than failing the whole load. Text is parsed
 in blocks of lines by numpy's C parser, and the parsed vectors are cached as one tensor file (the
-words as one UTF-8 buffer), so a second load is a file read: 400,000 x 100 GloVe loads in about a
-second cold and a fraction of one warm (scripts/bench_vectors.py).
+words as one UTF-8 buffer), so a second load is a file read (scripts/bench_vectors.py: about 2x
+faster cold than a line-by-line parse with a fifth of its memory, 0.26 s warm for 400,000 x 100).
 """
 
 from __future__ import annotations
