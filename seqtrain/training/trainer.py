@@ -407,7 +407,7 @@ class Trainer:
             title = f"{self.task.name}: best epoch" + (" [bold red](worse than a baseline)[/]" if warnings else "")
             self.console.print(metrics_table(title, rows))
             for line in warnings:
-                self.console.print(f"[bold red]warning[/]: {line}", highlight=False)
+                self.console.print(f"[bold red]warning[/]: {line}", highlight=False, soft_wrap=True)
 
     # ------------------------------------------------------------ passes
     def evaluate(self, model: nn.Module, loader: Loader, device: torch.device, label: str = "test") -> dict[str, float]:
