@@ -63,3 +63,13 @@ def test_a_run_worse_than_its_baseline_says_so(tmp_path):
     assert "worse than a baseline" in result.output and "worse than the uniform baseline on test" in result.output
     report = json.loads((latest_run(tmp_path) / "metrics.json").read_text())
     assert report["warnings"] and "uniform" in report["warnings"][0]
+
+
+def test_precision_bf16_trains_on_cpu_and_16_is_refused_there_in_one_line(tmp_path):
+    result = invoke(*SINE, "--precision", "16", "--device", "cpu", "--logdir", tmp_path)
+    assert result.exit_code == 2 and "--precision 16 needs a GPU" in result.output and "Traceback" not in result.output
+    result = invoke(*SINE, "--precision", "bf16", "--deterministic", "--device", "cpu", "--logdir", tmp_path, "-q")
+    assert result.exit_code == 0, result.output
+    config = (latest_run(tmp_path) / "config.toml").read_text()
+    assert 'precision = "bf16"' in config and "deterministic = true" in config
+    assert math.isfinite(json.loads((latest_run(tmp_path) / "metrics.json").read_text())["test"]["mse"])

@@ -15,6 +15,7 @@ another.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,6 +148,14 @@ def share(world: World, value: Any) -> Any:
 def barrier(world: World) -> None:
     if world.parallel:
         dist.barrier()
+
+
+def digest(model: torch.nn.Module) -> str:
+    """A hash of every weight's bytes: ranks that train one model must agree on it bit for bit."""
+    sha = hashlib.sha256()
+    for value in model.state_dict().values():
+        sha.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
 
 
 def check_batch(world: World, batch_size: int, accumulate: int) -> None:

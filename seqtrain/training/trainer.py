@@ -172,14 +172,19 @@ class Trainer:
         if not self.world.main:
             self.console = None
         try:
-            session = self._set_up(resume)
-            try:
-                interrupted = self._epochs(session)
-                return self._finish(session, interrupted)
-            finally:
-                session.log.close()
+            with deterministic_modes(self.config.train.deterministic):
+                return self._fit(resume)
         finally:
             distributed.leave(self.world)
+
+    def _fit(self, resume: Path | None) -> FitResult:
+        """The four parts: set up, one epoch at a time, finish."""
+        session = self._set_up(resume)
+        try:
+            interrupted = self._epochs(session)
+            return self._finish(session, interrupted)
+        finally:
+            session.log.close()
 
     # ----------------------------------------------------------------- set-up
     def _set_up(self, resume: Path | None) -> Session:
@@ -199,8 +204,6 @@ class Trainer:
             torch.set_num_threads(train.threads)
         device = distributed.rank_device(self.world, resolve_device(train.device))
         check_precision(train.precision, device)
-        if train.deterministic:
-            use_deterministic(device)
         run_dir = None
         if self.world.main:
             run_dir = resume or new_run_dir(train.logdir, self.task.name)
@@ -285,9 +288,14 @@ class Trainer:
         s.state.global_step, s.state.position, s.state.sums, s.state.count = (
             self.global_step, tally.position, tally.sums, tally.count
         )
-        ranks = distributed.gather(self.world, {"rng": rng_state(), "carry": tally.carry})
+        mine = {"rng": rng_state(), "carry": tally.carry}
+        if self.world.parallel:
+            mine["weights"] = distributed.digest(s.model)
+        ranks = distributed.gather(self.world, mine)
         if not self.world.main:
             return
+        if len({r.get("weights") for r in ranks}) > 1:
+            raise RuntimeError(f"the {len(ranks)} processes hold different weights at step {self.global_step}")
         if not all(torch.isfinite(p).all() for p in s.model.parameters()):
             raise self._diverged(s, "the weights are no longer finite")
         path = s.run_dir / name
@@ -596,12 +604,24 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise SeqtrainError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use --precision 16")
 
 
-def use_deterministic(device: torch.device) -> None:
-    """Deterministic kernels only: cuDNN's and torch's (cuBLAS needs its workspace setting before CUDA starts)."""
+@contextlib.contextmanager
+def deterministic_modes(enabled: bool):
+    """Deterministic kernels only (torch's and cuDNN's) for the block, if enabled; the previous modes come back after.
+
+    cuBLAS needs its workspace setting before CUDA starts, so it is set here, before any CUDA work.
+    """
+    if not enabled:
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1:]
 
 
 def worse_than_baselines(
