@@ -68,3 +68,13 @@ def test_two_gloo_processes_train_one_model_and_rank_0_writes_the_run(tmp_path):
         torch.testing.assert_close(saved["model"][key], value, rtol=0, atol=1e-5)
     ddp_test = json.loads((run / "metrics.json").read_text())["test"]["loss"]
     assert abs(ddp_test - json.loads((latest_run(tmp_path / "one") / "metrics.json").read_text())["test"]["loss"]) < 1e-4
+
+
+def test_a_task_step_reads_its_model_through_the_ddp_wrapper(tmp_path):
+    """The forecaster's step reads model.target_std: DataParallel passes model attributes through."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "seqtrain", "fit"]
+    args = ["--task", "sine", "--epochs", "1", "--max-steps", "3", "--hidden", "8", "--batch-size", "16", "--threads", "1",
+            "--device", "cpu", "--logdir", str(tmp_path), "-q"]
+    done = subprocess.run(launch + args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "mse" in json.loads((latest_run(tmp_path) / "metrics.json").read_text())["test"]

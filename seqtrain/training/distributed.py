@@ -71,6 +71,21 @@ def rank_device(world: World, device: torch.device) -> torch.device:
     return device
 
 
+class DataParallel(torch.nn.parallel.DistributedDataParallel):
+    """DistributedDataParallel through which a task's step still reads its model's attributes (`model.target_std`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model as training steps call it: in DataParallel on several ranks (it starts from rank 0's weights)."""
+    return DataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 # ------------------------------------------------------------ batch parts
 def rows(batch: Any) -> int:
     """Examples (or token-stream columns) in a batch: the first dimension of its first tensor."""

@@ -232,7 +232,7 @@ class Trainer:
             tally = self._restore(checkpoint, state, model, optimizer, scaler)
         net = model
         if self.world.parallel:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            net = distributed.wrap(model, device)
         log = RunLogger(run_dir, purge_step=state.global_step if checkpoint else None) if self.world.main else NullLogger()
         if not checkpoint:
             log.text("config", "```toml\n" + self.config.to_toml() + "```")
@@ -303,8 +303,10 @@ class Trainer:
             self._write_checkpoint(s, path, ranks)
         except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
             free = shutil.disk_usage(s.run_dir).free / 2**20
+            # torch.save reports a full disk as "unexpected pos N vs M": the file stopped short
+            reason = getattr(exc, "strerror", None) or ("the file stopped short" if "unexpected pos" in str(exc) else first_line(exc))
             raise SeqtrainError(
-                f"cannot write {path}: {getattr(exc, 'strerror', None) or first_line(exc)} ({free:,.1f} MiB free there); the previous "
+                f"cannot write {path}: {reason} ({free:,.1f} MiB free there); the previous "
                 f"{name} is kept: free some space and continue with `seqtrain fit --resume {s.run_dir}`"
             ) from exc
         if name == LAST:
@@ -421,6 +423,16 @@ class Trainer:
     def evaluate(self, model: nn.Module, loader: Loader, device: torch.device, label: str = "test") -> dict[str, float]:
         """Metrics of one pass without gradients (what `seqtrain evaluate` reports)."""
         return self._run(model, loader, device, 0, label)
+
+    def train_epoch(
+        self, model: nn.Module, loader: Loader, device: torch.device, optimizer: torch.optim.Optimizer,
+        log: RunLogger | None = None, epoch: int = 0,
+    ) -> dict[str, float]:
+        """One training pass outside `fit`, through the same steps (the benchmarks time the trainer's own loop so)."""
+        scaler = torch.amp.GradScaler(device.type, enabled=self.config.train.precision == "16")
+        data = TaskData(loader, None, None, None)
+        session = Session(Path("."), device, data, model, model, optimizer, None, scaler, log or NullLogger(), TrainState())
+        return self._train_pass(session, epoch)
 
     def _run(self, model: nn.Module, loader: Loader, device: torch.device, epoch: int, label: str = "val") -> dict[str, float]:
         """One evaluation pass without gradients; each rank scores its rows of every batch and the sums are added up.
