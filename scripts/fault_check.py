@@ -37,11 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--threads", "1", "--save-every", "5", "-q"]
 
 
-def text_file(folder: Path) -> Path:
+def text_file(folder: Path, lines: int = 600) -> Path:
+    """A generated text for a char LM (a few words in random order): learnable, and made without a download."""
     rng = random.Random(0)
     words = "the king queen castle sword love death night day crown".split()
     path = folder / "text.txt"
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(8)) for _ in range(600)))
+    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(8)) for _ in range(lines)))
     return path
 
 

@@ -24,15 +24,9 @@ from pathlib import Path
 
 import torch
 
+from fault_check import text_file  # scripts/ is on the path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_text(folder: Path) -> Path:
-    rng = random.Random(0)
-    words = "the king queen castle sword love death night day crown bright dark went came over under".split()
-    path = folder / "text.txt"
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(10)) for _ in range(40000)))
-    return path
 
 
 def make_imdb(folder: Path, per_class: int = 1500) -> Path:
@@ -52,7 +46,7 @@ def make_imdb(folder: Path, per_class: int = 1500) -> Path:
 
 def families(folder: Path) -> dict[str, list[str]]:
     return {
-        "charlm (LSTM 512, batch 64 x bptt 100)": ["--task", "charlm", "--text", str(make_text(folder))],
+        "charlm (LSTM 512, batch 64 x bptt 100)": ["--task", "charlm", "--text", str(text_file(folder, 50000))],
         "imdb (LSTM classifier)": ["--task", "imdb", "--data", str(make_imdb(folder))],
         "sine (LSTM forecaster)": ["--task", "sine"],
         "dates (GRU seq2seq, attention)": ["--task", "dates"],
