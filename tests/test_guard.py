@@ -73,3 +73,12 @@ def test_precision_bf16_trains_on_cpu_and_16_is_refused_there_in_one_line(tmp_pa
     config = (latest_run(tmp_path) / "config.toml").read_text()
     assert 'precision = "bf16"' in config and "deterministic = true" in config
     assert math.isfinite(json.loads((latest_run(tmp_path) / "metrics.json").read_text())["test"]["mse"])
+
+
+def test_classifiers_report_the_majority_baseline(tmp_path, imdb_dir):
+    result = invoke("fit", "--task", "imdb", "--data", imdb_dir, "--epochs", "1", "--max-steps", "2", "--hidden", "8",
+                    "--embed-dim", "8", "--threads", "1", "--logdir", tmp_path, "-q")
+    assert result.exit_code == 0, result.output
+    extra = json.loads((latest_run(tmp_path) / "metrics.json").read_text())["extra"]
+    assert extra["test"]["majority"]["accuracy"] == 0.5  # the test reviews are half positive
+    assert 0.3 < extra["val"]["majority"]["accuracy"] < 0.7
