@@ -91,7 +91,9 @@ def where(run: Path | None) -> str:
     if not (run / "last.pt").exists():
         return "before the first checkpoint" + cut
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)["state"]
-    return f"last.pt at step {state['global_step']} (epoch {state['epoch'] + 1}, batch {state['position']}){cut}"
+    if state["position"]:
+        return f"last.pt at step {state['global_step']} (epoch {state['epoch'] + 1}, batch {state['position']}){cut}"
+    return f"last.pt at step {state['global_step']} (end of epoch {state['epoch']}){cut}"
 
 
 def first_checkpoint(process: subprocess.Popen, logdir: Path) -> float:

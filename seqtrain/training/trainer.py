@@ -286,7 +286,7 @@ class Trainer:
         """
         s, tally = session, session.tally
         s.state.global_step, s.state.position, s.state.sums, s.state.count = (
-            self.global_step, tally.position, tally.sums, tally.count
+            self.global_step, tally.position, floats(tally.sums), tally.count
         )
         mine = {"rng": rng_state(), "carry": tally.carry}
         if self.world.parallel:
@@ -458,7 +458,7 @@ class Trainer:
                 add_sums(sums, result.sums)
                 count += result.count
                 show(index, sums, count)
-        sums, count = distributed.sum_dicts(world, sums, count)
+        sums, count = distributed.sum_dicts(world, floats(sums), count)
         return self.task.metrics(sums, count)
 
     def _train_pass(self, s: Session, epoch: int) -> dict[str, float]:
@@ -476,7 +476,7 @@ class Trainer:
                     break
                 if every and self.global_step % every == 0:
                     self._save(s, LAST)
-        sums, count = distributed.sum_dicts(self.world, tally.sums, tally.count)
+        sums, count = distributed.sum_dicts(self.world, floats(tally.sums), tally.count)
         return self.task.metrics(sums, count)
 
     def _train_step(self, s: Session, batch: Any, epoch: int) -> None:
@@ -585,7 +585,7 @@ class Trainer:
                     return
                 if base is None:  # what a resumed pass had counted before this session
                     base = count if done else 0
-                current = self.task.metrics(sums, count)
+                current = self.task.metrics(floats(sums), count)
                 shown = {k: current[k] for k in ("loss", self.task.headline) if k and k in current}
                 rate = (count - base) / max(time.perf_counter() - started, 1e-9)
                 progress.update(bar, completed=index + 1, stats=format_stats(shown, rate, self.task.unit))
@@ -603,9 +603,15 @@ class Trainer:
             self.console.print(message)
 
 
-def add_sums(into: dict[str, float], sums: dict[str, float]) -> None:
+def add_sums(into: dict[str, Any], sums: dict[str, Any]) -> None:
+    """Add a step's metric sums: floats, or tensors that stay on the device until `floats` reads them."""
     for key, value in sums.items():
-        into[key] = into.get(key, 0.0) + value
+        into[key] = into.get(key, 0.0) + (value.detach() if isinstance(value, torch.Tensor) else value)
+
+
+def floats(sums: dict[str, Any]) -> dict[str, float]:
+    """Metric sums as numbers: one read from the device per progress refresh, pass or checkpoint, not per step."""
+    return {key: float(value) for key, value in sums.items()}
 
 
 def check_precision(precision: str, device: torch.device) -> None:
