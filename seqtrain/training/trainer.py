@@ -190,7 +190,7 @@ class Trainer:
     def _set_up(self, resume: Path | None) -> Session:
         """Everything before the first step: run folder first (a read-only logdir fails before any data work)."""
         started, train = time.perf_counter(), self.config.train
-        checkpoint = None
+        checkpoint, path = None, None
         if resume:
             path, checkpoint = resume_point(resume)
             if path.name != LAST:
@@ -246,7 +246,7 @@ class Trainer:
                 self._say(note)
         elif state.position:
             self._say(f"resuming epoch {state.epoch + 1} after its batch {state.position} (step {state.global_step})")
-        last_good = str(resume / LAST) if checkpoint else "none yet"
+        last_good = f"{path} (step {state.global_step})" if checkpoint else "none yet"
         return Session(
             run_dir, device, data, model, net, optimizer, self.scheduler, scaler, log, state, tally, last_good, started,
             state.wall_time,
