@@ -110,7 +110,7 @@ def train_seqtrain(seqs, targets, packing: str = "off", kernel: str = "auto") ->
     with tempfile.TemporaryDirectory() as logdir:
         log = RunLogger(Path(logdir))
         start = time.perf_counter()
-        trainer._run(model, loader, torch.device("cpu"), 0, make_optimizer(config.train, model.parameters()), log)
+        trainer.train_epoch(model, loader, torch.device("cpu"), make_optimizer(config.train, model.parameters()), log)
         elapsed = time.perf_counter() - start
         log.close()
     return len(seqs) / elapsed

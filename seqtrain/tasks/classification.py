@@ -14,11 +14,11 @@ from seqtrain.data.batching import Batch
 from seqtrain.data.text import Vocab, tokenize
 from seqtrain.data.vectors import embedding_matrix, resolve_vectors, vector_dim
 from seqtrain.models.classifier import SequenceClassifier
+from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData
 from seqtrain.transfer import (
     Coverage, LanguageModelWeights, check_fits, coverage_of, init_from_language_model, language_model_weights,
     log_embedding_layer,
 )
-from seqtrain.tasks.base import Meta, StepContext, StepResult, Task
 
 
 @dataclass
@@ -90,6 +90,19 @@ class TextClassificationTask(Task):
     def default_meta(self) -> ClassifierMeta:
         size = self.config.data.max_vocab or 20000
         return ClassifierMeta(["<pad>", "<unk>"] + [f"w{i}" for i in range(size - 2)], ["neg", "pos"])
+
+    def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
+        """The majority baseline: always answering the label most frequent in training."""
+        train = getattr(data.train, "targets", None)
+        if train is None or not len(train):
+            return {}
+        majority = int(torch.bincount(train).argmax())
+        rows = {}
+        for split in ("val", "test"):
+            targets = getattr(getattr(data, split), "targets", None)
+            if targets is not None and len(targets):
+                rows[split] = {"majority": {"accuracy": (targets == majority).float().mean().item()}}
+        return rows
 
     def step(self, model: nn.Module, batch: Batch, state: Any, ctx: StepContext) -> StepResult:
         logits = model(batch.tokens, batch.lengths)

@@ -186,8 +186,10 @@ class Word2VecTask(Task):
         if probes:
             table = format_neighbours({w: nearest(vectors, w.strip(), 8) for w in probes})
             log.text("neighbours", table, epoch)
-        run_dir = Path(log.writer.log_dir)
-        save_vectors(vectors, run_dir / VECTORS_FILE)
+        folder = getattr(getattr(log, "writer", None), "log_dir", None)
+        if not isinstance(folder, str):  # a rank other than the first of a distributed run writes nothing
+            return
+        save_vectors(vectors, Path(folder) / VECTORS_FILE)
         if epoch >= self.config.train.epochs:
             log.embedding("word2vec", vectors.vectors[:PROJECTOR_WORDS], vectors.words[:PROJECTOR_WORDS], epoch)
 
