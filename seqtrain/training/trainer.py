@@ -43,7 +43,8 @@ def make_optimizer(train: TrainSettings, params: Iterable[nn.Parameter]) -> torc
     if train.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, fused=True)
     if train.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=train.lr, weight_decay=train.weight_decay)
+        # Keras' constants (rho 0.9, epsilon 1e-7), not PyTorch's (alpha 0.99, eps 1e-8): the lectures' recipes assume them.
+        return torch.optim.RMSprop(params, lr=train.lr, alpha=0.9, eps=1e-7, weight_decay=train.weight_decay)
     if train.optimizer == "sgd":
         return torch.optim.SGD(params, lr=train.lr, momentum=0.9, weight_decay=train.weight_decay)
     raise SeqtrainError(f"unknown optimizer '{train.optimizer}'; choose adam, adamw, rmsprop or sgd")
@@ -281,7 +282,12 @@ class Trainer:
             if self.console:
                 rows = {"val": s.state.best_val, "test": test_metrics}
                 rows.update({f"{name} {split}": values for split, named in extra.items() for name, values in named.items()})
-                self.console.print(metrics_table(f"{self.task.name}: best epoch", rows))
+                # rows that share no metric with the task's own (e.g. per-class scores) get a table of their own
+                own = {name: values for name, values in rows.items() if set(values) & set(self.task.metric_names) or not values}
+                self.console.print(metrics_table(f"{self.task.name}: best epoch", own))
+                if len(own) < len(rows):
+                    others = {name: values for name, values in rows.items() if name not in own}
+                    self.console.print(metrics_table(f"{self.task.name}: best epoch, more", others))
         return FitResult(s.run_dir, test_metrics, s.state.best_val, s.state.epoch, interrupted, s.wall_time(), extra)
 
     # ------------------------------------------------------------ one pass
