@@ -25,17 +25,17 @@ class TextTask(TextClassificationTask):
     def validate(self) -> None:
         super().validate()
         data = self.config.data
-        if not (data.data or data.data_dir):
-            raise SeqtrainError(
-                "--task text needs --data PATH: a folder of class folders (PATH/<label>/*.txt), "
-                "or a .csv, .tsv or .jsonl file with text and label columns"
-            )
         if data.val_split + data.test_split >= 1:
             raise SeqtrainError(f"--val-split {data.val_split} and --test-split {data.test_split} leave no training data")
 
     def load_corpus(self, quiet: bool) -> dict[str, Any]:
         data = self.config.data
         path = local_source(data)
+        if path is None:  # checked here, not in validate(), so that `seqtrain summary --task text` needs no data
+            raise SeqtrainError(
+                "--task text needs --data PATH: a folder of class folders (PATH/<label>/*.txt), "
+                "or a .csv, .tsv or .jsonl file with text and label columns"
+            )
         settings = (data.text_col, data.label_col, data.label_sep, data.encoding)
         return cached_corpus(
             cache_dir(data.cache_dir), "text", [path], settings,
