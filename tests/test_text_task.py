@@ -175,3 +175,16 @@ def test_keras_initialisation_reaches_loop_cells_and_rmsprop_uses_keras_constant
     assert layer.input_proj.bias.view(4, 16).sum(1).tolist() == [0.0, 16.0, 0.0, 0.0]
     optimizer = make_optimizer(TrainSettings(optimizer="rmsprop"), rnn.parameters())
     assert (optimizer.defaults["alpha"], optimizer.defaults["eps"]) == (0.9, 1e-7)
+
+
+def test_confusion_matrix_image_each_epoch_or_one_line_without_matplotlib(multiclass_run):
+    from seqtrain.tasks.classification import have_matplotlib
+
+    logdir, result = multiclass_run
+    events = EventAccumulator(str(latest_run(logdir)), size_guidance={"images": 0})  # 0: keep every image
+    events.Reload()
+    if have_matplotlib():
+        assert len(events.Images("confusion/val")) == 6  # one per epoch
+    else:
+        assert "confusion-matrix images are skipped" in result.output
+        assert "confusion/text_summary" in events.Tags()["tensors"]

@@ -387,8 +387,10 @@ def plot_confusion(counts: Counts, labels: list[str], log, epoch: int) -> None:
         axes.set_ylabel("true")
         axes.set_xlabel("predicted")
         if len(labels) <= 12:
-            for (row, col), value in zip(torch.cartesian_prod(torch.arange(len(labels)), torch.arange(len(labels))).tolist(), matrix.flatten().tolist()):
-                axes.text(col, row, f"{int(value)}", ha="center", va="center", fontsize=8)
+            for row in range(len(labels)):
+                for col in range(len(labels)):
+                    colour = "white" if shown[row, col] > 0.5 else "black"
+                    axes.text(col, row, f"{int(matrix[row, col])}", ha="center", va="center", fontsize=8, color=colour)
     else:
         table = torch.stack([counts.tp, counts.fp, counts.fn], 1).double()
         axes.imshow(table.numpy(), cmap="Blues", aspect="auto")
