@@ -71,7 +71,9 @@ ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torc
 
 
 #: what `--resume` may change: how long to train, where, and where the data is now
-RESUMABLE = {"epochs", "device", "patience", "threads", "data", "data_dir", "cache_dir", "mirror"}
+RESUMABLE = {
+    "epochs", "device", "patience", "threads", "data", "data_dir", "cache_dir", "mirror", "save_every", "max_bad_steps",
+}
 
 
 @app.command(cls=TaskCommand)
@@ -100,7 +102,7 @@ def fit(
         ignored = sorted(set(overrides) - RESUMABLE)
         if ignored:
             flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
-            raise SeqtrainError(f"--resume keeps the run's settings; drop {flags} (only epochs, device, patience, threads and data locations may change)")
+            raise SeqtrainError(f"--resume keeps the run's settings; drop {flags} (only epochs, device, patience, threads, save-every, max-bad-steps and data locations may change)")
         config.update(overrides)
     elif config_file is not None:
         config = read_config(follow_latest(config_file))
@@ -111,7 +113,9 @@ def fit(
     else:
         config = build_config(task or "imdb", overrides)
         run = None
-    Trainer(make_task(config), None if quiet else console).fit(resume=run)
+    result = Trainer(make_task(config), None if quiet else console).fit(resume=run)
+    if result.interrupted:  # so `seqtrain fit ... && next-step` does not carry on
+        raise typer.Exit(130)
 
 
 @app.command()

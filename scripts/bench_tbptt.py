@@ -1,6 +1,6 @@
 """Truncated BPTT: time and memory per training step do not grow with the length of the text.
 
-Runs the trainer's own training pass (Trainer._run: carried, detached state)
+Runs the trainer's own training pass (Trainer.train_epoch: carried, detached state)
 for a fixed number of steps on streams of increasing length, and reports the
 median time per step, the bytes autograd saves for backward in one step (the memory
 that full BPTT would grow with the text), and the process's resident memory.
@@ -85,7 +85,7 @@ def main() -> None:
             meter = StepMeter()
             model.register_forward_pre_hook(meter.new_step)  # one forward per training step
             with torch.autograd.graph.saved_tensors_hooks(meter.pack, lambda x: x):
-                trainer._run(model, loader, torch.device("cpu"), 0, optimizer, log)
+                trainer.train_epoch(model, loader, torch.device("cpu"), optimizer, log)
             print(f"{length:>12,} {len(loader):>13,} {meter.median_step() * 1e3:>15.1f} {meter.peak / 2**20:>28.1f} "
                   f"{rss_mib():>8.0f}", flush=True)
         log.close()

@@ -62,6 +62,23 @@ class TrainSettings:
         at_least=0,
     )
     logdir: str = opt("runs", "Folder that holds the run directories.")
+    save_every: int = opt(
+        0, "Also write last.pt every N training steps, with the position in the epoch, so a killed run resumes "
+        "exactly where it was; 0 saves at the end of each epoch only.", at_least=0,
+    )
+    max_bad_steps: int = opt(
+        3, "Stop after this many training steps in a row with a non-finite loss or gradient (each one is skipped).",
+        at_least=1,
+    )
+    precision: str = opt(
+        "32", "Arithmetic of the forward pass: 32 (float32), bf16 or 16 (float16 autocast with a gradient scaler).",
+        ("32", "bf16", "16"),
+    )
+    accumulate: int = opt(
+        1, "Split each batch into N micro-batches whose gradients add up to the whole batch's (less memory, "
+        "same effective batch and clipping).", at_least=1,
+    )
+    deterministic: bool = opt(False, "Deterministic kernels only (torch and cuDNN): reproducible on GPU, often slower.")
 
 
 @dataclass

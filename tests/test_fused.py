@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from seqtrain.models.fused import GRUFunction, LSTMFunction, RNNFunction
+from seqtrain.models.fused import FusedGRU, GRUFunction, LSTMFunction, RNNFunction, Workspace
 from seqtrain.models.recurrent import RecurrentEncoder, make_rnn
 
 REFERENCE = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -170,6 +170,23 @@ def test_frozen_parameters_and_constant_input_get_no_gradient_and_the_rest_match
     for expected, got in zip(reference.parameters(), fused.parameters(), strict=True):
         if expected.requires_grad:
             torch.testing.assert_close(got.grad, expected.grad, **TOL)
+
+
+def test_workspace_memory_stays_bounded_over_many_sequence_lengths(monkeypatch):
+    """Bucketed batches bring a new length almost every step: the kept buffers must not grow with them."""
+    workspace = Workspace(limit_bytes=4 * 2**20)
+    monkeypatch.setattr("seqtrain.models.fused.WORKSPACE", workspace)
+    torch.manual_seed(0)
+    layer = FusedGRU(8, 64, batch_first=True)
+    for steps in range(20, 120, 3):
+        out, _ = layer(torch.randn(16, steps, 8))
+        out.sum().backward()
+    kept = sum(flat.numel() * flat.element_size() for pool in workspace.free.values() for flat in pool)
+    assert 0 < kept == workspace.held_bytes <= workspace.limit_bytes
+    reference = nn.GRU(8, 64, batch_first=True)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(16, 57, 8)
+    torch.testing.assert_close(layer(x)[0], reference(x)[0])  # a reused, larger buffer gives the same result
 
 
 def test_unknown_kernel_is_refused():

@@ -27,14 +27,16 @@ class StepResult:
 
     `loss` is the mean loss to back-propagate. `sums` are additive totals
     (e.g. summed loss, correct predictions) over `count` units (examples or
-    tokens), so the trainer can aggregate exactly over an epoch. `state` is
+    tokens), so the trainer can aggregate exactly over an epoch; a sum may be
+    a 0-dim tensor, which the trainer adds up on the device and reads only when
+    it shows or saves the totals (no host sync per step). `state` is
     the recurrent state to carry to the next batch (truncated BPTT); the
     trainer detaches it.
     """
 
     loss: torch.Tensor
     count: int
-    sums: dict[str, float]
+    sums: dict[str, float | torch.Tensor]
     state: Any = None
 
 

@@ -22,8 +22,10 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 #: the marker every seqtrain checkpoint carries, checked before anything else is read
 MARKER = "seqtrain-checkpoint"
-#: 2: per-task settings and typed metadata; 1 (no marker): the first layout
-FORMAT = 2
+#: 3: a position inside an epoch (step checkpoints: pass sums, carried state, each rank's RNG);
+#: 2: per-task settings and typed metadata, saved at epoch ends (read as 3 at position 0); 1 (no marker): the first layout
+FORMAT = 3
+READABLE = (2, 3)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -41,8 +43,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                 "retrain it with this version, or evaluate it with seqtrain 0.1"
             )
         raise SeqtrainError(f"{path} is not a seqtrain checkpoint")
-    if blob.get("format") != FORMAT:
-        raise SeqtrainError(f"{path} has checkpoint format {blob.get('format')}; this seqtrain reads format {FORMAT}")
+    if blob.get("format") not in READABLE:
+        raise SeqtrainError(f"{path} has checkpoint format {blob.get('format')}; this seqtrain reads formats {READABLE[0]} to {FORMAT}")
     return blob
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -28,8 +29,18 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def move(batch: Any, device: torch.device) -> Any:
-    """Move tensors, containers of tensors, or objects with `.to` onto `device`."""
-    if isinstance(batch, torch.Tensor) or hasattr(batch, "to"):
+    """Move tensors, dataclasses and containers of tensors, or objects with `.to`, onto `device`.
+
+    To a GPU, tensors go from pinned memory with non_blocking copies, so the
+    copy of a batch overlaps the kernels still queued before it.
+    """
+    if isinstance(batch, torch.Tensor):
+        if device.type == "cuda" and batch.device.type == "cpu":
+            return batch.pin_memory().to(device, non_blocking=True)
+        return batch.to(device)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(batch, **{k: move(v, device) for k, v in vars(batch).items() if isinstance(v, torch.Tensor)})
+    if hasattr(batch, "to"):
         return batch.to(device)
     if isinstance(batch, (tuple, list)):
         return type(batch)(move(item, device) for item in batch)

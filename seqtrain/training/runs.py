@@ -81,6 +81,13 @@ def resume_point(run: Path) -> tuple[Path, dict]:
     raise SeqtrainError(f"nothing to resume in {run}: {'; '.join(problems)}")
 
 
+def clear_leftovers(run: Path) -> None:
+    """Remove the temporary files of checkpoint saves that a kill -9 cut short (never a finished checkpoint)."""
+    for name in (LAST, BEST):
+        for leftover in run.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
 def latest_run_of(logdir: str | Path, tasks: set[str]) -> Path:
     """The most recently trained run folder under `logdir` whose task is one of `tasks`."""
     found = []

@@ -8,9 +8,12 @@ as its four parts: set up, restore (on resume), one epoch at a time, finish.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -28,9 +31,11 @@ from seqtrain.config import TrainSettings
 from seqtrain.errors import SeqtrainError, first_line
 from seqtrain.tasks.base import Loader, StepContext, Task, TaskData
 from seqtrain.training.checkpoint import BEST, FORMAT, LAST, MARKER, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from seqtrain.training import distributed
 from seqtrain.training.device import detach_state, move, resolve_device
+from seqtrain.training.distributed import World
 from seqtrain.training.progress import epoch_progress, format_stats, metrics_table
-from seqtrain.training.runs import new_run_dir, point_latest, resume_point
+from seqtrain.training.runs import clear_leftovers, new_run_dir, point_latest, resume_point
 from seqtrain.training.tensorboard import RunLogger
 
 
@@ -70,7 +75,12 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class TrainState:
-    """Where a run stands between epochs: exactly what a checkpoint saves beside the weights."""
+    """Where a run stands: exactly what a checkpoint saves beside the weights.
+
+    `position` counts the training batches of epoch `epoch` already done (a
+    step checkpoint, or Ctrl-C), with their metric sums, so a resumed run
+    carries on inside the epoch and reports the same epoch figures.
+    """
 
     epoch: int = 0  # epochs completed
     global_step: int = 0
@@ -78,6 +88,11 @@ class TrainState:
     bad_epochs: int = 0  # epochs since it last improved
     best_val: dict[str, float] = field(default_factory=dict)
     wall_time: float = 0.0  # seconds spent training in earlier sessions of this run (resumes)
+    position: int = 0  # training batches of the current epoch done
+    sums: dict[str, float] = field(default_factory=dict)  # their metric sums (this rank's)
+    count: int = 0
+    bad_steps: int = 0  # non-finite steps in a row
+    skipped_steps: int = 0  # non-finite steps skipped over the whole run
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,6 +100,16 @@ class TrainState:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainState:
         return cls(**raw)
+
+
+@dataclass
+class Tally:
+    """A training pass in progress: batches done, their metric sums, and the state carried per micro-batch."""
+
+    position: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+    carry: list[Any] | None = None
 
 
 @dataclass
@@ -96,6 +121,7 @@ class FitResult:
     interrupted: bool
     wall_time: float
     extra: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -105,11 +131,15 @@ class Session:
     run_dir: Path
     device: torch.device
     data: TaskData
-    model: nn.Module
+    model: nn.Module  # the model itself: what checkpoints hold and evaluation runs
+    net: nn.Module  # what training steps call: the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR | None
-    log: RunLogger
+    scaler: torch.amp.GradScaler
+    log: RunLogger | NullLogger
     state: TrainState
+    tally: Tally = field(default_factory=Tally)
+    last_good: str = "none yet"  # the newest checkpoint written or resumed from, for the divergence message
     started: float = field(default_factory=time.perf_counter)
     earlier: float = 0.0  # seconds trained in earlier sessions of this run
 
@@ -118,91 +148,172 @@ class Session:
         return self.earlier + time.perf_counter() - self.started
 
 
+class NullLogger:
+    """What ranks other than 0 log to: nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
 class Trainer:
     def __init__(self, task: Task, console: Console | None = None):
         self.task = task
         self.config = task.config
         self.console = console
-        self.stop_requested = False
+        self.world = World()
+        self.signalled = False  # Ctrl-C seen by this process
+        self.stop_requested = False  # ... and agreed by every rank: stop after this step
         self.global_step = 0
         self.scheduled: dict[str, Callable[[int], float]] = {}
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
 
     def fit(self, resume: Path | None = None) -> FitResult:
         """Train (or continue `resume`, a run folder), then test the best checkpoint once."""
+        self.world = distributed.join(self.config.train.device)
+        if not self.world.main:
+            self.console = None
+        try:
+            with deterministic_modes(self.config.train.deterministic):
+                return self._fit(resume)
+        finally:
+            distributed.leave(self.world)
+
+    def _fit(self, resume: Path | None) -> FitResult:
+        """The four parts: set up, one epoch at a time, finish."""
         session = self._set_up(resume)
-        interrupted = self._epochs(session)
-        result = self._finish(session, interrupted)
-        session.log.close()
-        return result
+        try:
+            interrupted = self._epochs(session)
+            return self._finish(session, interrupted)
+        finally:
+            session.log.close()
 
     # ----------------------------------------------------------------- set-up
     def _set_up(self, resume: Path | None) -> Session:
         """Everything before the first step: run folder first (a read-only logdir fails before any data work)."""
         started, train = time.perf_counter(), self.config.train
-        checkpoint = None
+        checkpoint, path = None, None
         if resume:
             path, checkpoint = resume_point(resume)
             if path.name != LAST:
                 self._say(f"[yellow]{resume / LAST} cannot be loaded: resuming from {path.name}[/]")
         state = TrainState.from_dict(checkpoint["state"]) if checkpoint else TrainState()
-        if checkpoint and state.epoch >= train.epochs:
+        if checkpoint and state.epoch >= train.epochs and (resume / "metrics.json").exists():
             raise SeqtrainError(f"run {resume} already finished {state.epoch} epochs; pass a larger --epochs to continue")
+        distributed.check_batch(self.world, train.batch_size, train.accumulate)
         seed_everything(train.seed)
         if train.threads:
             torch.set_num_threads(train.threads)
-        device = resolve_device(train.device)
-        run_dir = resume or new_run_dir(train.logdir, self.task.name)
-        (run_dir / "config.toml").write_text(self.config.to_toml())  # on resume: --epochs may have changed
+        device = distributed.rank_device(self.world, resolve_device(train.device))
+        check_precision(train.precision, device)
+        run_dir = None
+        if self.world.main:
+            run_dir = resume or new_run_dir(train.logdir, self.task.name)
+            if resume:
+                clear_leftovers(resume)
+            (run_dir / "config.toml").write_text(self.config.to_toml())  # on resume: --epochs may have changed
+        run_dir = distributed.share(self.world, run_dir)
         try:
             meta = self.task.load_meta(checkpoint["meta"]) if checkpoint else None
             data = self.task.prepare(meta, quiet=self.console is None)
         except BaseException:
-            if resume is None:  # nothing was trained: leave no empty run behind
+            if resume is None and self.world.main:  # nothing was trained: leave no empty run behind
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        if resume is None:
+        if resume is None and self.world.main:
             point_latest(run_dir)
         model = self.task.build_model(data.meta).to(device)
         optimizer = make_optimizer(train, model.parameters())
         self.scheduler = make_scheduler(train, optimizer, self._steps_per_epoch(data.train) * train.epochs)
         self.scheduled = data.schedules
+        scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "16")
+        if self.world.parallel:  # ranks differ in dropout, share the weights (DDP copies rank 0's)
+            torch.manual_seed(train.seed * 1000003 + self.world.rank)
+        tally = Tally()
         if checkpoint:
-            self._restore(checkpoint, model, optimizer)
-        log = RunLogger(run_dir, purge_step=state.global_step if checkpoint else None)
+            tally = self._restore(checkpoint, state, model, optimizer, scaler)
+        net = model
+        if self.world.parallel:
+            net = distributed.wrap(model, device)
+        log = RunLogger(run_dir, purge_step=state.global_step if checkpoint else None) if self.world.main else NullLogger()
         if not checkpoint:
             log.text("config", "```toml\n" + self.config.to_toml() + "```")
         self.global_step = state.global_step
-        self._say(f"run [bold]{run_dir}[/]  device {device}  parameters {sum(p.numel() for p in model.parameters()):,}")
+        processes = f"  processes {self.world.size}" if self.world.parallel else ""
+        self._say(
+            f"run [bold]{run_dir}[/]  device {device}{processes}  parameters {sum(p.numel() for p in model.parameters()):,}"
+        )
         if not checkpoint:
             for note in self.task.notes():
                 self._say(note)
-        return Session(run_dir, device, data, model, optimizer, self.scheduler, log, state, started, state.wall_time)
+        elif state.position:
+            self._say(f"resuming epoch {state.epoch + 1} after its batch {state.position} (step {state.global_step})")
+        last_good = f"{path} (step {state.global_step})" if checkpoint else "none yet"
+        return Session(
+            run_dir, device, data, model, net, optimizer, self.scheduler, scaler, log, state, tally, last_good, started,
+            state.wall_time,
+        )
 
     def _steps_per_epoch(self, loader: Loader) -> int:
         limit = self.config.train.max_steps
         return min(len(loader), limit) if limit else len(loader)
 
-    def _restore(self, checkpoint: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def _restore(
+        self, checkpoint: dict[str, Any], state: TrainState, model: nn.Module, optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+    ) -> Tally:
+        """Weights, optimizer, schedule, this rank's RNG and, mid-epoch, the pass so far."""
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_state(checkpoint["rng"])
+        if scaler.is_enabled() and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        ranks = checkpoint.get("ranks") or [{"rng": checkpoint["rng"], "carry": None}]
+        set_rng_state(ranks[self.world.rank]["rng"] if len(ranks) == self.world.size else checkpoint["rng"])
+        carry = None
+        if state.position and any(r["carry"] is not None for r in ranks):
+            if len(ranks) != self.world.size:
+                raise SeqtrainError(
+                    f"this checkpoint was saved inside an epoch by {len(ranks)} process(es), with the recurrent state of "
+                    f"each one's columns; resume it with {len(ranks)} process(es)"
+                )
+            carry = ranks[self.world.rank]["carry"]
+        return Tally(state.position, dict(state.sums), state.count, carry)
 
     def _save(self, session: Session, name: str) -> None:
-        """Write a checkpoint; a full or read-only disk stops the run with one line, the previous file intact."""
-        path = session.run_dir / name
-        try:
-            self._write_checkpoint(session, path)
-        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
-            free = shutil.disk_usage(session.run_dir).free / 2**20
-            raise SeqtrainError(
-                f"cannot write {path}: {getattr(exc, 'strerror', None) or first_line(exc)} ({free:,.1f} MiB free there); the previous "
-                f"{name} is kept: free some space and continue with `seqtrain fit --resume {session.run_dir}`"
-            ) from exc
+        """Write a checkpoint (rank 0); a full or read-only disk stops the run with one line, the previous file intact.
 
-    def _write_checkpoint(self, session: Session, path: Path) -> None:
+        Weights that are not finite are never written: the run stops and names the last good checkpoint.
+        """
+        s, tally = session, session.tally
+        s.state.global_step, s.state.position, s.state.sums, s.state.count = (
+            self.global_step, tally.position, floats(tally.sums), tally.count
+        )
+        mine = {"rng": rng_state(), "carry": tally.carry}
+        if self.world.parallel:
+            mine["weights"] = distributed.digest(s.model)
+        ranks = distributed.gather(self.world, mine)
+        if not self.world.main:
+            return
+        if len({r.get("weights") for r in ranks}) > 1:
+            raise RuntimeError(f"the {len(ranks)} processes hold different weights at step {self.global_step}")
+        if not all(torch.isfinite(p).all() for p in s.model.parameters()):
+            raise self._diverged(s, "the weights are no longer finite")
+        path = s.run_dir / name
+        try:
+            self._write_checkpoint(s, path, ranks)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+            free = shutil.disk_usage(s.run_dir).free / 2**20
+            # torch.save reports a full disk as "unexpected pos N vs M": the file stopped short
+            reason = getattr(exc, "strerror", None) or ("the file stopped short" if "unexpected pos" in str(exc) else first_line(exc))
+            raise SeqtrainError(
+                f"cannot write {path}: {reason} ({free:,.1f} MiB free there); the previous "
+                f"{name} is kept: free some space and continue with `seqtrain fit --resume {s.run_dir}`"
+            ) from exc
+        if name == LAST:
+            s.last_good = f"{path} (step {self.global_step})"
+
+    def _write_checkpoint(self, session: Session, path: Path, ranks: list[dict[str, Any]]) -> None:
         save_checkpoint(
             path,
             {
@@ -214,8 +325,10 @@ class Trainer:
                 "model": session.model.state_dict(),
                 "optimizer": session.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "scaler": session.scaler.state_dict() if session.scaler.is_enabled() else None,
                 "state": {**session.state.to_dict(), "wall_time": session.wall_time()},
-                "rng": rng_state(),
+                "rng": ranks[0]["rng"],
+                "ranks": ranks,
             },
         )
 
@@ -237,18 +350,20 @@ class Trainer:
     def _epoch(self, s: Session) -> bool:
         """One epoch: train, validate, log, keep the best checkpoint. True if interrupted."""
         epoch, state = s.state.epoch, s.state
-        train_metrics = self._run(s.model, s.data.train, s.device, epoch, s.optimizer, s.log)
+        train_metrics = self._train_pass(s, epoch)
         if self.stop_requested:
-            state.global_step = self.global_step
-            self._save(s, LAST)  # the interrupted epoch reruns from its start on resume
-            self._say(f"[yellow]interrupted[/]: saved {s.run_dir / LAST}; continue with `seqtrain fit --resume {s.run_dir}`")
+            self._save(s, LAST)  # with the position in the epoch: a resumed run carries on from the next batch
+            self._interrupted(s)
             return True
-        val_metrics = self._run(s.model, s.data.val, s.device, epoch, None, s.log) if s.data.val is not None else {}
-        state.epoch, state.global_step = epoch + 1, self.global_step
+        val_metrics = self._run(s.model, s.data.val, s.device, epoch) if s.data.val is not None else {}
+        state.epoch = epoch + 1
+        s.tally = Tally()
         s.log.scalars("epoch/train", train_metrics, state.epoch)
         s.log.scalars("epoch/val", val_metrics, state.epoch)
         s.log.scalar("epoch/lr", s.optimizer.param_groups[0]["lr"], state.epoch)
-        self.task.on_epoch_end(s.model, s.data, s.log, state.epoch)
+        s.log.scalar("epoch/nonfinite_steps", state.skipped_steps, state.epoch)
+        if self.world.main:
+            self.task.on_epoch_end(s.model, s.data, s.log, state.epoch)
         score = (val_metrics or train_metrics)[self.task.monitor]
         better = state.best is None or (score > state.best if self.task.monitor_mode == "max" else score < state.best)
         if better:
@@ -258,117 +373,300 @@ class Trainer:
             state.bad_epochs += 1
         self._save(s, LAST)
         s.log.flush()
-        return False
+        self.stop_requested = distributed.total(self.world, [float(self.signalled)])[0] > 0  # Ctrl-C during validation
+        if self.stop_requested:
+            self._interrupted(s)
+        return self.stop_requested
+
+    def _interrupted(self, s: Session) -> None:
+        self._say(f"[yellow]interrupted[/]: saved {s.run_dir / LAST}; continue with `seqtrain fit --resume {s.run_dir}`")
 
     # ----------------------------------------------------------------- finish
     def _finish(self, s: Session, interrupted: bool) -> FitResult:
         """Test the best checkpoint once, write metrics.json and the hparams summary, print the report."""
         test_metrics: dict[str, float] = {}
         extra: dict[str, dict[str, dict[str, float]]] = {}
+        warnings: list[str] = []
         if not interrupted:
+            distributed.barrier(self.world)  # best.pt is written
             s.model.load_state_dict(load_checkpoint(s.run_dir / BEST)["model"])
             if s.data.test is not None:
-                test_metrics = self._run(s.model, s.data.test, s.device, s.state.epoch, None, s.log, label="test")
-            extra = self.task.extra_rows(s.model, s.data)
-            report = {
-                "test": test_metrics, "best_val": s.state.best_val, "extra": extra, "epochs": s.state.epoch,
-                "wall_time_s": s.wall_time(),
-            }
-            (s.run_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-            s.log.hparams(hparams_of(self.config), {
-                **{f"test_{k}": test_metrics.get(k, math.nan) for k in self.task.metric_names},
-                **{f"val_{k}": s.state.best_val.get(k, math.nan) for k in self.task.metric_names},
-            })
-            if self.console:
-                rows = {"val": s.state.best_val, "test": test_metrics}
-                rows.update({f"{name} {split}": values for split, named in extra.items() for name, values in named.items()})
-                # rows that share no metric with the task's own (e.g. per-class scores) get a table of their own
-                own = {name: values for name, values in rows.items() if set(values) & set(self.task.metric_names) or not values}
-                self.console.print(metrics_table(f"{self.task.name}: best epoch", own))
-                if len(own) < len(rows):
-                    others = {name: values for name, values in rows.items() if name not in own}
-                    self.console.print(metrics_table(f"{self.task.name}: best epoch, more", others))
-        return FitResult(s.run_dir, test_metrics, s.state.best_val, s.state.epoch, interrupted, s.wall_time(), extra)
+                test_metrics = self._run(s.model, s.data.test, s.device, s.state.epoch, label="test")
+            if self.world.main:
+                extra = self.task.extra_rows(s.model, s.data)
+                warnings = worse_than_baselines(self.task, s.state.best_val, test_metrics, extra)
+                self._report(s, test_metrics, extra, warnings)
+        return FitResult(
+            s.run_dir, test_metrics, s.state.best_val, s.state.epoch, interrupted, s.wall_time(), extra, warnings
+        )
 
-    # ------------------------------------------------------------ one pass
+    def _report(self, s: Session, test_metrics: dict[str, float], extra: dict, warnings: list[str]) -> None:
+        report = {
+            "test": test_metrics, "best_val": s.state.best_val, "extra": extra, "epochs": s.state.epoch,
+            "wall_time_s": s.wall_time(), "nonfinite_steps": s.state.skipped_steps, "warnings": warnings,
+        }
+        (s.run_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        s.log.hparams(hparams_of(self.config), {
+            **{f"test_{k}": test_metrics.get(k, math.nan) for k in self.task.metric_names},
+            **{f"val_{k}": s.state.best_val.get(k, math.nan) for k in self.task.metric_names},
+        })
+        for line in warnings:
+            s.log.text("warning", line)
+        if self.console:
+            rows = {"val": s.state.best_val, "test": test_metrics}
+            rows.update({f"{name} {split}": values for split, named in extra.items() for name, values in named.items()})
+            title = f"{self.task.name}: best epoch" + (" [bold red](worse than a baseline)[/]" if warnings else "")
+            # rows that share no metric with the task's own (e.g. per-class scores) get a table of their own
+            own = {name: values for name, values in rows.items() if set(values) & set(self.task.metric_names) or not values}
+            self.console.print(metrics_table(title, own))
+            if len(own) < len(rows):
+                others = {name: values for name, values in rows.items() if name not in own}
+                self.console.print(metrics_table(f"{self.task.name}: best epoch, more", others))
+            for line in warnings:
+                self.console.print(f"[bold red]warning[/]: {line}", highlight=False, soft_wrap=True)
+
+    # ------------------------------------------------------------ passes
     def evaluate(self, model: nn.Module, loader: Loader, device: torch.device, label: str = "test") -> dict[str, float]:
         """Metrics of one pass without gradients (what `seqtrain evaluate` reports)."""
-        return self._run(model, loader, device, 0, None, None, label)
+        return self._run(model, loader, device, 0, label)
 
-    def _run(
-        self,
-        model: nn.Module,
-        loader: Loader,
-        device: torch.device,
-        epoch: int,
-        optimizer: torch.optim.Optimizer | None,
-        log: RunLogger | None = None,
-        label: str | None = None,
+    def train_epoch(
+        self, model: nn.Module, loader: Loader, device: torch.device, optimizer: torch.optim.Optimizer,
+        log: RunLogger | None = None, epoch: int = 0,
     ) -> dict[str, float]:
-        """One pass over a loader: trains when given an optimizer, else evaluates without gradients.
+        """One training pass outside `fit`, through the same steps (the benchmarks time the trainer's own loop so)."""
+        scaler = torch.amp.GradScaler(device.type, enabled=self.config.train.precision == "16")
+        data = TaskData(loader, None, None, None)
+        session = Session(Path("."), device, data, model, model, optimizer, None, scaler, log or NullLogger(), TrainState())
+        return self._train_pass(session, epoch)
+
+    def _run(self, model: nn.Module, loader: Loader, device: torch.device, epoch: int, label: str = "val") -> dict[str, float]:
+        """One evaluation pass without gradients; each rank scores its rows of every batch and the sums are added up.
 
         --max-steps bounds every pass, so a quick trial is quick end to end.
         """
-        training = optimizer is not None
-        label = label or ("train" if training else "val")
         loader.set_epoch(epoch)
-        model.train(training)
+        model.eval()
         sums: dict[str, float] = {}
-        count, state = 0, None
+        count, carry = 0, None
         total = self._steps_per_epoch(loader)
-        started = time.perf_counter()
-        headline = self.task.headline
-        with epoch_progress(self.console) as progress, torch.set_grad_enabled(training):
-            bar = progress.add_task(f"{label} {epoch + 1}/{self.config.train.epochs}", total=total, stats="")
-            for index, batch in enumerate(loader):
-                if index >= total:
-                    break
-                scheduled = {name: fn(self.global_step) for name, fn in self.scheduled.items()}
-                ctx = StepContext(training, self.global_step, epoch, scheduled)
-                result = self.task.step(model, move(batch, device), state, ctx)
-                state = detach_state(result.state)
-                if training:
-                    self._update(model, optimizer, result.loss, scheduled, log)
-                for key, value in result.sums.items():
-                    sums[key] = sums.get(key, 0.0) + value
+        world = self.world
+        ctx = StepContext(False, self.global_step, epoch, {})
+        with self._progress(label, epoch, total, 0) as show, torch.no_grad():
+            for index, batch in enumerate(itertools.islice(loader, total)):
+                if world.parallel:
+                    batch = distributed.part(batch, world.rank, world.size)
+                    if distributed.rows(batch) == 0:
+                        continue
+                with self._autocast(device):
+                    result = self.task.step(model, move(batch, device), carry, ctx)
+                carry = detach_state(result.state)
+                add_sums(sums, result.sums)
                 count += result.count
-                if self.console is not None and (index % 5 == 0 or index + 1 == total):
-                    current = self.task.metrics(sums, count)
-                    shown = {k: current[k] for k in ("loss", headline) if k and k in current}
-                    rate = count / max(time.perf_counter() - started, 1e-9)
-                    progress.update(bar, completed=index + 1, stats=format_stats(shown, rate, self.task.unit))
-                if training and self.stop_requested:
-                    break
+                show(index, sums, count)
+        sums, count = distributed.sum_dicts(world, floats(sums), count)
         return self.task.metrics(sums, count)
 
-    def _update(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, scheduled: dict[str, float],
-        log: RunLogger,
-    ) -> None:
-        """Back-propagate, clip, step the optimizer and LR schedule, and log the step."""
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = self.config.train.clip or math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
-        optimizer.step()
+    def _train_pass(self, s: Session, epoch: int) -> dict[str, float]:
+        """The epoch's training batches from `s.tally.position` on; stops early (position kept) on an agreed Ctrl-C."""
+        loader, tally, every = s.data.train, s.tally, self.config.train.save_every
+        loader.set_epoch(epoch)
+        s.net.train()
+        total = self._steps_per_epoch(loader)
+        with self._progress("train", epoch, total, tally.position) as show:
+            for index, batch in enumerate(itertools.islice(loader, tally.position, total), tally.position):
+                self._train_step(s, batch, epoch)
+                tally.position = index + 1
+                show(index, tally.sums, tally.count)
+                if self.stop_requested:
+                    break
+                if every and self.global_step % every == 0:
+                    self._save(s, LAST)
+        sums, count = distributed.sum_dicts(self.world, floats(tally.sums), tally.count)
+        return self.task.metrics(sums, count)
+
+    def _train_step(self, s: Session, batch: Any, epoch: int) -> None:
+        """One optimizer step over a whole batch: this rank's micro-batches, weighted so the gradient is the batch's.
+
+        A non-finite loss or gradient norm skips the update (the schedule still advances) and is counted;
+        `--max-bad-steps` of them in a row stop the run.
+        """
+        train, world, tally, state = self.config.train, self.world, s.tally, s.state
+        accumulate = train.accumulate
+        parts = world.size * accumulate
+        scheduled = {name: fn(self.global_step) for name, fn in self.scheduled.items()}
+        ctx = StepContext(True, self.global_step, epoch, scheduled)
+        if parts > 1 and distributed.rows(batch) < parts:  # a short last batch every rank sees alike: skipped
+            return
+        pieces = [distributed.part(batch, world.rank * accumulate + i, parts) for i in range(accumulate)] if parts > 1 else [batch]
+        if tally.carry is None:
+            tally.carry = [None] * accumulate
+        s.optimizer.zero_grad(set_to_none=True)
+        results = []
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            with contextlib.nullcontext() if last or not world.parallel else s.net.no_sync():
+                with self._autocast(s.device):
+                    result = self.task.step(s.net, move(piece, s.device), tally.carry[i], ctx)
+                loss = result.loss * result.count if parts > 1 else result.loss
+                s.scaler.scale(loss).backward()
+            tally.carry[i] = detach_state(result.state)
+            results.append(result)
+        local = sum(r.count for r in results)
+        mean_loss = (
+            sum(r.loss.detach().float() * r.count for r in results) / max(local, 1) if parts > 1 else results[0].loss.detach().float()
+        )
+        params = [p for group in s.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if s.scaler.is_enabled():
+            s.scaler.unscale_(s.optimizer)
+        bad_loss = False
+        if world.parallel:  # one small collective: the batch's size, Ctrl-C anywhere, a non-finite loss anywhere
+            whole, stop, bad_anywhere = distributed.total(
+                world, [local, float(self.signalled), float(not math.isfinite(mean_loss.item()))]
+            )
+            self.stop_requested, bad_loss = stop > 0, bad_anywhere > 0
+        else:
+            whole, self.stop_requested = local, self.signalled
+        if parts > 1 and params:  # DDP averaged the ranks' count-weighted sums: make them the batch's mean
+            torch._foreach_mul_([p.grad for p in params], world.size / max(whole, 1))
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, train.clip or math.inf)
+        loss_value, norm_value = torch.stack([mean_loss, grad_norm.float().to(mean_loss.device)]).tolist()
+        bad_loss = bad_loss or not math.isfinite(loss_value)
+        # with a gradient scaler, an overflowing gradient is the scaler's business (it skips and lowers its scale)
+        bad = bad_loss or (not math.isfinite(norm_value) and not s.scaler.is_enabled())
+        if bad:
+            s.optimizer.zero_grad(set_to_none=True)
+            state.bad_steps += 1
+            state.skipped_steps += 1
+            if s.scaler.is_enabled():
+                s.scaler.update()
+        else:
+            state.bad_steps = 0
+            if s.scaler.is_enabled():
+                s.scaler.step(s.optimizer)
+                s.scaler.update()
+            else:
+                s.optimizer.step()
+            for result in results:
+                add_sums(tally.sums, result.sums)
+            tally.count += local
         if self.scheduler is not None:
             self.scheduler.step()
         self.global_step += 1
-        log.scalar("train/loss", loss.item(), self.global_step)
-        log.scalar("train/grad_norm", grad_norm, self.global_step)
-        log.scalar("train/lr", optimizer.param_groups[0]["lr"], self.global_step)
+        log = s.log
+        log.scalar("train/loss", loss_value, self.global_step)
+        log.scalar("train/grad_norm", norm_value, self.global_step)
+        log.scalar("train/lr", s.optimizer.param_groups[0]["lr"], self.global_step)
+        if bad:
+            log.scalar("train/nonfinite_steps", state.skipped_steps, self.global_step)
         for name, value in scheduled.items():
             log.scalar(f"train/{name}", value, self.global_step)
+        if state.bad_steps >= train.max_bad_steps:
+            log.flush()
+            raise self._diverged(s, f"{state.bad_steps} steps in a row had a non-finite loss or gradient norm")
+
+    def _diverged(self, s: Session, why: str) -> SeqtrainError:
+        lr = s.optimizer.param_groups[0]["lr"]
+        return SeqtrainError(
+            f"training diverged at step {self.global_step} (learning rate {lr:.3g}): {why}; nothing non-finite was saved, "
+            f"the last good checkpoint is {s.last_good}: lower --lr (or --clip) and train again"
+        )
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        precision = self.config.train.precision
+        if precision == "32":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+    @contextlib.contextmanager
+    def _progress(self, label: str, epoch: int, total: int, done: int):
+        """A progress bar (none without a console); yields show(index, sums, count), cheap between refreshes."""
+        started, base = time.perf_counter(), None
+        with epoch_progress(self.console) as progress:
+            bar = progress.add_task(f"{label} {epoch + 1}/{self.config.train.epochs}", total=total, completed=done, stats="")
+
+            def show(index: int, sums: dict[str, float], count: int) -> None:
+                nonlocal base
+                if self.console is None or not (index % 5 == 0 or index + 1 == total):
+                    return
+                if base is None:  # what a resumed pass had counted before this session
+                    base = count if done else 0
+                current = self.task.metrics(floats(sums), count)
+                shown = {k: current[k] for k in ("loss", self.task.headline) if k and k in current}
+                rate = (count - base) / max(time.perf_counter() - started, 1e-9)
+                progress.update(bar, completed=index + 1, stats=format_stats(shown, rate, self.task.unit))
+
+            yield show
 
     def _on_interrupt(self, signum, frame) -> None:
-        if self.stop_requested:  # a second Ctrl-C stops at once
+        if self.signalled:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
-        self.stop_requested = True
+        self.signalled = True
         self._say("[yellow]stopping after this step (Ctrl-C again to abort without saving)[/]")
 
     def _say(self, message: str) -> None:
         if self.console is not None:
             self.console.print(message)
+
+
+def add_sums(into: dict[str, Any], sums: dict[str, Any]) -> None:
+    """Add a step's metric sums: floats, or tensors that stay on the device until `floats` reads them."""
+    for key, value in sums.items():
+        into[key] = into.get(key, 0.0) + (value.detach() if isinstance(value, torch.Tensor) else value)
+
+
+def floats(sums: dict[str, Any]) -> dict[str, float]:
+    """Metric sums as numbers: one read from the device per progress refresh, pass or checkpoint, not per step."""
+    return {key: float(value) for key, value in sums.items()}
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse, in one line, an autocast precision the device cannot run."""
+    if precision == "16" and device.type == "cpu":
+        raise SeqtrainError("--precision 16 needs a GPU (float16 on CPU is slower than float32); use --precision bf16 or 32")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise SeqtrainError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use --precision 16")
+
+
+@contextlib.contextmanager
+def deterministic_modes(enabled: bool):
+    """Deterministic kernels only (torch's and cuDNN's) for the block, if enabled; the previous modes come back after.
+
+    cuBLAS needs its workspace setting before CUDA starts, so it is set here, before any CUDA work.
+    """
+    if not enabled:
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1:]
+
+
+def worse_than_baselines(
+    task: Task, best_val: dict[str, float], test: dict[str, float], extra: dict[str, dict[str, dict[str, float]]]
+) -> list[str]:
+    """One line per baseline row (extra_rows) that beats the trained model on the monitored metric."""
+    metric, lines = task.monitor, []
+    for split, rows in extra.items():
+        ours = test if split == "test" else best_val if split == "val" else (test or best_val)
+        if metric not in ours:
+            continue
+        for name, values in rows.items():
+            if metric not in values:
+                continue
+            worse = ours[metric] < values[metric] if task.monitor_mode == "max" else ours[metric] > values[metric]
+            if worse:
+                which = split if split != "all" else ("test" if test else "val")
+                lines.append(
+                    f"the model is worse than the {name} baseline on {which}: {metric} {ours[metric]:.4g} vs {values[metric]:.4g}"
+                )
+    return lines
 
 
 def hparams_of(config) -> dict[str, Any]:
