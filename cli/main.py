@@ -168,19 +168,31 @@ def predict(
     run: Annotated[str, typer.Argument(help="A run folder, a checkpoint file, a run name under --logdir, or 'latest'.")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify; '-' reads one per line from stdin.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read texts from a file, one per line.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels (one-label models).")] = 1,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Multi-label models: show every label at least this likely [default: the run's].")] = None,
     logdir: LogdirOpt = "runs",
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
 ) -> None:
-    """Classify texts with a trained model: prints the label and its probability."""
+    """Classify texts with a trained model: prints label(s), probability(ies) and the text, tab-separated.
+
+    Several labels (--top-k, or a multi-label model) are comma-separated in the first column, their
+    probabilities in the second, most likely first; '-' where no label reaches the threshold.
+    """
     use_threads(threads)
+    if top_k < 1:
+        raise SeqtrainError(f"--top-k must be at least 1, not {top_k}")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise SeqtrainError(f"--threshold must be between 0 and 1, not {threshold}")
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
     task, trained = load_run_for(run, logdir, device, "predict")
-    for text, prediction in zip(lines, task.predict(trained.model, lines, trained.device)):
+    for text, predictions in zip(lines, task.predict(trained.model, lines, trained.device, top_k, threshold)):
         shown = text if len(text) <= 70 else text[:67] + "..."
-        typer.echo(f"{prediction.label}\t{prediction.probability:.3f}\t{shown}")  # tab-separated, for pipes
+        labels = ",".join(p.label for p in predictions) or "-"
+        probabilities = ",".join(f"{p.probability:.3f}" for p in predictions) or "-"
+        typer.echo(f"{labels}\t{probabilities}\t{shown}")  # tab-separated, for pipes
 
 
 @app.command()

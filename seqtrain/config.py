@@ -123,6 +123,12 @@ class ModelSettings:
         "fused where it measured faster (GRU and RNN training on CPU).",
         ("auto", "torch", "fused"),
     )
+    init: str = opt(
+        "keras",
+        "Initialisation: 'keras' (Glorot-uniform input weights, orthogonal recurrent weights, zero biases but an LSTM "
+        "forget-gate bias of 1; embeddings uniform +-0.05, Glorot heads) or 'torch' (PyTorch's uniform +-1/sqrt(hidden)).",
+        ("keras", "torch"),
+    )
 
 
 @dataclass
@@ -201,6 +207,30 @@ class VocabFields:
 class ClassifierData(SourceData, VocabFields):
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.", at_least=0)
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.", at_least=0, below=1)
+
+
+@dataclass
+class TextData(ClassifierData):
+    """A user's own labelled texts (seqtrain/data/labelled.py)."""
+
+    text_col: str = opt("text", "CSV/TSV/JSON Lines: the column holding the text.")
+    label_col: str = opt("label", "CSV/TSV/JSON Lines: the column holding the label(s).")
+    label_sep: str | None = opt(None, "Separator of several labels in one label cell (e.g. '|'); makes the task multi-label.")
+    encoding: str = opt("utf-8", "Text encoding of the files (e.g. cp1252, latin-1); undecodable bytes are an error.")
+    test_split: float = opt(
+        0.1, "Fraction held out for testing when the data gives no test split (stratified, seeded).", at_least=0, below=1
+    )
+    threshold: float = opt(0.5, "Multi-label: a label is predicted when its probability is at least this.", at_least=0, below=1)
+
+
+@dataclass
+class ReutersData(ClassifierData):
+    subset: str = opt(
+        "reuters46",
+        "reuters46: the lectures' 46 topics (Keras' 11,228 newswires, 80/20 split); r8 / r52: Cardoso-Cachopo's "
+        "single-topic sets on the ModApte split.",
+        ("reuters46", "r8", "r52"),
+    )
 
 
 @dataclass

@@ -6,6 +6,7 @@ import tarfile
 
 import pytest
 
+import seqtrain.tasks.classification as classification
 import seqtrain.tasks.imdb as imdb
 from seqtrain.errors import SeqtrainError
 
@@ -49,7 +50,7 @@ def test_second_prepare_skips_tokenization(imdb_dir, monkeypatch):
     def fail(_text):
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr(imdb, "tokenize", fail)
+    monkeypatch.setattr(classification, "tokenize", fail)
     data = imdb_task(imdb_dir).prepare()
     assert len(data.train.sequences) > 0
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from seqtrain.config import ClassifierModel
+from seqtrain.models.init import keras_dense_, keras_embedding_
 from seqtrain.models.recurrent import Pooling, RecurrentEncoder
 
 
@@ -13,17 +14,20 @@ class SequenceClassifier(nn.Module):
     """Embedding -> RecurrentEncoder -> pooling -> Linear.
 
     Two classes use one logit (sigmoid + binary cross-entropy, like Keras'
-    Dense(1)); more classes use one logit each.
+    Dense(1)); more classes, or several labels per text, use one logit each.
     """
 
-    def __init__(self, vocab_size: int, num_classes: int, cfg: ClassifierModel):
+    def __init__(self, vocab_size: int, num_classes: int, cfg: ClassifierModel, multi_label: bool = False):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
         self.embed_dropout = nn.Dropout(cfg.dropout)
         self.encoder = RecurrentEncoder.from_settings(cfg, cfg.embed_dim)
         self.pool = Pooling(cfg.pooling)
         self.head_dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(self.encoder.output_size, 1 if num_classes == 2 else num_classes)
+        self.head = nn.Linear(self.encoder.output_size, 1 if num_classes == 2 and not multi_label else num_classes)
+        if cfg.init == "keras":
+            keras_embedding_(self.embedding)
+            keras_dense_(self.head)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits [B] for two classes, [B, C] otherwise."""

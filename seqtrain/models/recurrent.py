@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqtrain.config import EncoderModel, ModelSettings
 from seqtrain.models.cells import LoopRNN
 from seqtrain.models.fused import FusedGRU, FusedLSTM, FusedRNN
+from seqtrain.models.init import keras_recurrent_
 
 CELLS = {"rnn": FusedRNN, "lstm": FusedLSTM, "gru": FusedGRU}
 
@@ -34,21 +35,28 @@ def make_rnn(
     recurrent_dropout: float = 0.0,
     layer_norm: bool = False,
     kernel: str = "auto",
+    init: str = "keras",
 ) -> nn.Module:
     """A batch-first nn.RNN/LSTM/GRU; with recurrent dropout or layer norm, the same interface from models/cells.py.
 
     The nn module is models/fused.py's subclass: same parameters, with `kernel`
     ("auto", "torch" or "fused") choosing at forward time between nn's kernel
-    and the fused CPU one.
+    and the fused CPU one. `init` "keras" re-initialises it as Keras would (models/init.py), "torch" keeps nn's.
     """
     if recurrent_dropout or layer_norm:
-        return LoopRNN(cell, input_size, hidden, num_layers, dropout, recurrent_dropout, layer_norm)
-    return CELLS[cell](input_size, hidden, num_layers=num_layers, batch_first=True, dropout=dropout, kernel=kernel)
+        rnn = LoopRNN(cell, input_size, hidden, num_layers, dropout, recurrent_dropout, layer_norm)
+    else:
+        rnn = CELLS[cell](input_size, hidden, num_layers=num_layers, batch_first=True, dropout=dropout, kernel=kernel)
+    if init == "keras":
+        keras_recurrent_(rnn)
+    return rnn
 
 
 def rnn_from_settings(cfg: ModelSettings, input_size: int, between: float) -> nn.Module:
-    """`make_rnn` with a model's shared settings (cell, size, layers, recurrent dropout, layer norm, kernel)."""
-    return make_rnn(cfg.cell, input_size, cfg.hidden, cfg.layers, between, cfg.recurrent_dropout, cfg.layer_norm, cfg.kernel)
+    """`make_rnn` with a model's shared settings (cell, size, layers, recurrent dropout, layer norm, kernel, init)."""
+    return make_rnn(
+        cfg.cell, input_size, cfg.hidden, cfg.layers, between, cfg.recurrent_dropout, cfg.layer_norm, cfg.kernel, cfg.init
+    )
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -79,6 +87,7 @@ class RecurrentEncoder(nn.Module):
         recurrent_dropout: float = 0.0,
         layer_norm: bool = False,
         kernel: str = "auto",
+        init: str = "keras",
     ):
         super().__init__()
         self.directions = 2 if bidirectional else 1
@@ -91,7 +100,7 @@ class RecurrentEncoder(nn.Module):
             directions = ("fwd", "bwd")[: self.directions]
             self.layers.append(
                 nn.ModuleDict(
-                    {d: make_rnn(cell, size, hidden, 1, 0.0, recurrent_dropout, layer_norm, kernel) for d in directions}
+                    {d: make_rnn(cell, size, hidden, 1, 0.0, recurrent_dropout, layer_norm, kernel, init) for d in directions}
                 )
             )
         self.between = nn.Dropout(dropout)
@@ -100,7 +109,7 @@ class RecurrentEncoder(nn.Module):
     def from_settings(cls, cfg: EncoderModel, input_size: int) -> RecurrentEncoder:
         return cls(
             cfg.cell, input_size, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.packing,
-            cfg.recurrent_dropout, cfg.layer_norm, cfg.kernel,
+            cfg.recurrent_dropout, cfg.layer_norm, cfg.kernel, cfg.init,
         )
 
     @property

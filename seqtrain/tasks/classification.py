@@ -1,8 +1,20 @@
-"""What every text-classification task shares: settings, metadata, model, loss, metrics and prediction."""
+"""What every text-classification task shares: corpus encoding, stratified splits, metadata, model, loss,
+metrics (accuracy, macro-F1, micro-F1 for multi-label, per-class scores, a confusion matrix), the baselines,
+and prediction.
+
+A task subclass only says where its labelled texts come from (`load_corpus`);
+the rest is here, so `text` (a user's own files), `imdb` and `reuters` train,
+score and predict alike. One label per text: softmax over the classes (one
+sigmoid logit for two, like Keras' Dense(1)); several: one sigmoid per label,
+positive above `threshold`.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -10,24 +22,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqtrain.config import ClassifierData, ClassifierModel, Schema, TrainSettings
-from seqtrain.data.batching import Batch
-from seqtrain.data.text import Vocab, tokenize
+from seqtrain.data.batching import Batch, SequenceLoader
+from seqtrain.data.download import cached_tensors, source_key
+from seqtrain.data.labelled import Labelled
+from seqtrain.data.text import PAD, UNK, Vocab, tokenize
 from seqtrain.data.vectors import embedding_matrix, resolve_vectors, vector_dim
+from seqtrain.errors import SeqtrainError
+from seqtrain.models.bow import baselines
 from seqtrain.models.classifier import SequenceClassifier
+from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData
 from seqtrain.transfer import (
     Coverage, LanguageModelWeights, check_fits, coverage_of, init_from_language_model, language_model_weights,
     log_embedding_layer,
 )
 
+TOKENIZER_VERSION = 1  # bump when tokenize() changes, to invalidate cached encodings
+
 
 @dataclass
 class ClassifierMeta(Meta):
-    """Vocabulary, label names and the length cut that predictions must repeat."""
+    """Vocabulary, label names, the length cut that predictions must repeat, and whether a text may
+    carry several labels (then `threshold` decides which)."""
 
     vocab: list[str]
     labels: list[str]
     max_len: int = 0
+    multi_label: bool = False
+    threshold: float = 0.5
 
 
 @dataclass
@@ -36,14 +58,89 @@ class Prediction:
     probability: float
 
 
+# ------------------------------------------------------------------ corpus
+def encode_labelled(labelled: Labelled) -> dict[str, Any]:
+    """Tokenize every text once into ids over a full word list (the vocabulary is cut later, per run, from the
+    training split); labels become ids over the sorted label names."""
+    names = sorted({label for labels in labelled.labels for label in labels})
+    index = {name: i for i, name in enumerate(names)}
+    word_ids: dict[str, int] = {}
+    ids: list[int] = []
+    offsets, label_ids, label_offsets = [0], [], [0]
+    for text, labels in zip(labelled.texts, labelled.labels):
+        ids.extend(word_ids.setdefault(token, len(word_ids)) for token in tokenize(text))
+        offsets.append(len(ids))
+        label_ids.extend(index[label] for label in labels)
+        label_offsets.append(len(label_ids))
+    return {
+        "words": list(word_ids),
+        "ids": torch.tensor(ids, dtype=torch.int32),
+        "offsets": torch.tensor(offsets, dtype=torch.long),
+        "label_names": names,
+        "label_ids": torch.tensor(label_ids, dtype=torch.long),
+        "label_offsets": torch.tensor(label_offsets, dtype=torch.long),
+        "test": torch.tensor(labelled.test if labelled.test is not None else [], dtype=torch.bool),
+        "multi_label": bool(labelled.multi_label),
+    }
+
+
+def cached_corpus(cache: Path, name: str, sources: list[Path], settings: tuple, read) -> dict[str, Any]:
+    """`encode_labelled(read())`, cached under `cache/name/` by every source file's name, size and mtime and
+    the settings that shape it, so a second run starts in seconds and any change re-encodes."""
+    key = source_key(sources, TOKENIZER_VERSION, *settings)
+    return cached_tensors(cache / name / f"encoded-{key}.pt", lambda: encode_labelled(read()))
+
+
+def rank_vocab(words: list[str], counts: torch.Tensor, max_size: int, min_freq: int) -> list[str]:
+    """Specials, then words by training frequency (ties alphabetical), cut to size and frequency."""
+    present = torch.nonzero(counts >= max(min_freq, 1)).squeeze(1).tolist()
+    ranked = sorted(present, key=lambda i: (-int(counts[i]), words[i]))
+    if max_size:
+        ranked = ranked[: max(max_size - 2, 0)]
+    return [PAD, UNK] + [words[i] for i in ranked]
+
+
+def stratified_split(keys: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held, kept) positions: `fraction` of each key's examples, at random (seeded), held out.
+
+    Examples are shuffled, stably sorted by key, and every 1/fraction-th one
+    taken, so each class gives its share to within one example and the total
+    is round(n * fraction).
+    """
+    n = len(keys)
+    if not fraction or not n:
+        return torch.empty(0, dtype=torch.long), torch.arange(n)
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = torch.randperm(n, generator=generator)
+    order = shuffled[torch.sort(keys[shuffled], stable=True).indices]
+    start = 0.5
+    position = torch.arange(n, dtype=torch.float64)
+    take = torch.floor((position + 1) * fraction + start) > torch.floor(position * fraction + start)
+    return order[take].sort().values, order[~take].sort().values
+
+
+class SplitLoader(SequenceLoader):
+    """A split's loader that tells the task which split it is reading, so each pass's counts are kept by
+    split (the confusion matrix of validation, the per-class scores of test)."""
+
+    def __init__(self, sequences, targets, batch_size: int, name: str, task: TextClassificationTask, seed: int):
+        super().__init__(sequences, targets, batch_size, name == "train", seed)
+        self.name, self.task = name, task
+
+    def __iter__(self):
+        self.task.current_split = self.name
+        yield from super().__iter__()
+
+
+# -------------------------------------------------------------------- task
 class TextClassificationTask(Task):
-    """Subclasses implement `prepare` with loaders of `Batch`, calling `start_meta` for a fresh run."""
+    """Subclasses implement `load_corpus` (an `encode_labelled` dict, usually through `cached_corpus`)."""
 
     schema: ClassVar[Schema] = Schema(TrainSettings, ClassifierModel, ClassifierData)
     meta_type = ClassifierMeta
     monitor = "accuracy"
     monitor_mode = "max"
-    metric_names = ("loss", "accuracy")
+    metric_names: tuple[str, ...] = ("loss", "accuracy", "macro_f1")
     headline = "accuracy"
     ability = "predict"
 
@@ -53,11 +150,93 @@ class TextClassificationTask(Task):
         self.coverage: Coverage | None = None
         self.language_model: LanguageModelWeights | None = None  # --init-from, for a fresh model
         self.transfer_notes: list[str] = []
+        self.current_split = "train"
+        self.counts: dict[str, Counts] = {}  # by split: the counts of its latest complete pass
+        self.baselines: dict[str, dict[str, dict[str, float]]] = {}
+        self.label_report: list[str] = []
 
     def validate(self) -> None:
         # The vectors decide the embedding size; resolved here so config.toml records the size the model has.
         if self.config.model.embeddings:
             self.config.model.embed_dim = vector_dim(self.config.model.embeddings)
+
+    # ----------------------------------------------------------------- data
+    def load_corpus(self, quiet: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def test_fraction(self) -> float:
+        """Share of the texts held out for testing when the data gives no test split."""
+        return getattr(self.config.data, "test_split", 0.0)
+
+    def threshold(self) -> float:
+        return getattr(self.config.data, "threshold", 0.5)
+
+    def prepare(self, meta: ClassifierMeta | None = None, quiet: bool = False) -> TaskData:
+        config = self.config
+        blob = self.load_corpus(quiet)
+        ids, offsets, names = blob["ids"], blob["offsets"], blob["label_names"]
+        n, classes, multi_label = len(offsets) - 1, len(names), blob["multi_label"]
+        if meta is not None and list(meta.labels) != list(names):
+            raise SeqtrainError(
+                f"the data's labels ({', '.join(names[:8])}{' ...' if classes > 8 else ''}) are not the model's "
+                f"({', '.join(meta.labels[:8])}{' ...' if len(meta.labels) > 8 else ''}): point --data at the data it was trained on"
+            )
+        text_of_label = torch.repeat_interleave(torch.arange(n), blob["label_offsets"].diff())
+        if multi_label:
+            targets = torch.zeros(n, classes, dtype=torch.long)
+            targets[text_of_label, blob["label_ids"]] = 1
+        else:
+            targets = blob["label_ids"][blob["label_offsets"][:-1]]
+        first = blob["label_ids"][blob["label_offsets"][:-1]]  # what the splits stratify by
+
+        seed = config.train.seed
+        if len(blob["test"]):
+            test, rest = torch.nonzero(blob["test"]).squeeze(1), torch.nonzero(~blob["test"]).squeeze(1)
+        else:
+            test, rest = stratified_split(first, self.test_fraction(), seed)
+        held, train = stratified_split(first[rest], config.data.val_split, seed + 1)
+        val, train = rest[held], rest[train]
+        if not len(train):
+            raise SeqtrainError("no training texts are left after the validation and test splits; lower --val-split")
+
+        text_of_token = torch.repeat_interleave(torch.arange(n), offsets.diff())
+        if meta is None:
+            in_train = torch.zeros(n, dtype=torch.bool)
+            in_train[train] = True
+            counts = torch.bincount(ids[in_train[text_of_token]].long(), minlength=len(blob["words"]))
+            itos = rank_vocab(blob["words"], counts, config.data.max_vocab, config.data.min_freq)
+            frequency = dict(zip(blob["words"], counts.tolist()))
+            meta = self.start_meta(
+                ClassifierMeta(itos, list(names), config.data.max_len, multi_label, self.threshold()), frequency
+            )
+        self.meta = meta
+        self.metric_names = ("loss", "accuracy", "macro_f1") + (("micro_f1",) if multi_label else ())
+        stoi = {w: i for i, w in enumerate(meta.vocab)}
+        remap = torch.tensor([stoi.get(w, 1) for w in blob["words"]], dtype=torch.long)
+
+        def words(i: int) -> torch.Tensor:
+            return ids[offsets[i] : offsets[i + 1]]
+
+        def sequences(indices: torch.Tensor) -> list[torch.Tensor]:
+            out = []
+            for i in indices.tolist():
+                seq = remap[words(i).long()]
+                seq = seq[-meta.max_len :] if meta.max_len else seq
+                out.append(seq if len(seq) else torch.tensor([1]))
+            return out
+
+        def loader(indices: torch.Tensor, name: str) -> SplitLoader | None:
+            if name != "train" and not len(indices):
+                return None
+            return SplitLoader(sequences(indices), targets[indices], config.train.batch_size, name, self, seed)
+
+        parts = {"train": train, "val": val, "test": test}
+        self.label_report = label_report(names, targets, parts, multi_label)
+        self.baselines = baselines(
+            {name: ([words(i) for i in idx.tolist()], targets[idx]) for name, idx in parts.items()},
+            len(blob["words"]), classes, multi_label, meta.threshold,
+        )
+        return TaskData(loader(train, "train"), loader(val, "val"), loader(test, "test"), meta)
 
     def start_meta(self, meta: ClassifierMeta, counts: dict[str, int] | None = None) -> ClassifierMeta:
         """Keep a fresh run's meta, and look up what --embeddings and --init-from bring (`counts`: training frequencies)."""
@@ -72,10 +251,17 @@ class TextClassificationTask(Task):
         return meta
 
     def notes(self) -> list[str]:
-        return ([] if self.coverage is None else self.coverage.lines()) + self.transfer_notes
+        notes = list(self.label_report)
+        if self.coverage is not None:
+            notes += self.coverage.lines()
+        notes += self.transfer_notes
+        if not have_matplotlib():
+            notes.append(NO_MATPLOTLIB)
+        return notes
 
+    # ---------------------------------------------------------------- model
     def build_model(self, meta: ClassifierMeta) -> nn.Module:
-        model = SequenceClassifier(len(meta.vocab), len(meta.labels), self.config.model)
+        model = SequenceClassifier(len(meta.vocab), len(meta.labels), self.config.model, meta.multi_label)
         if self.pretrained is not None:  # only for a fresh model: a checkpoint's weights already hold the vectors
             model.embedding.weight.data.copy_(self.pretrained)
         if self.language_model is not None:  # likewise
@@ -83,42 +269,63 @@ class TextClassificationTask(Task):
         model.embedding.weight.requires_grad_(not self.config.model.freeze_embeddings)
         return model
 
-    def on_epoch_end(self, model: nn.Module, data, log, epoch: int) -> None:
-        if self.config.model.log_embeddings and epoch >= self.config.train.epochs:
-            log_embedding_layer(log, model.embedding.weight, self.meta.vocab, epoch)
-
     def default_meta(self) -> ClassifierMeta:
         size = self.config.data.max_vocab or 20000
         return ClassifierMeta(["<pad>", "<unk>"] + [f"w{i}" for i in range(size - 2)], ["neg", "pos"])
 
+    def step(self, model: nn.Module, batch: Batch, state: Any, ctx: StepContext) -> StepResult:
+        meta = self.meta
+        logits = model(batch.tokens, batch.lengths)
+        if meta.multi_label:
+            loss = F.binary_cross_entropy_with_logits(logits, batch.targets.float())
+            predicted = (torch.sigmoid(logits) >= meta.threshold).long()
+            correct = (predicted == batch.targets).all(-1).sum().item()
+        else:
+            if logits.dim() == 1:
+                loss = F.binary_cross_entropy_with_logits(logits, batch.targets.float())
+                predicted = (logits > 0).long()
+            else:
+                loss = F.cross_entropy(logits, batch.targets)
+                predicted = logits.argmax(-1)
+            correct = (predicted == batch.targets).sum().item()
+        count = len(batch)
+        sums = {"loss": loss.item() * count, "accuracy": float(correct)}
+        sums.update(count_sums(predicted.cpu(), batch.targets.cpu(), len(meta.labels)))
+        return StepResult(loss, count, sums)
+
+    def metrics(self, sums: dict[str, float], count: int) -> dict[str, float]:
+        counts = counts_from_sums(sums, len(self.meta.labels), self.meta.multi_label)
+        self.counts[self.current_split] = counts  # the last call of a pass sees all of it
+        return {"loss": sums.get("loss", 0.0) / max(count, 1),
+                **headline_scores(counts, sums.get("accuracy", 0.0), count, self.meta.multi_label)}
+
     def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
-        """The majority baseline: always answering the label most frequent in training."""
-        train = getattr(data.train, "targets", None)
-        if train is None or not len(train):
-            return {}
-        majority = int(torch.bincount(train).argmax())
-        rows = {}
-        for split in ("val", "test"):
-            targets = getattr(getattr(data, split), "targets", None)
-            if targets is not None and len(targets):
-                rows[split] = {"majority": {"accuracy": (targets == majority).float().mean().item()}}
+        """The baselines by split, and per-class precision, recall, F1 and support of the pass just scored
+        (the test pass at the end of `fit`, the chosen split in `evaluate`)."""
+        rows = {split: dict(named) for split, named in self.baselines.items()}
+        split, counts = self.current_split, self.counts.get(self.current_split)
+        if split in ("val", "test") and counts is not None:
+            per_class = counts.per_class()
+            for i, label in enumerate(self.meta.labels):
+                rows.setdefault(split, {})[f"class {label}"] = {k: float(v[i]) for k, v in per_class.items()}
         return rows
 
-    def step(self, model: nn.Module, batch: Batch, state: Any, ctx: StepContext) -> StepResult:
-        logits = model(batch.tokens, batch.lengths)
-        if logits.dim() == 1:
-            loss = F.binary_cross_entropy_with_logits(logits, batch.targets.float())
-            predicted = (logits > 0).long()
-        else:
-            loss = F.cross_entropy(logits, batch.targets)
-            predicted = logits.argmax(-1)
-        count = len(batch)
-        correct = (predicted == batch.targets).sum().item()
-        return StepResult(loss, count, {"loss": loss.item() * count, "accuracy": float(correct)})
+    def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
+        for split, named in self.baselines.items():
+            for name, values in named.items():
+                log.scalars(f"baseline/{split}/{name}", values, epoch)
+        counts = self.counts.get("val")
+        if data.val is not None and counts is not None:
+            plot_confusion(counts, self.meta.labels, log, epoch)
+        if self.config.model.log_embeddings and epoch >= self.config.train.epochs:
+            log_embedding_layer(log, model.embedding.weight, self.meta.vocab, epoch)
 
     # ------------------------------------------------------------ inference
-    def predict(self, model: nn.Module, texts: list[str], device: torch.device) -> list[Prediction]:
-        """The most likely label of each text, with its probability."""
+    def predict(
+        self, model: nn.Module, texts: list[str], device: torch.device, top_k: int = 1, threshold: float | None = None
+    ) -> list[list[Prediction]]:
+        """Per text: the `top_k` most likely labels with their probabilities (one label per text), or every
+        label at or above the threshold (multi-label; the run's own threshold unless given)."""
         meta = self.meta
         vocab = Vocab(meta.vocab)
         cut = meta.max_len
@@ -128,12 +335,86 @@ class TextClassificationTask(Task):
         model.eval()
         with torch.no_grad():
             logits = model(tokens.to(device), lengths.to(device)).float().cpu()
+        if meta.multi_label:
+            cut_at = meta.threshold if threshold is None else threshold
+            probs = torch.sigmoid(logits)
+            return [
+                [Prediction(meta.labels[i], p[i].item()) for i in p.argsort(descending=True).tolist() if p[i] >= cut_at]
+                for p in probs
+            ]
         if logits.dim() == 1:
             positive = torch.sigmoid(logits)
-            return [
-                Prediction(meta.labels[1], p.item()) if p >= 0.5 else Prediction(meta.labels[0], 1 - p.item())
-                for p in positive
-            ]
-        probs = torch.softmax(logits, -1)
-        best = probs.argmax(-1)
-        return [Prediction(meta.labels[i], probs[row, i].item()) for row, i in enumerate(best.tolist())]
+            probs = torch.stack([1 - positive, positive], -1)
+        else:
+            probs = torch.softmax(logits, -1)
+        top = probs.topk(min(top_k, probs.shape[-1]), -1)
+        return [
+            [Prediction(meta.labels[i], p) for p, i in zip(values.tolist(), indices.tolist())]
+            for values, indices in zip(top.values, top.indices)
+        ]
+
+
+def label_report(
+    names: list[str], targets: torch.Tensor, parts: dict[str, torch.Tensor], multi_label: bool
+) -> list[str]:
+    """Start-of-run lines: each label with its number of texts, the split sizes, and the class imbalance."""
+    per_label = targets.sum(0) if multi_label else torch.bincount(targets, minlength=len(names))
+    ranked = sorted(range(len(names)), key=lambda i: (-int(per_label[i]), names[i]))
+    shown = ", ".join(f"{names[i]} {int(per_label[i]):,}" for i in ranked[:40])
+    more = f", ... {len(names) - 40} more" if len(names) > 40 else ""
+    kind = "several per text" if multi_label else "one per text"
+    sizes = ", ".join(f"{name} {len(idx):,}" for name, idx in parts.items() if len(idx))
+    lines = [f"labels ({len(names)}, {kind}): {shown}{more}", f"texts: {sizes}"]
+    big, small = ranked[0], ranked[-1]
+    ratio = int(per_label[big]) / max(int(per_label[small]), 1)
+    share = int(per_label[big]) / max(len(targets), 1)
+    line = (f"class imbalance: largest '{names[big]}' {share:.1%} of texts, smallest '{names[small]}' "
+            f"{int(per_label[small]):,} texts ({ratio:.0f}:1)")
+    if ratio >= 3:
+        line += "; macro-F1 weighs every class alike and is the fairer score here"
+    lines.append(line)
+    return lines
+
+
+NO_MATPLOTLIB = "confusion-matrix images are skipped: matplotlib is not installed (pip install matplotlib)"
+
+
+def have_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def plot_confusion(counts: Counts, labels: list[str], log, epoch: int) -> None:
+    """A TensorBoard image of the validation confusion matrix (rows: truth, normalised per row); for
+    multi-label runs, per label: true positives, false positives and false negatives."""
+    if not have_matplotlib():
+        if epoch == 1:
+            log.text("confusion", NO_MATPLOTLIB, epoch)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = min(4 + 0.25 * len(labels), 16)
+    figure, axes = plt.subplots(figsize=(size, size * 0.9))
+    if counts.confusion is not None:
+        matrix = counts.confusion.double()
+        shown = matrix / matrix.sum(1, keepdim=True).clamp(min=1)
+        axes.imshow(shown.numpy(), cmap="Blues", vmin=0, vmax=1)
+        axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        axes.set_ylabel("true")
+        axes.set_xlabel("predicted")
+        if len(labels) <= 12:
+            for row in range(len(labels)):
+                for col in range(len(labels)):
+                    colour = "white" if shown[row, col] > 0.5 else "black"
+                    axes.text(col, row, f"{int(matrix[row, col])}", ha="center", va="center", fontsize=8, color=colour)
+    else:
+        table = torch.stack([counts.tp, counts.fp, counts.fn], 1).double()
+        axes.imshow(table.numpy(), cmap="Blues", aspect="auto")
+        axes.set_xticks(range(3), ["true pos", "false pos", "false neg"])
+    axes.set_yticks(range(len(labels)), labels, fontsize=7)
+    axes.set_title(f"validation, epoch {epoch}")
+    figure.tight_layout()
+    log.figure("confusion/val", figure, epoch)
+    plt.close(figure)

@@ -48,7 +48,8 @@ def make_optimizer(train: TrainSettings, params: Iterable[nn.Parameter]) -> torc
     if train.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, fused=True)
     if train.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=train.lr, weight_decay=train.weight_decay)
+        # Keras' constants (rho 0.9, epsilon 1e-7), not PyTorch's (alpha 0.99, eps 1e-8): the lectures' recipes assume them.
+        return torch.optim.RMSprop(params, lr=train.lr, alpha=0.9, eps=1e-7, weight_decay=train.weight_decay)
     if train.optimizer == "sgd":
         return torch.optim.SGD(params, lr=train.lr, momentum=0.9, weight_decay=train.weight_decay)
     raise SeqtrainError(f"unknown optimizer '{train.optimizer}'; choose adam, adamw, rmsprop or sgd")
@@ -415,7 +416,12 @@ class Trainer:
             rows = {"val": s.state.best_val, "test": test_metrics}
             rows.update({f"{name} {split}": values for split, named in extra.items() for name, values in named.items()})
             title = f"{self.task.name}: best epoch" + (" [bold red](worse than a baseline)[/]" if warnings else "")
-            self.console.print(metrics_table(title, rows))
+            # rows that share no metric with the task's own (e.g. per-class scores) get a table of their own
+            own = {name: values for name, values in rows.items() if set(values) & set(self.task.metric_names) or not values}
+            self.console.print(metrics_table(title, own))
+            if len(own) < len(rows):
+                others = {name: values for name, values in rows.items() if name not in own}
+                self.console.print(metrics_table(f"{self.task.name}: best epoch, more", others))
             for line in warnings:
                 self.console.print(f"[bold red]warning[/]: {line}", highlight=False, soft_wrap=True)
 

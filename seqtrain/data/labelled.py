@@ -1,0 +1,169 @@
+"""A user's labelled texts: a folder of class folders, or a CSV, TSV or JSON Lines file with a header.
+
+Layouts:
+
+- `PATH/<label>/*.txt`: one text per file, the folder name is its label;
+- `PATH/train/<label>/*.txt` and `PATH/test/<label>/*.txt` (as aclImdb): the
+  given test split is kept;
+- `*.csv`, `*.tsv` (or `*.tab`): a header row naming the text and label
+  columns; `*.jsonl` (or `*.ndjson`, `*.json`): one object per line.
+
+With a label separator, a label cell may hold several labels (multi-label);
+a JSON list in a label field does the same. Decoding is strict: a byte that
+does not decode is an error naming the file, line and encoding, never a
+silent replacement, since a dropped or garbled text would skew the counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seqtrain.errors import SeqtrainError
+
+DELIMITED = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+JSON_LINES = (".jsonl", ".ndjson", ".json")
+
+
+@dataclass
+class Labelled:
+    """Texts with their labels (one or more each) and, where the layout gives one, test-split flags."""
+
+    texts: list[str] = field(default_factory=list)
+    labels: list[list[str]] = field(default_factory=list)
+    test: list[bool] | None = None
+    multi_label: bool = False
+
+
+def read_labelled(
+    path: Path, text_col: str = "text", label_col: str = "label", label_sep: str | None = None, encoding: str = "utf-8",
+    classes: list[str] | None = None,
+) -> Labelled:
+    """Read labelled texts from a folder or a file (see the module's docstring for the layouts).
+
+    `classes` limits a folder layout to those class folders (aclImdb's `train/` also holds `unsup/`).
+    """
+    if path.is_dir():
+        out = _read_folders(path, encoding, classes)
+    elif path.suffix.lower() in DELIMITED:
+        out = _read_delimited(path, DELIMITED[path.suffix.lower()], text_col, label_col, label_sep, encoding)
+    elif path.suffix.lower() in JSON_LINES:
+        out = _read_json_lines(path, text_col, label_col, label_sep, encoding)
+    else:
+        raise SeqtrainError(
+            f"{path}: cannot tell its format; give a folder of class folders, or a .csv, .tsv or .jsonl file"
+        )
+    if not out.texts:
+        raise SeqtrainError(f"{path} holds no labelled texts")
+    names = {label for labels in out.labels for label in labels}
+    if len(names) < 2:
+        raise SeqtrainError(
+            f"{path} has only one label ({', '.join(map(repr, names)) or 'none'}): a classifier needs at least two"
+        )
+    return out
+
+
+def decode(raw: bytes, path: Path, encoding: str) -> str:
+    """`raw` decoded strictly; an undecodable byte is one line naming the file, line and encoding."""
+    try:
+        return raw.decode(encoding)
+    except LookupError:
+        raise SeqtrainError(f"--encoding {encoding} is not an encoding Python knows (try utf-8, cp1252, latin-1)") from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise SeqtrainError(
+            f"{path} line {line}: byte 0x{byte} is not valid {encoding}; pass --encoding (e.g. cp1252) "
+            "or fix the file"
+        ) from None
+
+
+def _read_folders(root: Path, encoding: str, classes: list[str] | None) -> Labelled:
+    splits = [root / "train", root / "test"]
+    if all(s.is_dir() and any(p.is_dir() for p in s.iterdir()) for s in splits):
+        out = Labelled(test=[])
+        for is_test, split in enumerate(splits):
+            _add_class_folders(out, split, encoding, bool(is_test), classes)
+        return out
+    out = Labelled()
+    _add_class_folders(out, root, encoding, None, classes)
+    return out
+
+
+def _add_class_folders(out: Labelled, root: Path, encoding: str, is_test: bool | None, classes: list[str] | None) -> None:
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and (classes is None or p.name in classes))
+    if not folders:
+        raise SeqtrainError(f"{root} holds no class folders (expected {root}/<label>/*.txt)")
+    for folder in folders:
+        for path in sorted(folder.glob("*.txt")):
+            out.texts.append(decode(path.read_bytes(), path, encoding))
+            out.labels.append([folder.name])
+            if is_test is not None:
+                out.test.append(is_test)
+
+
+def _split_labels(cell: object, label_sep: str | None, where: str) -> list[str]:
+    if isinstance(cell, list):
+        labels = [str(x).strip() for x in cell]
+    elif cell is None:
+        labels = []
+    else:
+        text = str(cell)
+        labels = [x.strip() for x in text.split(label_sep)] if label_sep else [text.strip()]
+    labels = [x for x in labels if x]
+    if not labels:
+        raise SeqtrainError(f"{where}: the label is empty; every text needs a label")
+    return list(dict.fromkeys(labels))  # each label once, in the order given
+
+
+def _missing_column(path: Path, flag: str, name: str, columns: list[str]) -> SeqtrainError:
+    return SeqtrainError(f"{path} has no column '{name}' (columns: {', '.join(columns)}); name it with {flag}")
+
+
+def _read_delimited(
+    path: Path, delimiter: str, text_col: str, label_col: str, label_sep: str | None, encoding: str
+) -> Labelled:
+    text = decode(path.read_bytes(), path, encoding).lstrip("\ufeff")
+    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+    header = next(reader, None)
+    if not header:
+        raise SeqtrainError(f"{path} is empty; it needs a header row naming its columns")
+    header = [h.strip() for h in header]
+    for flag, name in (("--text-col", text_col), ("--label-col", label_col)):
+        if name not in header:
+            raise _missing_column(path, flag, name, header)
+    ti, li = header.index(text_col), header.index(label_col)
+    out = Labelled()
+    for row in reader:
+        where = f"{path} line {reader.line_num}"
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise SeqtrainError(f"{where}: {len(row)} fields where the header has {len(header)}")
+        out.texts.append(row[ti])
+        out.labels.append(_split_labels(row[li], label_sep, where))
+    out.multi_label = label_sep is not None
+    return out
+
+
+def _read_json_lines(path: Path, text_col: str, label_col: str, label_sep: str | None, encoding: str) -> Labelled:
+    out = Labelled(multi_label=label_sep is not None)
+    for number, line in enumerate(decode(path.read_bytes(), path, encoding).lstrip("\ufeff").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SeqtrainError(f"{where}: not a JSON object ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise SeqtrainError(f"{where}: not a JSON object")
+        for flag, name in (("--text-col", text_col), ("--label-col", label_col)):
+            if name not in record:
+                raise _missing_column(path, flag, name, list(record))
+        out.multi_label |= isinstance(record[label_col], list)
+        out.texts.append(str(record[text_col]))
+        out.labels.append(_split_labels(record[label_col], label_sep, where))
+    return out

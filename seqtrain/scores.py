@@ -1,0 +1,81 @@
+"""Classification scores from additive counts, so an epoch's batches sum exactly.
+
+A single-label pass counts a confusion matrix (rows: true class, columns:
+predicted); a multi-label pass counts true positives, false positives and
+false negatives per label. Both reduce to per-class (tp, fp, fn).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Counts:
+    """Per-class counts of one pass; `confusion` only for single-label tasks."""
+
+    tp: torch.Tensor
+    fp: torch.Tensor
+    fn: torch.Tensor
+    confusion: torch.Tensor | None = None
+
+    @classmethod
+    def from_confusion(cls, confusion: torch.Tensor) -> Counts:
+        tp = confusion.diagonal()
+        return cls(tp, confusion.sum(0) - tp, confusion.sum(1) - tp, confusion)
+
+    def per_class(self) -> dict[str, torch.Tensor]:
+        """precision, recall, f1 and support per class (0 where undefined, as scikit-learn reports)."""
+        tp, fp, fn = self.tp.double(), self.fp.double(), self.fn.double()
+        precision = tp / (tp + fp).clamp(min=1)
+        recall = tp / (tp + fn).clamp(min=1)
+        f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+        return {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
+
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes that occur in the truth or the predictions of this pass."""
+        present = (self.tp + self.fp + self.fn) > 0
+        f1 = self.per_class()["f1"]
+        return float(f1[present].mean()) if present.any() else 0.0
+
+    def micro_f1(self) -> float:
+        tp, fp, fn = (float(x.sum()) for x in (self.tp, self.fp, self.fn))
+        return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def count_sums(predicted: torch.Tensor, targets: torch.Tensor, classes: int) -> dict[str, float]:
+    """Additive sums of one batch: `cm:<true*C+pred>` cells (single-label, [B] ids), or `tp:/fp:/fn:<class>`
+    (multi-label, [B, C] 0/1); only non-zero entries, so a batch costs what it holds."""
+    if predicted.dim() == 1:
+        cells = torch.bincount(targets * classes + predicted, minlength=classes * classes)
+        named = {"cm": cells}
+    else:
+        p, t = predicted.bool(), targets.bool()
+        named = {"tp": (p & t).sum(0), "fp": (p & ~t).sum(0), "fn": (~p & t).sum(0)}
+    return {f"{kind}:{i}": float(v) for kind, values in named.items() for i, v in enumerate(values.tolist()) if v}
+
+
+def counts_from_sums(sums: dict[str, float], classes: int, multi_label: bool) -> Counts:
+    """The counts that `count_sums` spread over keys, gathered back into tensors."""
+    if multi_label:
+        vectors = {kind: torch.zeros(classes, dtype=torch.long) for kind in ("tp", "fp", "fn")}
+        for key, value in sums.items():
+            kind, _, index = key.partition(":")
+            if kind in vectors:
+                vectors[kind][int(index)] = int(value)
+        return Counts(vectors["tp"], vectors["fp"], vectors["fn"])
+    cells = torch.zeros(classes * classes, dtype=torch.long)
+    for key, value in sums.items():
+        if key.startswith("cm:"):
+            cells[int(key[3:])] = int(value)
+    return Counts.from_confusion(cells.view(classes, classes))
+
+
+def headline_scores(counts: Counts, correct: float, count: int, multi_label: bool) -> dict[str, float]:
+    """accuracy (exact match for multi-label), macro-F1, and micro-F1 for multi-label."""
+    out = {"accuracy": correct / max(count, 1), "macro_f1": counts.macro_f1()}
+    if multi_label:
+        out["micro_f1"] = counts.micro_f1()
+    return out
