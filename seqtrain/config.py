@@ -135,6 +135,17 @@ class ClassifierModel(EncoderModel):
 class LanguageModelModel(ModelSettings):
     embed_dim: int = opt(128, "Embedding size.", at_least=1)
     tie_weights: bool = opt(False, "Share the embedding matrix with the output layer (needs --embed-dim = --hidden).")
+    output: str = opt(
+        "full",
+        "Output layer: a full softmax over the vocabulary, or an adaptive softmax (frequent words in a head, rarer "
+        "ones in smaller clusters; exact log-probabilities, much faster for large vocabularies).",
+        ("full", "adaptive"),
+    )
+    cutoffs: str = opt(
+        "auto",
+        "Adaptive softmax cluster boundaries in the frequency-sorted vocabulary, e.g. 2000,10000; 'auto' uses "
+        "2000,10000 where the vocabulary is larger (a vocabulary of 2,001 tokens or fewer gets a full softmax).",
+    )
 
 
 @dataclass

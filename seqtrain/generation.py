@@ -51,7 +51,7 @@ def sample(
     """
     if not prime:
         raise SeqtrainError("generation needs at least one prime token")
-    vocab_size = model.decoder.out_features
+    vocab_size = model.vocab_size
     check_sampling(temperature, top_k, vocab_size)
     generator = torch.Generator()
     if seed is None:
