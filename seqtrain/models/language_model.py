@@ -10,7 +10,7 @@ from torch import nn
 
 from seqtrain.config import LanguageModelModel
 from seqtrain.errors import SeqtrainError
-from seqtrain.models.recurrent import rnn_from_settings
+from seqtrain.models.recurrent import one_step, rnn_from_settings
 
 State = Any  # a tensor [layers, B, H] for RNN/GRU, a (h, c) pair for LSTM
 
@@ -92,9 +92,24 @@ class LanguageModel(nn.Module):
         Logits for a full softmax; exact log-probabilities for an adaptive one.
         """
         hidden, state = self.features(tokens, state)
-        if self.adaptive:
-            return self.decoder.log_prob(hidden.reshape(-1, hidden.shape[-1])).view(*hidden.shape[:2], -1), state
-        return self.decoder(hidden), state
+        return self.scores(hidden.reshape(-1, hidden.shape[-1])).view(*hidden.shape[:2], -1), state
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Output scores [N, V] for recurrent outputs [N, H]: logits (full softmax) or log-probabilities (adaptive)."""
+        return self.decoder.log_prob(hidden) if self.adaptive else self.decoder(hidden)
+
+    def step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Scores [B, V] for the token after `token` [B] (one id per row), and the new state; for generation.
+
+        Runs the recurrent layers one step with their cell kernels where they
+        allow it (the same result as `forward` on one step, in eval mode).
+        """
+        stepped = None if self.training else one_step(self.rnn, self.embedding(token), state)
+        if stepped is None:
+            scores, state = self(token[:, None], state)
+            return scores[:, -1], state
+        hidden, state = stepped
+        return self.scores(hidden), state
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """Mean negative log-likelihood (nats per token) of `targets` [B, T], and the final state.
