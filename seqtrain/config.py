@@ -55,7 +55,10 @@ class TrainSettings:
     seed: int = opt(42, "Random seed for data order, initialisation and dropout.")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
     threads: int = opt(
-        0, "CPU threads for torch; 0 keeps torch's default. 1 is fastest when other jobs share the cores.", at_least=0
+        0,
+        "CPU threads for torch; 0 chooses from the model's recurrent step: 1 where a second thread gains nothing "
+        "and loses 10x or more when other jobs share the cores (every default model), all cores for large steps.",
+        at_least=0,
     )
     max_steps: int = opt(
         0, "Quick trial: at most this many batches per training, validation and test pass; 0 runs whole passes.",

@@ -28,6 +28,7 @@ matches, so "auto" leaves it to nn.
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import torch
@@ -39,28 +40,41 @@ KERNELS = ("auto", "torch", "fused")
 
 
 class Workspace:
-    """Large buffers kept from one training step to the next.
+    """Large buffers kept from one training step to the next, up to a fixed number of bytes.
 
     A freshly allocated buffer of many MiB comes back from the OS page by page
     on first touch, and on a virtual machine each 4 KiB page fault costs
     microseconds: as much as the arithmetic done on it. Each Function takes its
     buffers here; they come back when the autograd graph that holds them is
-    freed (temporaries of backward at its end).
+    freed (temporaries of backward at its end). Buffers are kept flat and
+    handed out for any shape that fits in at most twice its size, so batches of
+    varying length reuse them; what would exceed `limit_bytes` is let go, so the
+    memory held stays bounded however many shapes a run sees.
     """
 
-    def __init__(self, per_shape: int = 8):
-        self.per_shape = per_shape
+    def __init__(self, limit_bytes: int = 512 * 2**20):
+        self.limit_bytes = limit_bytes
+        self.held_bytes = 0
         self.free: dict[tuple, list[torch.Tensor]] = {}
 
     def empty(self, like: torch.Tensor, *shape: int) -> torch.Tensor:
-        stack = self.free.get((shape, like.dtype, like.device))
-        return stack.pop() if stack else like.new_empty(shape)
+        size = math.prod(shape)
+        pool = self.free.get((like.dtype, like.device), [])
+        fits = [i for i, flat in enumerate(pool) if size <= flat.numel() <= 2 * size]
+        if fits:
+            flat = pool.pop(min(fits, key=lambda i: pool[i].numel()))
+            self.held_bytes -= flat.numel() * flat.element_size()
+        else:
+            flat = like.new_empty(size)
+        return flat[:size].view(shape)
 
     def release(self, *buffers: torch.Tensor) -> None:
         for buffer in buffers:
-            stack = self.free.setdefault((tuple(buffer.shape), buffer.dtype, buffer.device), [])
-            if len(stack) < self.per_shape:
-                stack.append(buffer)
+            flat = buffer._base if buffer._base is not None else buffer.view(-1)
+            nbytes = flat.numel() * flat.element_size()
+            if self.held_bytes + nbytes <= self.limit_bytes:
+                self.free.setdefault((flat.dtype, flat.device), []).append(flat)
+                self.held_bytes += nbytes
 
 
 WORKSPACE = Workspace()

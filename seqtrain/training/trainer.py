@@ -28,7 +28,7 @@ from seqtrain.config import TrainSettings
 from seqtrain.errors import SeqtrainError, first_line
 from seqtrain.tasks.base import Loader, StepContext, Task, TaskData
 from seqtrain.training.checkpoint import BEST, FORMAT, LAST, MARKER, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from seqtrain.training.device import detach_state, move, resolve_device
+from seqtrain.training.device import apply_threads, detach_state, move, resolve_device
 from seqtrain.training.progress import epoch_progress, format_stats, metrics_table
 from seqtrain.training.runs import new_run_dir, point_latest, resume_point
 from seqtrain.training.tensorboard import RunLogger
@@ -148,8 +148,6 @@ class Trainer:
         if checkpoint and state.epoch >= train.epochs:
             raise SeqtrainError(f"run {resume} already finished {state.epoch} epochs; pass a larger --epochs to continue")
         seed_everything(train.seed)
-        if train.threads:
-            torch.set_num_threads(train.threads)
         device = resolve_device(train.device)
         run_dir = resume or new_run_dir(train.logdir, self.task.name)
         (run_dir / "config.toml").write_text(self.config.to_toml())  # on resume: --epochs may have changed
@@ -163,6 +161,7 @@ class Trainer:
         if resume is None:
             point_latest(run_dir)
         model = self.task.build_model(data.meta).to(device)
+        threads = apply_threads(train.threads, model, train.batch_size, device)
         optimizer = make_optimizer(train, model.parameters())
         self.scheduler = make_scheduler(train, optimizer, self._steps_per_epoch(data.train) * train.epochs)
         self.scheduled = data.schedules
@@ -172,7 +171,7 @@ class Trainer:
         if not checkpoint:
             log.text("config", "```toml\n" + self.config.to_toml() + "```")
         self.global_step = state.global_step
-        self._say(f"run [bold]{run_dir}[/]  device {device}  parameters {sum(p.numel() for p in model.parameters()):,}")
+        self._say(f"run [bold]{run_dir}[/]  device {device}  {threads}  parameters {sum(p.numel() for p in model.parameters()):,}")
         if not checkpoint:
             for note in self.task.notes():
                 self._say(note)
