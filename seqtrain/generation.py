@@ -28,12 +28,13 @@ def sample_next(scores: torch.Tensor, temperature: float, top_k: int | None, gen
     """One token id from scores [V] (logits or log-probabilities), sharpened by temperature and optionally cut to the k most likely."""
     scores = scores.float().cpu()
     scaled = scores / temperature
-    if not torch.isfinite(scaled).all():  # so cold that scaling overflows: the limit is greedy
-        return int(scores.argmax())
     if top_k is not None and top_k < scaled.shape[-1]:
         threshold = torch.topk(scaled, top_k).values[-1]
         scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-    return int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator))
+    try:
+        return int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator))
+    except RuntimeError:  # so cold that scaling overflowed (the softmax is NaN): the limit is greedy
+        return int(scores.argmax())
 
 
 @torch.inference_mode()
