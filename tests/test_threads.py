@@ -58,4 +58,9 @@ def test_the_chosen_count_is_in_the_first_line_and_does_not_change_the_weights(t
     assert "threads 2 (--threads)" in first_lines[1]
     for name, value in weights[0].items():
         assert torch.allclose(value, weights[1][name], atol=1e-6), name
+    # the commands that use a trained model choose the same way
+    torch.set_num_threads(2)
+    result = CliRunner().invoke(app, ["generate", "--logdir", str(tmp_path / "0"), "--length", "5", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == 1
     torch.set_num_threads(1)
