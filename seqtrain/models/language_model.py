@@ -20,21 +20,28 @@ AUTO_CUTOFFS = (2000, 10000)
 DIV_VALUE = 4.0
 
 
-def adaptive_cutoffs(spec: str, vocab_size: int) -> list[int]:
-    """Cluster boundaries in the frequency-sorted vocabulary; [] means no cluster is worth having (a full softmax).
-
-    `spec` is "auto" or increasing integers separated by commas ("2000,10000").
-    """
+def parse_cutoffs(spec: str) -> list[int] | None:
+    """`--cutoffs` as increasing positive integers ("2000,10000"), or None for "auto"; checked before any data loads."""
     if spec == "auto":
-        return [c for c in AUTO_CUTOFFS if c < vocab_size - 1]
+        return None
     try:
         cutoffs = [int(part) for part in spec.split(",")]
     except ValueError:
-        raise SeqtrainError(f"--cutoffs must be 'auto' or increasing integers like 2000,10000, not '{spec}'") from None
-    if not cutoffs or any(b <= a for a, b in zip(cutoffs, cutoffs[1:])) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size - 1:
+        cutoffs = []
+    if not cutoffs or cutoffs[0] < 1 or any(b <= a for a, b in zip(cutoffs, cutoffs[1:])):
+        raise SeqtrainError(f"--cutoffs must be 'auto' or increasing positive integers like 2000,10000, not '{spec}'")
+    return cutoffs
+
+
+def adaptive_cutoffs(spec: str, vocab_size: int) -> list[int]:
+    """Cluster boundaries in the frequency-sorted vocabulary; [] means no cluster is worth having (a full softmax)."""
+    cutoffs = parse_cutoffs(spec)
+    if cutoffs is None:
+        return [c for c in AUTO_CUTOFFS if c < vocab_size - 1]
+    if cutoffs[-1] >= vocab_size - 1:
         raise SeqtrainError(
-            f"--cutoffs {spec}: need increasing integers between 1 and {vocab_size - 2} (the vocabulary has {vocab_size} "
-            "tokens); or 'auto'"
+            f"--cutoffs {spec}: the last boundary must be below {vocab_size - 1} (the vocabulary has {vocab_size} tokens); "
+            "or use 'auto'"
         )
     return cutoffs
 

@@ -15,7 +15,6 @@ character, all add perplexity.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from seqtrain.data.streams import StreamLoader, read_text, split_stream
 from seqtrain.data.text import UNK, Vocab
 from seqtrain.errors import SeqtrainError
 from seqtrain.generation import check_sampling, sample
-from seqtrain.models.language_model import LanguageModel, adaptive_cutoffs
+from seqtrain.models.language_model import LanguageModel, parse_cutoffs
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
 
 EOS = "<eos>"
@@ -118,9 +117,8 @@ class LanguageModelTask(Task):
         return list(text) if self.level == "char" else word_tokens(text)
 
     def validate(self) -> None:
-        model = self.config.model
-        if model.output == "adaptive":
-            adaptive_cutoffs(model.cutoffs, sys.maxsize)  # the format, before any data loads; the range needs the vocabulary
+        if self.config.model.output == "adaptive":
+            parse_cutoffs(self.config.model.cutoffs)  # the range needs the vocabulary: checked when the model is built
 
     def prepare(self, meta: LanguageModelMeta | None = None, quiet: bool = False) -> TaskData:
         texts = self.texts(quiet)
