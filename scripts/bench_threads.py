@@ -73,14 +73,14 @@ def main() -> None:
                 time.sleep(0.5)
             for name, threads in counts.items():
                 torch.set_num_threads(threads)
+                rival = process_seconds(competitor.pid) if competitor is not None else 0.0
                 before = (busy_seconds(), process_seconds(), time.perf_counter())
                 rate = train_seqtrain(seqs, targets)
                 wall = time.perf_counter() - before[2]
                 ours = process_seconds() - before[1]
-                other = busy_seconds() - before[0] - ours
                 if competitor is not None:
-                    other -= process_seconds(competitor.pid) - getattr(competitor, "seen", 0.0)
-                    competitor.seen = process_seconds(competitor.pid)
+                    ours += process_seconds(competitor.pid) - rival
+                other = busy_seconds() - before[0] - ours
                 background.append(other / wall)
                 best[name, condition] = max(best.get((name, condition), 0.0), rate)
                 print(f"  round {round_ + 1} {condition:15s} {name:18s} {rate:8,.0f} samples/s  "
