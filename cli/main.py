@@ -55,19 +55,15 @@ def friendly(func):
 
 
 def use_threads(threads: int) -> None:
-    """--threads for the commands that run a trained model (fit reads its own from the settings)."""
+    """Check --threads of the commands that run a trained model; the count is set where the model loads (load_trained)."""
     if threads < 0:
-        raise SeqtrainError(f"--threads must be 0 (torch's default) or positive, not {threads}")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        raise SeqtrainError(f"--threads must be 0 (chosen from the model) or positive, not {threads}")
 
 
 RunArg = Annotated[Optional[str], typer.Argument(help="A run folder, a checkpoint file, or a run name under --logdir [default: latest].")]
 LogdirOpt = Annotated[str, typer.Option("--logdir", help="Folder that holds the run directories.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 keeps torch's default. 1 is fastest when other jobs share the cores.")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 chooses from the model (1 for every default model: fastest when other jobs share the cores).")]
 
 
 #: what `--resume` may change: how long to train, where, and where the data is now
@@ -137,7 +133,7 @@ def evaluate(
     checkpoint = resolve_checkpoint(run, logdir)
     if split not in ("test", "val"):
         raise SeqtrainError(f"--split must be test or val, not '{split}'")
-    rows, config = evaluate_checkpoint(checkpoint, split, device, data, console)
+    rows, config = evaluate_checkpoint(checkpoint, split, device, data, console, threads)
     console.print(metrics_table(f"{config.task}: {checkpoint}", rows))
 
 
@@ -153,12 +149,12 @@ def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
     return [line for line in lines if line.strip() and line != "-"]
 
 
-def load_run_for(run: str | None, logdir: str, device: str, ability: str):
+def load_run_for(run: str | None, logdir: str, device: str, ability: str, threads: int):
     """The run's task (metadata loaded) and model, refusing runs whose task does not do `ability`."""
     from seqtrain.inference import load_trained
     from seqtrain.training.runs import resolve_checkpoint
 
-    trained = load_trained(resolve_checkpoint(run, logdir), device)
+    trained = load_trained(resolve_checkpoint(run, logdir), device, threads)
     return trained.require(ability), trained
 
 
@@ -187,7 +183,7 @@ def predict(
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
-    task, trained = load_run_for(run, logdir, device, "predict")
+    task, trained = load_run_for(run, logdir, device, "predict", threads)
     for text, predictions in zip(lines, task.predict(trained.model, lines, trained.device, top_k, threshold)):
         shown = text if len(text) <= 70 else text[:67] + "..."
         labels = ",".join(p.label for p in predictions) or "-"
@@ -206,7 +202,7 @@ def forecast(
 ) -> None:
     """Forecast the values after the end of a CSV with a trained forecasting model: one 'step<TAB>value' line each."""
     use_threads(threads)
-    task, trained = load_run_for(run, logdir, device, "forecast")
+    task, trained = load_run_for(run, logdir, device, "forecast", threads)
     for step, value in enumerate(task.forecast(trained.model, data, trained.device), start=1):
         typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
 
@@ -233,7 +229,7 @@ def translate(
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to translate: pass texts, --file FILE, or '-' with text on stdin")
-    task, trained = load_run_for(run, logdir, device, "translate")
+    task, trained = load_run_for(run, logdir, device, "translate", threads)
     for output in task.translate(trained.model, lines, trained.device, beam, length_penalty, max_len):
         console.print(output, highlight=False, markup=False, soft_wrap=True)
 
@@ -260,7 +256,7 @@ def generate(
         raise SeqtrainError(f"--length must be 0 or more, not {length}")
     if run is None:
         run = str(latest_run_of(logdir, {name for name, cls in REGISTRY.items() if cls.ability == "generate"}))
-    task, trained = load_run_for(run, logdir, device, "generate")
+    task, trained = load_run_for(run, logdir, device, "generate", threads)
     for text in task.generate(trained.model, prime, length, temperature, top_k, seed):
         typer.echo(text, nl=False)
     typer.echo()

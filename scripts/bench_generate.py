@@ -8,6 +8,10 @@ Stateful generation reads the prime once and then one character per step.
     python scripts/bench_generate.py                       # a fresh model of the shakespeare task's size
     python scripts/bench_generate.py --checkpoint runs/latest/best.pt --lengths 200 1000 5000
 
+It also measures the floor: the model's own one-step kernels (one recurrent
+step per layer plus the output projection) in a bare loop with no sampling,
+and prints how close stateful generation comes to it.
+
 Speed does not depend on the weights, so a fresh model measures the same as a
 trained one of its shape. The whole-prefix sampler is quadratic; it stops after
 `--max-seconds` per length and reports the rate over what it produced, which
@@ -17,11 +21,13 @@ only overstates its speed (later characters cost more).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
 
 from seqtrain.generation import sample, sample_next
+from seqtrain.models.recurrent import one_step
 from seqtrain.inference import load_trained
 from seqtrain.tasks import build_config, make_task
 from seqtrain.training.runs import resolve_checkpoint
@@ -35,6 +41,36 @@ def stateful_rate(model, prime: list[int], length: int, repeats: int = 3) -> flo
         produced = sum(1 for _ in sample(model, prime, length, temperature=0.5, seed=0))
         rates.append(produced / (time.perf_counter() - started))
     return max(rates)
+
+
+@torch.inference_mode()
+def floor_rate(model, steps: int = 2000, repeats: int = 3) -> float:
+    """Steps per second of the bare per-token work: one cell step per layer and the output layer, nothing else."""
+    model.eval()
+    token = torch.zeros(1, dtype=torch.long)
+    _, state = model(token[:, None])
+    x = model.embedding(token)
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(steps):
+            hidden, state = one_step(model.rnn, x, state)
+            model.scores(hidden)
+        rates.append(steps / (time.perf_counter() - started))
+    return max(rates)
+
+
+@torch.inference_mode()
+def sequence_kernel_rate(model, prime: list[int], length: int) -> float:
+    """Stateful generation that feeds each token through the model's sequence kernel (`model(token, state)`),
+    as `seqtrain generate` did before the one-step path: the same tokens, more set-up per token."""
+    generator = torch.Generator().manual_seed(0)
+    started = time.perf_counter()
+    scores, state = model(torch.tensor([prime]))
+    for _ in range(length):
+        token = sample_next(scores[0, -1], 0.5, None, generator)
+        scores, state = model(torch.tensor([[token]]), state)
+    return length / (time.perf_counter() - started)
 
 
 def block_rates(model, prime: list[int], length: int, blocks: int = 10) -> list[float]:
@@ -84,6 +120,17 @@ def main() -> None:
     m, vocab = task.config.model, task.meta.vocab
     print(f"model: {m.layers}x{m.hidden} {m.cell}, vocabulary {len(vocab)}, {args.threads} thread(s), CPU")
     prime = list(range(min(6, len(vocab))))  # a 6-character prime, like "ROMEO:"
+
+    floor, stateful, sequence = [], [], []
+    for _ in range(3):  # interleaved, so a change in background load hits all three
+        floor.append(floor_rate(model))
+        stateful.append(stateful_rate(model, prime, 2000, repeats=1))
+        sequence.append(sequence_kernel_rate(model, prime, 2000))
+    print(f"floor (one {m.cell} step per layer + the {len(vocab)}-way output, no sampling): {max(floor):,.0f} steps/s "
+          f"({1e3 / max(floor):.3f} ms); stateful generation {max(stateful):,.0f} c/s = {max(stateful) / max(floor):.2f}x "
+          f"the floor; through the sequence kernel per token {max(sequence):,.0f} c/s (one-step path "
+          f"{max(stateful) / max(sequence):.1f}x faster). Best of 3 interleaved rounds; load average {os.getloadavg()[0]:.2f}",
+          flush=True)
 
     header = f"{'chars':>6} {'stateful c/s':>13} {f'window-{args.window} c/s':>15} {'whole-prefix c/s':>17} {'vs window':>10} {'vs prefix':>10}"
     print(header)

@@ -55,7 +55,10 @@ class TrainSettings:
     seed: int = opt(42, "Random seed for data order, initialisation and dropout.")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
     threads: int = opt(
-        0, "CPU threads for torch; 0 keeps torch's default. 1 is fastest when other jobs share the cores.", at_least=0
+        0,
+        "CPU threads for torch; 0 chooses from the model's recurrent step: 1 where a second thread gains nothing "
+        "and loses 10x or more when other jobs share the cores (every default model), all cores for large steps.",
+        at_least=0,
     )
     max_steps: int = opt(
         0, "Quick trial: at most this many batches per training, validation and test pass; 0 runs whole passes.",
@@ -164,6 +167,17 @@ class ClassifierModel(EncoderModel):
 class LanguageModelModel(ModelSettings):
     embed_dim: int = opt(128, "Embedding size.", at_least=1)
     tie_weights: bool = opt(False, "Share the embedding matrix with the output layer (needs --embed-dim = --hidden).")
+    output: str = opt(
+        "full",
+        "Output layer: a full softmax over the vocabulary, or an adaptive softmax (frequent words in a head, rarer "
+        "ones in smaller clusters; exact log-probabilities, much faster for large vocabularies).",
+        ("full", "adaptive"),
+    )
+    cutoffs: str = opt(
+        "auto",
+        "Adaptive softmax cluster boundaries in the frequency-sorted vocabulary, e.g. 2000,10000; 'auto' uses "
+        "2000,10000 where the vocabulary is larger (a vocabulary of 2,001 tokens or fewer gets a full softmax).",
+    )
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Sampling from a language model: stateful, so each new token costs one recurrent step.
 
 The prime is read once; after that only the newest token is fed, with the
-carried hidden state, instead of re-reading the whole prefix for every token.
+carried hidden state, instead of re-reading the whole prefix for every token,
+through the model's one-step path (`LanguageModel.step`).
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ def check_sampling(temperature: float, top_k: int | None, vocab_size: int) -> No
         raise SeqtrainError(f"--top-k must be between 1 and the vocabulary size {vocab_size} (got {top_k})")
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> int:
-    """One token id from logits [V], sharpened by temperature and optionally cut to the k most likely."""
-    logits = logits.float().cpu()
-    if not torch.isfinite(logits / temperature).all():  # so cold that scaling overflows: the limit is greedy
-        return int(logits.argmax())
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        threshold = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+def sample_next(scores: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> int:
+    """One token id from scores [V] (logits or log-probabilities), sharpened by temperature and optionally cut to the k most likely."""
+    scores = scores.float().cpu()
+    scaled = scores / temperature
+    if top_k is not None and top_k < scaled.shape[-1]:
+        threshold = torch.topk(scaled, top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
+    try:
+        return int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator))
+    except RuntimeError:  # so cold that scaling overflowed (the softmax is NaN): the limit is greedy
+        return int(scores.argmax())
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample(
     model: nn.Module,
     prime: list[int],
@@ -51,7 +52,7 @@ def sample(
     """
     if not prime:
         raise SeqtrainError("generation needs at least one prime token")
-    vocab_size = model.decoder.out_features
+    vocab_size = model.vocab_size
     check_sampling(temperature, top_k, vocab_size)
     generator = torch.Generator()
     if seed is None:
@@ -60,9 +61,12 @@ def sample(
         generator.manual_seed(seed)
     model.eval()
     device = next(model.parameters()).device
-    logits, state = model(torch.tensor([prime], device=device))
+    scores, state = model(torch.tensor([prime], device=device))
+    scores = scores[0, -1]
+    fed = torch.empty(1, dtype=torch.long, device=device)  # one buffer for every step's input
     for index in range(length):
-        token = sample_next(logits[0, -1], temperature, top_k, generator)
+        token = sample_next(scores, temperature, top_k, generator)
         yield token
         if index + 1 < length:
-            logits, state = model(torch.tensor([[token]], device=device), state)
+            scores, state = model.step(fed.fill_(token), state)
+            scores = scores[0]

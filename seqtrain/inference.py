@@ -19,7 +19,7 @@ from seqtrain.errors import SeqtrainError
 from seqtrain.tasks import config_from_dict, make_task
 from seqtrain.tasks.base import Task
 from seqtrain.training.checkpoint import load_checkpoint
-from seqtrain.training.device import resolve_device
+from seqtrain.training.device import apply_threads, resolve_device
 from seqtrain.training.trainer import Trainer
 
 #: what each ability's command is called, for the message that points a user to the right one
@@ -54,22 +54,27 @@ class Trained:
         return self.task
 
 
-def load_trained(checkpoint: Path, device: str = "auto") -> Trained:
-    """Rebuild the model from the checkpoint alone (config + metadata + weights); no data needed."""
+def load_trained(checkpoint: Path, device: str = "auto", threads: int | None = None) -> Trained:
+    """Rebuild the model from the checkpoint alone (config + metadata + weights); no data needed.
+
+    `threads` (the commands' --threads; 0 chooses from the model as a run does) sets torch's CPU threads; None leaves them.
+    """
     blob = load_checkpoint(checkpoint)
     task = make_task(config_from_dict(blob["config"]))
     dev = resolve_device(device)
     model = task.build_model(task.load_meta(blob["meta"]))
     model.load_state_dict(blob["model"])
+    if threads is not None:
+        apply_threads(threads, model, task.config.train.batch_size, dev)
     return Trained(task, model.to(dev).eval(), dev, checkpoint)
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, split: str, device: str, data: str | None, console: Console | None
+    checkpoint: Path, split: str, device: str, data: str | None, console: Console | None, threads: int | None = None
 ) -> tuple[dict[str, dict[str, float]], Config]:
     """Rows for the report: the model's metrics on `split`, then the task's extra rows for that split
     (e.g. the forecasting baselines 'naive test', 'linear test')."""
-    trained = load_trained(checkpoint, device)
+    trained = load_trained(checkpoint, device, threads)
     task = trained.task
     if data is not None:
         if not isinstance(task.config.data, SourceData):

@@ -17,7 +17,8 @@ from seqtrain.config import LanguageModelModel
 from seqtrain.data.streams import StreamLoader, batchify, read_text, split_stream
 from seqtrain.errors import SeqtrainError
 from seqtrain.generation import check_sampling, sample
-from seqtrain.models.language_model import LanguageModel
+from seqtrain.models.language_model import LanguageModel, adaptive_cutoffs
+from seqtrain.models.recurrent import one_step
 from seqtrain.tasks.base import StepContext
 from seqtrain.tasks.language_modeling import SHAKESPEARE_URL, CharLMTask
 from seqtrain.training.device import detach_state
@@ -162,20 +163,97 @@ def test_generation_is_repeatable_under_a_seed(lm):
 
 
 def test_each_new_token_costs_one_step_with_the_state_carried(lm):
-    widths = []
+    widths, steps = [], []
     hook = lm.rnn.register_forward_hook(lambda module, args, out: widths.append(args[0].shape[1]))
+    original = lm.step
+    lm.step = lambda token, state: steps.append(token.shape) or original(token, state)
     try:
         tokens = list(sample(lm, [4, 5, 6, 7], 30, temperature=0.8, seed=0))
     finally:
         hook.remove()
-    assert widths == [4] + [1] * 29  # the prime once, then one step per token (the last one is never fed)
+        del lm.step
+    assert widths == [4]  # the prime once through the sequence kernel ...
+    assert steps == [(1,)] * 29  # ... then one single step per token (the last one is never fed)
     # carrying state is exact: the same as re-reading the whole prefix
     with torch.no_grad():
         full, _ = lm(torch.tensor([[4, 5, 6, 7] + tokens]))
         step_logits, state = lm(torch.tensor([[4, 5, 6, 7]]))
         for token in tokens[:5]:
-            step_logits, state = lm(torch.tensor([[token]]), state)
-    assert torch.allclose(step_logits[0, -1], full[0, 8], atol=1e-5)
+            step_logits, state = lm.step(torch.tensor([token]), state)
+    assert torch.allclose(step_logits[0], full[0, 8], atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("kernel", ["torch", "fused"])
+def test_one_step_is_the_sequence_kernel_on_one_step(cell, kernel):
+    torch.manual_seed(0)
+    model = LanguageModel(20, LanguageModelModel(cell=cell, embed_dim=8, hidden=16, layers=2, kernel=kernel)).eval()
+    with torch.no_grad():
+        _, state = model(torch.tensor([[1, 2, 3], [4, 5, 6]]))
+        expected, expected_state = model(torch.tensor([[7], [8]]), state)
+        scores, new_state = model.step(torch.tensor([7, 8]), state)
+    assert torch.allclose(scores, expected[:, 0], atol=1e-6)
+    for a, b in zip(detach_state(new_state) if cell == "lstm" else [new_state], expected_state if cell == "lstm" else [expected_state]):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert one_step(model.rnn, torch.zeros(2, 8), None) is None  # no state yet: the caller runs the module
+
+
+def test_loop_layers_step_through_the_module_itself():
+    torch.manual_seed(0)
+    model = LanguageModel(20, LanguageModelModel(embed_dim=8, hidden=16, layer_norm=True)).eval()
+    with torch.no_grad():
+        _, state = model(torch.tensor([[1, 2, 3]]))
+        assert one_step(model.rnn, torch.zeros(1, 8), state) is None
+        expected, _ = model(torch.tensor([[4]]), state)
+        scores, _ = model.step(torch.tensor([4]), state)
+    assert torch.allclose(scores, expected[:, 0])
+
+
+# ---------------------------------------------------------- adaptive softmax
+def adaptive_lm(vocab: int = 50, cutoffs: str = "10,30") -> LanguageModel:
+    torch.manual_seed(0)
+    return LanguageModel(vocab, LanguageModelModel(embed_dim=8, hidden=64, layers=2, output="adaptive", cutoffs=cutoffs))
+
+
+def test_adaptive_softmax_gives_exact_normalised_log_probabilities():
+    model = adaptive_lm().eval()
+    assert model.adaptive and list(model.decoder.cutoffs) == [10, 30, 50]
+    tokens = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(1))
+    targets = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        scores, _ = model(tokens)
+        loss, _ = model.loss(tokens, targets)
+    assert scores.shape == (3, 7, 50)
+    assert torch.allclose(scores.exp().sum(-1), torch.ones(3, 7), atol=1e-5)  # a distribution over every word
+    # the training loss is the exact negative log-likelihood, not a sampled estimate
+    assert torch.allclose(loss, -scores.gather(-1, targets[..., None]).mean(), atol=1e-5)
+
+
+def test_adaptive_softmax_learns_words_in_every_cluster():
+    model = adaptive_lm()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    pattern = [1, 12, 2, 40, 3, 31, 4, 25]  # each word names the next: head words and words of both tail clusters
+    stream = torch.tensor(pattern * 8).view(4, -1)
+    losses = []
+    for _ in range(120):
+        loss, _ = model.loss(stream[:, :-1], stream[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0], losses[::10] + losses[-1:]
+
+
+def test_cutoffs_auto_fit_the_vocabulary_and_bad_ones_are_refused():
+    assert adaptive_cutoffs("auto", 33278) == [2000, 10000]
+    assert adaptive_cutoffs("auto", 5000) == [2000]
+    assert adaptive_cutoffs("auto", 2001) == []  # too small for a cluster: the full softmax
+    assert not adaptive_lm(50, "auto").adaptive
+    for spec in ("10,5", "abc", "0,10", "49", ""):
+        with pytest.raises(SeqtrainError, match="--cutoffs"):
+            adaptive_cutoffs(spec, 50)
+    with pytest.raises(SeqtrainError, match="--output full"):
+        LanguageModel(50, LanguageModelModel(embed_dim=16, hidden=16, output="adaptive", cutoffs="10", tie_weights=True))
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])
@@ -274,18 +352,25 @@ def test_charlm_without_text_or_with_binary_text_is_one_error(tmp_path):
     assert result.exit_code == 2 and "binary" in result.output
 
 
-def test_word_lm_learns_and_generates_words(text_file, tmp_path):
+@pytest.mark.parametrize("output", [["--tie-weights", "--output", "full"], ["--output", "adaptive", "--cutoffs", "4,10"]])
+def test_word_lm_learns_and_generates_words(text_file, tmp_path, output):
     result = invoke("fit", "--task", "wordlm", "--text", text_file, "--logdir", tmp_path, "--epochs", "3",
-                    "--embed-dim", "32", "--hidden", "32", "--tie-weights", "--batch-size", "8", "--bptt", "20", "--lr", "0.01")
+                    "--embed-dim", "32", "--hidden", "32", *output, "--batch-size", "8", "--bptt", "20", "--lr", "0.01")
     assert result.exit_code == 0, result.output
-    metrics = json.loads((latest_run(tmp_path) / "metrics.json").read_text())
+    run = latest_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["best_val"]["ppl"] < 0.5 * metrics["extra"]["all"]["uniform"]["ppl"], metrics
+    weights = torch.load(run / "best.pt", weights_only=True)["model"]
+    assert ("decoder.head.weight" in weights) == ("adaptive" in output)
     out = invoke("generate", "--logdir", tmp_path, "--prime", "the king", "--length", "30", "--seed", "0")
     assert out.exit_code == 0, out.output
     vocabulary = set(small_text().split()) | {"<eos>", "<unk>"}
     assert set(out.output.split()) <= vocabulary
     assert len(out.output.split()) + out.output.count("\n") - 1 == 2 + 30  # <eos> prints as a line break
     assert out.output.startswith("the king ")
+    scored = invoke("evaluate", run, "--split", "test")  # the checkpoint round-trips: the same test score
+    assert scored.exit_code == 0, scored.output
+    assert f"{metrics['test']['ppl']:.4f}" in scored.output
 
 
 # ------------------------------------------------------------- real data

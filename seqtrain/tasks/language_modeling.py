@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seqtrain.config import LanguageModelData, LanguageModelModel, LanguageModelTrain, OwnTextData, Schema
@@ -31,7 +30,7 @@ from seqtrain.data.streams import StreamLoader, read_text, split_stream
 from seqtrain.data.text import UNK, Vocab
 from seqtrain.errors import SeqtrainError
 from seqtrain.generation import check_sampling, sample
-from seqtrain.models.language_model import LanguageModel
+from seqtrain.models.language_model import LanguageModel, parse_cutoffs
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
 
 EOS = "<eos>"
@@ -73,6 +72,7 @@ WORD_DEFAULTS = {
     "lr": 2e-3,
     "clip": 0.25,
     "epochs": 6,
+    "output": "adaptive",
 }
 
 
@@ -115,6 +115,10 @@ class LanguageModelTask(Task):
 
     def tokenize(self, text: str) -> list[str]:
         return list(text) if self.level == "char" else word_tokens(text)
+
+    def validate(self) -> None:
+        if self.config.model.output == "adaptive":
+            parse_cutoffs(self.config.model.cutoffs)  # the range needs the vocabulary: checked when the model is built
 
     def prepare(self, meta: LanguageModelMeta | None = None, quiet: bool = False) -> TaskData:
         texts = self.texts(quiet)
@@ -166,8 +170,7 @@ class LanguageModelTask(Task):
 
     def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], state: Any, ctx: StepContext) -> StepResult:
         inputs, targets = batch
-        logits, state = model(inputs, state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss, state = model(inputs, state, targets=targets)
         count = targets.numel()
         return StepResult(loss, count, {"loss": loss.item() * count}, state)
 
@@ -240,6 +243,7 @@ class CharLMTask(LanguageModelTask):
     schema = Schema(LanguageModelTrain, LanguageModelModel, OwnTextData)
 
     def validate(self) -> None:
+        super().validate()
         data = self.config.data
         if not (data.text or data.data or data.data_dir):
             raise SeqtrainError(f"--task {self.name} needs --text FILE (a UTF-8 text file or a folder of .txt files)")

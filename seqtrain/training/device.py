@@ -1,4 +1,4 @@
-"""Choosing the device, and moving any batch onto it."""
+"""Choosing the device and the CPU thread count, and moving any batch onto it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,52 @@ import dataclasses
 from typing import Any
 
 import torch
+from torch import nn
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.models.cells import LoopLayer
+
+#: torch's own thread count at start-up (one per core), before any run changed it
+CORES = torch.get_num_threads()
+#: multiply-adds of one recurrent step (batch x the largest recurrent weight) from which a second thread is used.
+#: A step runs as a handful of small parallel regions; when a core is shared, each region waits for the
+#: descheduled thread's turn (a few ms), which cost 10-45x on 2 cores. Below about 2^28 multiply-adds
+#: (~10 ms of one core) that wait outweighs what the thread saves; every default model here is 4-4000x smaller.
+MIN_STEP_FOR_THREADS = 2**28
+
+
+def recurrent_step_cost(model: nn.Module, batch_size: int) -> int:
+    """Multiply-adds of the largest single recurrent step of `model`: batch x hidden-to-hidden weight."""
+    largest = 0
+    for module in model.modules():
+        if isinstance(module, nn.RNNBase):
+            largest = max([largest] + [w.numel() for name, w in module.named_parameters() if name.startswith("weight_hh")])
+        elif isinstance(module, LoopLayer):
+            largest = max(largest, module.hidden_proj.weight.numel())
+    return batch_size * largest
+
+
+def choose_threads(requested: int, model: nn.Module, batch_size: int, device: torch.device) -> tuple[int, str]:
+    """(threads, why): `requested` when given, else 1 for recurrent steps too small to gain from a second thread.
+
+    A rule from the model's shape, not a timing probe, so the choice (and so
+    the arithmetic of a seeded run) is the same on a busy and a quiet machine.
+    """
+    if requested:
+        return requested, "--threads"
+    if device.type != "cpu":
+        return CORES, "auto: the GPU does the work"
+    cost = recurrent_step_cost(model, batch_size)
+    if cost and cost < MIN_STEP_FOR_THREADS:
+        return 1, f"auto: recurrent step of {cost / 1e6:,.1f}M multiply-adds"
+    return CORES, "auto: large steps" if cost else "auto: no recurrent layer"
+
+
+def apply_threads(requested: int, model: nn.Module, batch_size: int, device: torch.device) -> str:
+    """Set torch's CPU threads for a run (see `choose_threads`); returns how the count was chosen, for the run's first line."""
+    threads, why = choose_threads(requested, model, batch_size, device)
+    torch.set_num_threads(threads)
+    return f"threads {threads} ({why})"
 
 
 def resolve_device(spec: str) -> torch.device:

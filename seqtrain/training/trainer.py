@@ -32,7 +32,7 @@ from seqtrain.errors import SeqtrainError, first_line
 from seqtrain.tasks.base import Loader, StepContext, Task, TaskData
 from seqtrain.training.checkpoint import BEST, FORMAT, LAST, MARKER, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqtrain.training import distributed
-from seqtrain.training.device import detach_state, move, resolve_device
+from seqtrain.training.device import apply_threads, detach_state, move, resolve_device
 from seqtrain.training.distributed import World
 from seqtrain.training.progress import epoch_progress, format_stats, metrics_table
 from seqtrain.training.runs import clear_leftovers, new_run_dir, point_latest, resume_point
@@ -201,8 +201,6 @@ class Trainer:
             raise SeqtrainError(f"run {resume} already finished {state.epoch} epochs; pass a larger --epochs to continue")
         distributed.check_batch(self.world, train.batch_size, train.accumulate)
         seed_everything(train.seed)
-        if train.threads:
-            torch.set_num_threads(train.threads)
         device = distributed.rank_device(self.world, resolve_device(train.device))
         check_precision(train.precision, device)
         run_dir = None
@@ -222,6 +220,7 @@ class Trainer:
         if resume is None and self.world.main:
             point_latest(run_dir)
         model = self.task.build_model(data.meta).to(device)
+        threads = apply_threads(train.threads, model, train.batch_size, device)
         optimizer = self.task.optimizer(model) or make_optimizer(train, model.parameters())
         self.scheduler = make_scheduler(train, optimizer, self._steps_per_epoch(data.train) * train.epochs)
         self.scheduled = data.schedules
@@ -240,7 +239,7 @@ class Trainer:
         self.global_step = state.global_step
         processes = f"  processes {self.world.size}" if self.world.parallel else ""
         self._say(
-            f"run [bold]{run_dir}[/]  device {device}{processes}  parameters {sum(p.numel() for p in model.parameters()):,}"
+            f"run [bold]{run_dir}[/]  device {device}{processes}  {threads}  parameters {sum(p.numel() for p in model.parameters()):,}"
         )
         if not checkpoint:
             for note in self.task.notes():
