@@ -6,6 +6,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+import torch
+
 PAD, UNK = "<pad>", "<unk>"
 
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -15,6 +17,27 @@ _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]|_", re.UNICODE)
 def tokenize(text: str) -> list[str]:
     """Lower-cased words (contractions kept whole) and single punctuation marks; HTML line breaks dropped."""
     return _TOKEN.findall(_BREAK.sub(" ", text).lower())
+
+
+#: bump when tokenize() changes: every cache of encoded text is keyed on it
+TOKENIZER_VERSION = 1
+
+
+def encode_texts(texts: Iterable[str], skip_empty: bool = False) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Tokenize each text once into ids over one word list, in first-seen order (a run cuts its own
+    vocabulary from these later): (words, ids int32, offsets where each text starts, and the end).
+
+    With `skip_empty`, texts without a token get no entry; else they get an empty one.
+    """
+    word_ids: dict[str, int] = {}
+    ids: list[int] = []
+    offsets = [0]
+    for text in texts:
+        tokens = tokenize(text)
+        if tokens or not skip_empty:
+            ids.extend(word_ids.setdefault(token, len(word_ids)) for token in tokens)
+            offsets.append(len(ids))
+    return list(word_ids), torch.tensor(ids, dtype=torch.int32), torch.tensor(offsets, dtype=torch.long)
 
 
 class Vocab:

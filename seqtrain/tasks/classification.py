@@ -25,7 +25,7 @@ from seqtrain.config import ClassifierData, ClassifierModel, Schema, TrainSettin
 from seqtrain.data.batching import Batch, SequenceLoader
 from seqtrain.data.download import cached_tensors, source_key
 from seqtrain.data.labelled import Labelled
-from seqtrain.data.text import PAD, UNK, Vocab, tokenize
+from seqtrain.data.text import PAD, TOKENIZER_VERSION, UNK, Vocab, encode_texts, tokenize
 from seqtrain.data.vectors import embedding_matrix, resolve_vectors, vector_dim
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.bow import baselines
@@ -37,7 +37,6 @@ from seqtrain.transfer import (
     log_embedding_layer,
 )
 
-TOKENIZER_VERSION = 1  # bump when tokenize() changes, to invalidate cached encodings
 
 
 @dataclass
@@ -64,18 +63,15 @@ def encode_labelled(labelled: Labelled) -> dict[str, Any]:
     training split); labels become ids over the sorted label names."""
     names = sorted({label for labels in labelled.labels for label in labels})
     index = {name: i for i, name in enumerate(names)}
-    word_ids: dict[str, int] = {}
-    ids: list[int] = []
-    offsets, label_ids, label_offsets = [0], [], [0]
-    for text, labels in zip(labelled.texts, labelled.labels):
-        ids.extend(word_ids.setdefault(token, len(word_ids)) for token in tokenize(text))
-        offsets.append(len(ids))
+    words, ids, offsets = encode_texts(labelled.texts)
+    label_ids, label_offsets = [], [0]
+    for labels in labelled.labels:
         label_ids.extend(index[label] for label in labels)
         label_offsets.append(len(label_ids))
     return {
-        "words": list(word_ids),
-        "ids": torch.tensor(ids, dtype=torch.int32),
-        "offsets": torch.tensor(offsets, dtype=torch.long),
+        "words": words,
+        "ids": ids,
+        "offsets": offsets,
         "label_names": names,
         "label_ids": torch.tensor(label_ids, dtype=torch.long),
         "label_offsets": torch.tensor(label_offsets, dtype=torch.long),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,12 @@ def locate(config: Config, quiet: bool = False) -> Path:
     archives = [given] if given.is_file() else sorted(p for p in given.iterdir() if p.name.endswith((".tar.gz", ".tgz", ".tar")))
     if not archives:
         raise SeqtrainError(f"{given} holds neither an aclImdb/ folder nor an archive of one (--data)")
-    archive = archives[0]
-    return extract(archive, cache / "imdb" / f"{archive.name.split('.')[0]}-{source_key(archive)}", layout_problem) / "aclImdb"
+    return unpack(archives[0], cache, layout_problem)
+
+
+def unpack(archive: Path, cache: Path, complete: Callable[[Path], str | None] | None = None) -> Path:
+    """The aclImdb/ folder of a local archive, extracted once into the cache under a key of the archive's file."""
+    return extract(archive, cache / "imdb" / f"{archive.name.split('.')[0]}-{source_key(archive)}", complete) / "aclImdb"
 
 
 def layout_problem(folder: Path, per_part: int | None = None) -> str | None:

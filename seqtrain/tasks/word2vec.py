@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from seqtrain.config import Schema, SourceData, TrainSettings, opt
-from seqtrain.data.download import cache_dir, cached_tensors, extract, source_key
+from seqtrain.data.download import cache_dir, cached_tensors, source_key
 from seqtrain.data.sources import local_source
 from seqtrain.data.streams import read_text
-from seqtrain.data.text import tokenize
+from seqtrain.data.text import TOKENIZER_VERSION, encode_texts
 from seqtrain.data.vectors import WordVectors, save_vectors
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.skipgram import RowAdam, SkipGram, SkipGramBatch, SkipGramBatches
@@ -32,7 +32,6 @@ from seqtrain.similarity import format_neighbours, nearest, read_similarity_pair
 from seqtrain.tasks import imdb
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
 
-TOKENIZER_VERSION = 1
 #: the reviews word2vec reads from an aclImdb tree: every training review, labelled or not; never test
 IMDB_PARTS = ("train/pos", "train/neg", "train/unsup")
 #: words shown in TensorBoard's projector (the most frequent ones): more makes the tab slow to load
@@ -139,7 +138,7 @@ class Word2VecTask(Task):
         it names (the labelled and unlabelled reviews may come as two archives), or of the downloaded one."""
         if given is not None and given.is_dir() and not any((given / sub / "train").is_dir() for sub in ("aclImdb", ".")):
             archives = sorted(p for p in given.iterdir() if p.name.endswith(ARCHIVES))
-            roots = [extract(a, cache / "imdb" / f"{a.name.split('.')[0]}-{source_key(a)}") / "aclImdb" for a in archives]
+            roots = [imdb.unpack(archive, cache) for archive in archives]
         else:
             roots = [imdb.locate(self.config, quiet)]
         parts = [root / part for root in roots for part in IMDB_PARTS if (root / part).is_dir()]
@@ -218,18 +217,7 @@ def review_texts(parts: list[Path]):
 
 def encode_documents(documents) -> dict[str, Any]:
     """Token ids of each document over one word list, with the offset where each document starts."""
-    word_ids: dict[str, int] = {}
-    ids: list[int] = []
-    offsets = [0]
-    for text in documents:
-        tokens = tokenize(text)
-        if tokens:
-            ids.extend(word_ids.setdefault(token, len(word_ids)) for token in tokens)
-            offsets.append(len(ids))
-    if not ids:
+    words, ids, offsets = encode_texts(documents, skip_empty=True)
+    if not len(ids):
         raise SeqtrainError("the text holds no words to train word vectors on")
-    return {
-        "words": list(word_ids),
-        "ids": torch.tensor(ids, dtype=torch.int32),
-        "offsets": torch.tensor(offsets, dtype=torch.long),
-    }
+    return {"words": words, "ids": ids, "offsets": offsets}
