@@ -1,6 +1,7 @@
 """Data parallel training: batch parts per rank, and two gloo processes under torchrun training one model."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from seqtrain_cli.main import app
 from test_resume import small_text
 
 ROOT = Path(__file__).resolve().parents[1]
+# gloo on the loopback device: no lookup of the machine's name, which a closed network may leave hanging
+LOOPBACK_ENV = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
 
 
 def test_parts_split_every_row_once_whatever_the_batch_type():
@@ -51,7 +54,7 @@ def test_two_gloo_processes_train_one_model_and_rank_0_writes_the_run(tmp_path):
               "--save-every", "2"]
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "seqtrain", "fit"]
     done = subprocess.run(launch + [str(a) for a in common] + ["--logdir", str(tmp_path / "ddp"), "-q"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=LOOPBACK_ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     run = latest_run(tmp_path / "ddp")
     names = sorted(p.name for p in run.iterdir())
@@ -70,28 +73,45 @@ def test_two_gloo_processes_train_one_model_and_rank_0_writes_the_run(tmp_path):
     assert abs(ddp_test - json.loads((latest_run(tmp_path / "one") / "metrics.json").read_text())["test"]["loss"]) < 1e-4
 
     more = subprocess.run(launch + ["--resume", str(run), "--epochs", "3", "-q"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)  # every rank resumes from the same checkpoint
+                          timeout=300, env=LOOPBACK_ENV)  # every rank resumes from the same checkpoint
     assert more.returncode == 0, more.stderr[-3000:]
     resumed = load_checkpoint(run / "last.pt")
     assert resumed["state"]["global_step"] == 12 and resumed["ranks"][0]["weights"] == resumed["ranks"][1]["weights"]
 
 
-def test_a_task_step_reads_its_model_through_the_ddp_wrapper(tmp_path):
-    """The forecaster's step reads model.target_std: DataParallel passes model attributes through."""
-    import torch.distributed as dist
+WRAPPED_STEP = """
+import socket
+import torch
+import torch.distributed as dist
+from datetime import timedelta
+from seqtrain.tasks.base import StepContext
+from seqtrain.training import distributed
+from conftest import make
 
-    from seqtrain.tasks.base import StepContext
+task = make("sine", hidden=8)
+model = task.build_model(task.default_meta())
+with socket.socket() as probe:  # a free loopback port for the store
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
+                        timeout=timedelta(seconds=60))
+try:
+    net = distributed.wrap(model, torch.device("cpu"))
+    x, y = torch.randn(4, 50, 1), torch.randn(4, 50, 1)
+    result = task.step(net, (x, y), None, StepContext(True))
+    result.loss.backward()
+    assert net.target_std is model.target_std and all(p.grad is not None for p in model.parameters())
+finally:
+    dist.destroy_process_group()
+print("ok")
+"""
 
-    from conftest import make
 
-    task = make("sine", hidden=8)
-    model = task.build_model(task.default_meta())
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        net = distributed.wrap(model, torch.device("cpu"))
-        x, y = torch.randn(4, 50, 1), torch.randn(4, 50, 1)
-        result = task.step(net, (x, y), None, StepContext(True))
-        result.loss.backward()
-        assert net.target_std is model.target_std and all(p.grad is not None for p in model.parameters())
-    finally:
-        dist.destroy_process_group()
+def test_a_task_step_reads_its_model_through_the_ddp_wrapper():
+    """The forecaster's step reads model.target_std: DataParallel passes model attributes through.
+
+    A process of its own, on loopback, with a timeout: a process group that cannot form must fail this
+    test, not hang the suite."""
+    done = subprocess.run([sys.executable, "-c", WRAPPED_STEP], cwd=ROOT / "tests", capture_output=True, text=True,
+                          timeout=180, env=LOOPBACK_ENV)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
