@@ -538,7 +538,7 @@ class Trainer:
         optimizer skips on a device flag and the step never waits for the device; otherwise (other optimizers, a
         gradient scaler, several processes) it reads the flag once.
         """
-        train, world, tally, state = self.config.train, self.world, s.tally, s.state
+        train, world, tally = self.config.train, self.world, s.tally
         accumulate = train.accumulate
         parts = world.size * accumulate
         scheduled = {name: fn(self.global_step) for name, fn in self.scheduled.items()}
