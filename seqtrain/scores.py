@@ -50,7 +50,10 @@ def count_sums(predicted: torch.Tensor, targets: torch.Tensor, classes: int) -> 
     `tp`/`fp`/`fn` per class (multi-label, [B, C] 0/1). Read back (seqtrain/sums.py `floats`) they are the
     non-zero entries `cm:<cell>` or `tp:<class>`..., the form `counts_from_sums` takes."""
     if predicted.dim() == 1:
-        return {"cm": torch.bincount(targets * classes + predicted, minlength=classes * classes)}
+        cells = targets * classes + predicted
+        # not bincount: on CUDA it reads the largest id back to size its output, a host sync
+        zeros = torch.zeros(classes * classes, dtype=torch.long, device=cells.device)
+        return {"cm": zeros.scatter_add_(0, cells, torch.ones_like(cells))}
     p, t = predicted.bool(), targets.bool()
     return {"tp": (p & t).sum(0), "fp": (p & ~t).sum(0), "fn": (~p & t).sum(0)}
 

@@ -83,6 +83,26 @@ def test_a_fused_adam_step_reads_nothing_back_from_the_device(task, tmp_path, im
     assert all(math.isfinite(e.value) for e in events.Scalars("train/grad_norm"))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("task", ["sine", "charlm", "imdb"])
+def test_on_cuda_a_fused_adam_step_never_synchronizes(task, tmp_path, imdb_dir, monkeypatch):
+    """CUDA's own sync check raises at any synchronizing call inside a step (after the first, which sets things up)."""
+    step, steps = Trainer._train_step, []
+
+    def strict(self, *args, **kwargs):
+        torch.cuda.set_sync_debug_mode("error" if steps else "default")
+        try:
+            return step(self, *args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            steps.append(1)
+
+    monkeypatch.setattr(Trainer, "_train_step", strict)
+    result = fits(task, tmp_path, imdb_dir, "--optimizer", "adam", "--device", "cuda")
+    assert result.exit_code == 0, result.output
+    assert len(steps) == 12
+
+
 def test_other_optimizers_read_one_flag_per_step(tmp_path, imdb_dir, reads_in_steps):
     result = fits("sine", tmp_path, imdb_dir, "--optimizer", "rmsprop")
     assert result.exit_code == 0, result.output
