@@ -35,6 +35,8 @@ class Reading:
 
 
 class StepGuard:
+    """A run's bad-step counters (device tensors between reads, ints after) and the steps recorded since the last read."""
+
     def __init__(self, in_a_row: int = 0, skipped: int = 0):
         self.in_a_row: int | torch.Tensor = in_a_row  # non-finite steps in a row
         self.skipped: int | torch.Tensor = skipped  # non-finite steps over the run
