@@ -45,16 +45,17 @@ class Counts:
         return 2 * tp / max(2 * tp + fp + fn, 1)
 
 
-def count_sums(predicted: torch.Tensor, targets: torch.Tensor, classes: int) -> dict[str, float]:
-    """Additive sums of one batch: `cm:<true*C+pred>` cells (single-label, [B] ids), or `tp:/fp:/fn:<class>`
-    (multi-label, [B, C] 0/1); only non-zero entries, so a batch costs what it holds."""
+def count_sums(predicted: torch.Tensor, targets: torch.Tensor, classes: int) -> dict[str, torch.Tensor]:
+    """Additive sums of one batch as vectors on its device: `cm` cells at true*C+pred (single-label, [B] ids), or
+    `tp`/`fp`/`fn` per class (multi-label, [B, C] 0/1). Read back (seqtrain/sums.py `floats`) they are the
+    non-zero entries `cm:<cell>` or `tp:<class>`..., the form `counts_from_sums` takes."""
     if predicted.dim() == 1:
-        cells = torch.bincount(targets * classes + predicted, minlength=classes * classes)
-        named = {"cm": cells}
-    else:
-        p, t = predicted.bool(), targets.bool()
-        named = {"tp": (p & t).sum(0), "fp": (p & ~t).sum(0), "fn": (~p & t).sum(0)}
-    return {f"{kind}:{i}": float(v) for kind, values in named.items() for i, v in enumerate(values.tolist()) if v}
+        cells = targets * classes + predicted
+        # not bincount: on CUDA it reads the largest id back to size its output, a host sync
+        zeros = torch.zeros(classes * classes, dtype=torch.long, device=cells.device)
+        return {"cm": zeros.scatter_add_(0, cells, torch.ones_like(cells))}
+    p, t = predicted.bool(), targets.bool()
+    return {"tp": (p & t).sum(0), "fp": (p & ~t).sum(0), "fn": (~p & t).sum(0)}
 
 
 def counts_from_sums(sums: dict[str, float], classes: int, multi_label: bool) -> Counts:

@@ -98,7 +98,9 @@ class PairBatch:
 
     The decoder reads `<bos> + target[:-1]` and predicts `target`; padding is 0.
     `references` are each example's raw target texts (every translation of its
-    source in the split), for BLEU: free of <unk>.
+    source in the split), for BLEU: free of <unk>. `sizes` are the target
+    lengths again, kept on the host (a list per row, so a batch split in parts
+    splits them too), so a step on a GPU counts its tokens without reading the device.
     """
 
     source: torch.Tensor
@@ -106,10 +108,20 @@ class PairBatch:
     target: torch.Tensor
     target_lengths: torch.Tensor
     references: list[list[str]]
+    sizes: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.sizes is None:
+            self.sizes = self.target_lengths.tolist()
+
+    @property
+    def tokens(self) -> int:
+        """Target tokens (padding excluded) of the batch."""
+        return sum(self.sizes)
 
     def to(self, device: torch.device) -> PairBatch:
         tensors = (self.source, self.source_lengths, self.target, self.target_lengths)
-        return PairBatch(*(t.to(device) for t in tensors), self.references)
+        return PairBatch(*(t.to(device) for t in tensors), self.references, self.sizes)
 
     def __len__(self) -> int:
         return self.source.shape[0]

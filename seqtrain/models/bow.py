@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
+from seqtrain.sums import floats
 
 PENALTIES = (3e-4, 3e-5, 3e-6)
 FIRST_ITERATIONS, WARM_ITERATIONS = 60, 25  # L-BFGS iterations for the first penalty, and for each warm-started one
@@ -118,7 +119,7 @@ class LogisticRegression:
 
 def score(predicted: torch.Tensor, targets: torch.Tensor, classes: int, multi_label: bool) -> dict[str, float]:
     """The run's headline scores (accuracy, macro-F1, micro-F1 for multi-label) of a baseline's predictions."""
-    sums = count_sums(predicted, targets, classes)
+    sums = floats(count_sums(predicted, targets, classes))
     counts: Counts = counts_from_sums(sums, classes, multi_label)
     exact = (predicted == targets).all(-1) if multi_label else predicted == targets
     return headline_scores(counts, float(exact.sum()), len(targets), multi_label)

@@ -3,7 +3,10 @@
 Each layer and direction is its own single-layer nn.RNN/LSTM/GRU, so the same
 parameters serve two exact ways of skipping padding:
 
-- packed: pack_padded_sequence per layer;
+- packed: pack_padded_sequence, then all layers and directions in one call
+  of the multi-layer kernel (cuDNN's on CUDA) given these parameters in nn's
+  order; per layer where dropout runs between layers (that kernel's own
+  dropout draws other numbers);
 - masked: run the padded batch as is. Right padding cannot reach the valid
   steps of a forward pass; the backward direction runs forward over each
   sequence reversed *within its own length*, so its padding also comes last.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqtrain.config import EncoderModel, ModelSettings
 from seqtrain.models.cells import LoopRNN
@@ -58,6 +61,9 @@ def rnn_from_settings(cfg: ModelSettings, input_size: int, between: float) -> nn
         cfg.cell, input_size, cfg.hidden, cfg.layers, between, cfg.recurrent_dropout, cfg.layer_norm, cfg.kernel, cfg.init
     )
 
+
+#: aten's multi-layer sequence kernels that nn.RNN/LSTM/GRU call on packed input, by nn's `mode`
+STACK_KERNELS = {"LSTM": torch._VF.lstm, "GRU": torch._VF.gru, "RNN_TANH": torch._VF.rnn_tanh, "RNN_RELU": torch._VF.rnn_relu}
 
 #: aten's one-step cells with nn.RNN/LSTM/GRU's parameter layout (what nn.RNNCell/LSTMCell/GRUCell call)
 STEP_CELLS = {"LSTM": torch.lstm_cell, "GRU": torch.gru_cell, "RNN_TANH": torch.rnn_tanh_cell, "RNN_RELU": torch.rnn_relu_cell}
@@ -158,16 +164,46 @@ class RecurrentEncoder(nn.Module):
         backward direction the 'last' state is the one after reading the whole
         sequence backwards, i.e. at its first token.
         """
-        run = self._packed if self.packing == "on" else self._masked
-        finals = None
-        for index, layer in enumerate(self.layers):
-            if index:
-                x = self.between(x)
-            outputs, finals = zip(*(run(rnn, x, lengths, reverse=d == "bwd") for d, rnn in layer.items()))
-            x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+        if self.stacks():
+            x, last = self._packed_stack(x, lengths)
+        else:
+            run = self._packed if self.packing == "on" else self._masked
+            finals = None
+            for index, layer in enumerate(self.layers):
+                if index:
+                    x = self.between(x)
+                outputs, finals = zip(*(run(rnn, x, lengths, reverse=d == "bwd") for d, rnn in layer.items()))
+                x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+            last = torch.cat(finals, dim=-1)
         if zero_padding:
             x = x * padding_mask(lengths.to(x.device), x.shape[1]).unsqueeze(-1).to(x.dtype)
-        return x, torch.cat(finals, dim=-1)
+        return x, last
+
+    def stacks(self) -> bool:
+        """Whether forward runs every layer and direction in one kernel call: packing, and no dropout between layers to draw."""
+        if self.packing != "on" or (len(self.layers) > 1 and self.between.p and self.training):
+            return False
+        return all(isinstance(rnn, nn.RNNBase) for layer in self.layers for rnn in layer.values())
+
+    def _packed_stack(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The packed path in one call of nn's multi-layer kernel, with the per-layer modules' own parameters.
+
+        nn's bidirectional kernel reads each sequence backwards from its own end,
+        as the per-layer path does by reversing within lengths, so both compute the same.
+        """
+        first = self.layers[0]["fwd"]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        weights = [w for layer in self.layers for rnn in layer.values() for w in rnn._flat_weights]
+        zeros = packed.data.new_zeros(len(self.layers) * self.directions, x.shape[0], self.hidden)
+        lstm = first.mode == "LSTM"
+        out, h_n, *_ = STACK_KERNELS[first.mode](
+            packed.data, packed.batch_sizes, (zeros, zeros) if lstm else zeros, weights, first.bias, len(self.layers), 0.0,
+            self.training, self.directions == 2,
+        )
+        out = PackedSequence(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        last = h_n[-self.directions:].index_select(1, packed.unsorted_indices)  # the last layer's directions
+        return outputs, torch.cat(list(last), dim=-1)
 
     @staticmethod
     def _masked(rnn: nn.RNNBase, x, lengths, reverse: bool):

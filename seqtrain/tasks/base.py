@@ -27,9 +27,11 @@ class StepResult:
 
     `loss` is the mean loss to back-propagate. `sums` are additive totals
     (e.g. summed loss, correct predictions) over `count` units (examples or
-    tokens), so the trainer can aggregate exactly over an epoch; a sum may be
-    a 0-dim tensor, which the trainer adds up on the device and reads only when
-    it shows or saves the totals (no host sync per step). `state` is
+    tokens), so the trainer can aggregate exactly over an epoch. A sum should
+    be a tensor on the step's device (0-dim, or a vector such as a confusion
+    matrix, read back as `key:i` entries; seqtrain/sums.py): the trainer adds
+    them up there and reads them only when it shows or saves the totals, so a
+    step never waits for the device. `count` is a host int. `state` is
     the recurrent state to carry to the next batch (truncated BPTT); the
     trainer detaches it.
     """

@@ -275,7 +275,7 @@ class TextClassificationTask(Task):
         if meta.multi_label:
             loss = F.binary_cross_entropy_with_logits(logits, batch.targets.float())
             predicted = (torch.sigmoid(logits) >= meta.threshold).long()
-            correct = (predicted == batch.targets).all(-1).sum().item()
+            correct = (predicted == batch.targets).all(-1).sum()
         else:
             if logits.dim() == 1:
                 loss = F.binary_cross_entropy_with_logits(logits, batch.targets.float())
@@ -283,10 +283,10 @@ class TextClassificationTask(Task):
             else:
                 loss = F.cross_entropy(logits, batch.targets)
                 predicted = logits.argmax(-1)
-            correct = (predicted == batch.targets).sum().item()
+            correct = (predicted == batch.targets).sum()
         count = len(batch)
-        sums = {"loss": loss.item() * count, "accuracy": float(correct)}
-        sums.update(count_sums(predicted.cpu(), batch.targets.cpu(), len(meta.labels)))
+        sums = {"loss": loss.detach() * count, "accuracy": correct}
+        sums.update(count_sums(predicted, batch.targets, len(meta.labels)))
         return StepResult(loss, count, sums)
 
     def metrics(self, sums: dict[str, float], count: int) -> dict[str, float]:

@@ -150,9 +150,9 @@ class ForecastTask(Task):
         diff = ((last - y[:, -1]) * model.target_std).detach()
         count = len(x)
         sums = {
-            "loss": loss.item() * count,
-            "mse": diff.pow(2).mean(1).sum().item(),
-            "mae": diff.abs().mean(1).sum().item(),
+            "loss": loss.detach() * count,
+            "mse": diff.pow(2).mean(1).sum(),
+            "mae": diff.abs().mean(1).sum(),
         }
         return StepResult(loss, count, sums)
 

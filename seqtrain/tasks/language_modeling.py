@@ -172,7 +172,7 @@ class LanguageModelTask(Task):
         inputs, targets = batch
         loss, state = model(inputs, state, targets=targets)
         count = targets.numel()
-        return StepResult(loss, count, {"loss": loss.item() * count}, state)
+        return StepResult(loss, count, {"loss": loss.detach() * count}, state)
 
     def metrics(self, sums: dict[str, float], count: int) -> dict[str, float]:
         loss = sums.get("loss", 0.0) / max(count, 1)

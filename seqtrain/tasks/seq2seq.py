@@ -155,13 +155,13 @@ class Seq2SeqTask(Task):
         logits = model(batch.source, batch.source_lengths, batch.target, ratio)
         target = batch.target
         valid = target != 0
-        tokens = int(valid.sum())
+        tokens = batch.tokens
         loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=0, reduction="sum")
         correct = (logits.argmax(-1) == target) & valid
         sums = {
-            "loss": loss_sum.item(),
-            "token_accuracy": float(correct.sum()),
-            "exact_match": float((correct | ~valid).all(1).sum()),
+            "loss": loss_sum.detach(),
+            "token_accuracy": correct.sum(),
+            "exact_match": (correct | ~valid).all(1).sum(),
             "sequences": float(len(batch)),
         }
         if not ctx.training:

@@ -167,7 +167,7 @@ class Word2VecTask(Task):
 
     def step(self, model: nn.Module, batch: SkipGramBatch, state: Any, ctx: StepContext) -> StepResult:
         loss = model(batch)
-        return StepResult(loss, batch.words, {"loss": loss.item(), "pairs": float(batch.pairs)})
+        return StepResult(loss, batch.words, {"loss": loss.detach(), "pairs": batch.weights.sum()})
 
     def metrics(self, sums: dict[str, float], count: int) -> dict[str, float]:
         return {"loss": sums.get("loss", 0.0) / max(sums.get("pairs", 0.0), 1.0)}

@@ -29,14 +29,20 @@ from torch import nn
 
 from seqtrain.config import TrainSettings
 from seqtrain.errors import SeqtrainError, first_line
+from seqtrain.sums import add_sums, as_floats, fetch, floats
 from seqtrain.tasks.base import Loader, StepContext, Task, TaskData
 from seqtrain.training.checkpoint import BEST, FORMAT, LAST, MARKER, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqtrain.training import distributed
 from seqtrain.training.device import apply_threads, detach_state, move, resolve_device
 from seqtrain.training.distributed import World
+from seqtrain.training.guard import StepGuard
 from seqtrain.training.progress import epoch_progress, format_stats, metrics_table
 from seqtrain.training.runs import clear_leftovers, new_run_dir, point_latest, resume_point
 from seqtrain.training.tensorboard import RunLogger
+
+
+#: steps between reads of the device in a training pass: progress, TensorBoard's per-step points, the bad-step limit
+REFRESH = 5
 
 
 def make_optimizer(train: TrainSettings, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -53,6 +59,15 @@ def make_optimizer(train: TrainSettings, params: Iterable[nn.Parameter]) -> torc
     if train.optimizer == "sgd":
         return torch.optim.SGD(params, lr=train.lr, momentum=0.9, weight_decay=train.weight_decay)
     raise SeqtrainError(f"unknown optimizer '{train.optimizer}'; choose adam, adamw, rmsprop or sgd")
+
+
+def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer can skip a non-finite step itself, told by a device flag (`found_inf`): no host sync.
+
+    Fused Adam/AdamW leave the weights and moments as they were and take their step count back.
+    Fused SGD would too, but on a skipped first step it keeps a momentum buffer of uninitialised memory.
+    """
+    return isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) and bool(optimizer.defaults.get("fused"))
 
 
 def make_scheduler(
@@ -107,8 +122,8 @@ class Tally:
     """A training pass in progress: batches done, their metric sums, and the state carried per micro-batch."""
 
     position: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-    count: int = 0
+    sums: dict[str, Any] = field(default_factory=dict)  # floats, or device tensors since the last read
+    count: int | torch.Tensor = 0  # a device tensor where the optimizer skips bad steps on the device
     carry: list[Any] | None = None
 
 
@@ -142,6 +157,10 @@ class Session:
     last_good: str = "none yet"  # the newest checkpoint written or resumed from, for the divergence message
     started: float = field(default_factory=time.perf_counter)
     earlier: float = 0.0  # seconds trained in earlier sessions of this run
+    guard: StepGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard = StepGuard(self.state.bad_steps, self.state.skipped_steps)
 
     def wall_time(self) -> float:
         """Seconds this run has taken, over all its sessions (a resumed run counts its first part too)."""
@@ -284,9 +303,10 @@ class Trainer:
 
         Weights that are not finite are never written: the run stops and names the last good checkpoint.
         """
+        self._settle(session)  # a run past --max-bad-steps stops here, before anything is written
         s, tally = session, session.tally
         s.state.global_step, s.state.position, s.state.sums, s.state.count = (
-            self.global_step, tally.position, floats(tally.sums), tally.count
+            self.global_step, tally.position, dict(tally.sums), tally.count
         )
         mine = {"rng": rng_state(), "carry": tally.carry}
         if self.world.parallel:
@@ -476,21 +496,49 @@ class Trainer:
             for index, batch in enumerate(itertools.islice(loader, tally.position, total), tally.position):
                 self._train_step(s, batch, epoch)
                 tally.position = index + 1
-                show(index, tally.sums, tally.count)
+                if index % REFRESH == 0 or index + 1 == total:
+                    self._settle(s)
+                    show(index, tally.sums, tally.count)
                 if self.stop_requested:
                     break
                 if every and self.global_step % every == 0:
                     self._save(s, LAST)
-        sums, count = distributed.sum_dicts(self.world, floats(tally.sums), tally.count)
+        self._settle(s)
+        sums, count = distributed.sum_dicts(self.world, tally.sums, tally.count)
         return self.task.metrics(sums, count)
+
+    def _settle(self, s: Session) -> None:
+        """One read from the device: the pass's sums and count, the steps' TensorBoard points and the bad-step counters.
+
+        A run that reached --max-bad-steps non-finite steps in a row stops here, naming the step where it did.
+        """
+        tally, guard, state = s.tally, s.guard, s.state
+        size = len(tally.sums)
+        fetched = fetch([*tally.sums.values(), tally.count, *guard.pending()])
+        tally.sums, tally.count = as_floats(list(tally.sums), fetched[:size]), int(fetched[size])
+        reading = guard.settle(fetched[size + 1:])
+        state.bad_steps, state.skipped_steps = guard.in_a_row, guard.skipped
+        for point in reading.points:
+            s.log.scalar("train/loss", point.loss, point.step)
+            s.log.scalar("train/grad_norm", point.grad_norm, point.step)
+            if point.bad:
+                s.log.scalar("train/nonfinite_steps", point.skipped, point.step)
+        if reading.reached is not None:
+            s.log.flush()
+            limit = self.config.train.max_bad_steps
+            raise self._diverged(
+                s, f"{limit} steps in a row had a non-finite loss or gradient norm", reading.reached, reading.lr
+            )
 
     def _train_step(self, s: Session, batch: Any, epoch: int) -> None:
         """One optimizer step over a whole batch: this rank's micro-batches, weighted so the gradient is the batch's.
 
         A non-finite loss or gradient norm skips the update (the schedule still advances) and is counted;
-        `--max-bad-steps` of them in a row stop the run.
+        `--max-bad-steps` of them in a row stop the run (at the next read, `_settle`). With fused Adam/AdamW the
+        optimizer skips on a device flag and the step never waits for the device; otherwise (other optimizers, a
+        gradient scaler, several processes) it reads the flag once.
         """
-        train, world, tally, state = self.config.train, self.world, s.tally, s.state
+        train, world, tally = self.config.train, self.world, s.tally
         accumulate = train.accumulate
         parts = world.size * accumulate
         scheduled = {name: fn(self.global_step) for name, fn in self.scheduled.items()}
@@ -518,31 +566,36 @@ class Trainer:
         params = [p for group in s.optimizer.param_groups for p in group["params"] if p.grad is not None]
         if s.scaler.is_enabled():
             s.scaler.unscale_(s.optimizer)
-        bad_loss = False
+        bad_elsewhere = False
         if world.parallel:  # one small collective: the batch's size, Ctrl-C anywhere, a non-finite loss anywhere
             whole, stop, bad_anywhere = distributed.total(
                 world, [local, float(self.signalled), float(not math.isfinite(mean_loss.item()))]
             )
-            self.stop_requested, bad_loss = stop > 0, bad_anywhere > 0
+            self.stop_requested, bad_elsewhere = stop > 0, bad_anywhere > 0
         else:
             whole, self.stop_requested = local, self.signalled
         if parts > 1 and params:  # DDP averaged the ranks' count-weighted sums: make them the batch's mean
             torch._foreach_mul_([p.grad for p in params], world.size / max(whole, 1))
         # Sparse embedding gradients (word2vec) are neither clipped nor counted in the norm.
         dense = [p for p in params if not p.grad.is_sparse]
-        grad_norm = torch.nn.utils.clip_grad_norm_(dense, train.clip or math.inf)
-        loss_value, norm_value = torch.stack([mean_loss, grad_norm.float().to(mean_loss.device)]).tolist()
-        bad_loss = bad_loss or not math.isfinite(loss_value)
-        # with a gradient scaler, an overflowing gradient is the scaler's business (it skips and lowers its scale)
-        bad = bad_loss or (not math.isfinite(norm_value) and not s.scaler.is_enabled())
-        if bad:
+        grad_norm = torch.nn.utils.clip_grad_norm_(dense, train.clip or math.inf).float().to(mean_loss.device)
+        bad = ~torch.isfinite(mean_loss) | bad_elsewhere
+        if not s.scaler.is_enabled():  # with a gradient scaler, an overflowing gradient is the scaler's business
+            bad = bad | ~torch.isfinite(grad_norm)
+        if skips_on_device(s.optimizer) and not s.scaler.is_enabled() and not world.parallel:
+            s.optimizer.found_inf = bad.float()
+            try:
+                s.optimizer.step()
+            finally:
+                del s.optimizer.found_inf
+            for result in results:
+                add_sums(tally.sums, result.sums, keep=~bad)
+            tally.count = tally.count + torch.where(bad, 0, local)
+        elif bool(bad):  # the step's one host read
             s.optimizer.zero_grad(set_to_none=True)
-            state.bad_steps += 1
-            state.skipped_steps += 1
             if s.scaler.is_enabled():
                 s.scaler.update()
         else:
-            state.bad_steps = 0
             if s.scaler.is_enabled():
                 s.scaler.step(s.optimizer)
                 s.scaler.update()
@@ -554,22 +607,18 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.global_step += 1
-        log = s.log
-        log.scalar("train/loss", loss_value, self.global_step)
-        log.scalar("train/grad_norm", norm_value, self.global_step)
-        log.scalar("train/lr", s.optimizer.param_groups[0]["lr"], self.global_step)
-        if bad:
-            log.scalar("train/nonfinite_steps", state.skipped_steps, self.global_step)
-        for name, value in scheduled.items():
-            log.scalar(f"train/{name}", value, self.global_step)
-        if state.bad_steps >= train.max_bad_steps:
-            log.flush()
-            raise self._diverged(s, f"{state.bad_steps} steps in a row had a non-finite loss or gradient norm")
-
-    def _diverged(self, s: Session, why: str) -> SeqtrainError:
         lr = s.optimizer.param_groups[0]["lr"]
+        s.guard.record(self.global_step, mean_loss, grad_norm, bad, train.max_bad_steps, lr)
+        s.log.scalar("train/lr", lr, self.global_step)
+        for name, value in scheduled.items():
+            s.log.scalar(f"train/{name}", value, self.global_step)
+
+    def _diverged(self, s: Session, why: str, step: int | None = None, lr: float | None = None) -> SeqtrainError:
+        """The one-line stop of a diverged run, at `step` (default: now) with its learning rate `lr`."""
+        step = self.global_step if step is None else step
+        lr = s.optimizer.param_groups[0]["lr"] if lr is None else lr
         return SeqtrainError(
-            f"training diverged at step {self.global_step} (learning rate {lr:.3g}): {why}; nothing non-finite was saved, "
+            f"training diverged at step {step} (learning rate {lr:.3g}): {why}; nothing non-finite was saved, "
             f"the last good checkpoint is {s.last_good}: lower --lr (or --clip) and train again"
         )
 
@@ -588,7 +637,7 @@ class Trainer:
 
             def show(index: int, sums: dict[str, float], count: int) -> None:
                 nonlocal base
-                if self.console is None or not (index % 5 == 0 or index + 1 == total):
+                if self.console is None or not (index % REFRESH == 0 or index + 1 == total):
                     return
                 if base is None:  # what a resumed pass had counted before this session
                     base = count if done else 0
@@ -608,17 +657,6 @@ class Trainer:
     def _say(self, message: str) -> None:
         if self.console is not None:
             self.console.print(message)
-
-
-def add_sums(into: dict[str, Any], sums: dict[str, Any]) -> None:
-    """Add a step's metric sums: floats, or tensors that stay on the device until `floats` reads them."""
-    for key, value in sums.items():
-        into[key] = into.get(key, 0.0) + (value.detach() if isinstance(value, torch.Tensor) else value)
-
-
-def floats(sums: dict[str, Any]) -> dict[str, float]:
-    """Metric sums as numbers: one read from the device per progress refresh, pass or checkpoint, not per step."""
-    return {key: float(value) for key, value in sums.items()}
 
 
 def check_precision(precision: str, device: torch.device) -> None:
