@@ -83,7 +83,7 @@ def main() -> None:
                 for phase in ("cold", "warm"):
                     result = measure(path, cache, workers)
                     print(f"round {round_ + 1} {kind:11} {phase}: {result['seconds']:6.2f} s, CPU {result['cpu']:6.2f} s, "
-                          f"peak {result['peak_mb']:,.0f} MB (largest worker {result['worker_peak_mb']:,.0f} MB)")
+                          f"peak {result['peak_mb']:,.0f} MiB (largest worker {result['worker_peak_mb']:,.0f} MiB)")
                     key = (kind, phase)
                     if key not in best or result["seconds"] < best[key]["seconds"]:
                         best[key] = result
@@ -91,8 +91,8 @@ def main() -> None:
         print(f"\nbest of rounds | {pooled} | {single} | {pooled} is")
         for phase in ("cold", "warm"):
             now, before = best[(pooled, phase)], best[(single, phase)]
-            print(f"{phase}: {now['seconds']:.2f} s (CPU {now['cpu']:.2f} s), {now['peak_mb']:,.0f} MB | {before['seconds']:.2f} s "
-                  f"(CPU {before['cpu']:.2f} s), {before['peak_mb']:,.0f} MB | {before['seconds'] / now['seconds']:.2f}x faster")
+            print(f"{phase}: {now['seconds']:.2f} s (CPU {now['cpu']:.2f} s), {now['peak_mb']:,.0f} MiB | {before['seconds']:.2f} s "
+                  f"(CPU {before['cpu']:.2f} s), {before['peak_mb']:,.0f} MiB | {before['seconds'] / now['seconds']:.2f}x faster")
 
 
 if __name__ == "__main__":
