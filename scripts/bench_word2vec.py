@@ -5,8 +5,8 @@
 Runs the word2vec task's own sampler, model and optimizer for `--steps` batches of IMDB reviews
 (train + unsup, as `seqtrain fit --task word2vec --data-dir DIR` reads them; the tokenized corpus is
 cached after the first run), interleaved in rounds with the step seqtrain used before (the same loss
-through autograd: sparse embedding gradients with a row per lookup, which the optimizer merges;
-negatives drawn by a binary search of the CDF), both from the same weights on the same chunks. Words per CPU second is what the machine delivers to this
+through autograd: sparse embedding gradients with a row per lookup, which the optimizer merges),
+both from the same weights on the same batches. Words per CPU second is what the machine delivers to this
 process; on a shared machine it is the steadier figure, and on an idle one the two agree.
 """
 
@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from seqtrain.models.skipgram import SkipGram, SkipGramBatch, negative_distribution
+from seqtrain.models.skipgram import SkipGram, SkipGramBatch
 from seqtrain.tasks import build_config, make_task
 
 
@@ -39,16 +39,6 @@ def previous_loss(model: SkipGram, batch: SkipGramBatch) -> torch.Tensor:
     return -(positive + (F.logsigmoid(-negative).sum(-1) * batch.weights).sum())
 
 
-def previous_negatives(counts: list[int]):
-    """Negatives as drawn before: a binary search of the unigram^0.75 CDF per draw."""
-    cdf = torch.cumsum(negative_distribution(torch.tensor(counts)).double(), 0)
-
-    def draw(count: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.searchsorted(cdf, torch.rand(count, generator=generator, dtype=torch.float64)).clamp_(max=len(cdf) - 1)
-
-    return draw
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
@@ -64,23 +54,20 @@ def main() -> None:
     model = task.build_model(data.meta)
     before = copy.deepcopy(model)
     loader = data.train
-    now_negatives, before_negatives = loader.draw_negatives, previous_negatives(data.meta.counts)
-    runs = {  # model, optimizer, loss, how negatives are drawn
-        "now": (model, task.optimizer(model), lambda b: model(b), now_negatives),
-        "before": (before, task.optimizer(before), lambda b: previous_loss(before, b), before_negatives),
+    runs = {  # model, optimizer, loss
+        "now": (model, task.optimizer(model), lambda b: model(b)),
+        "before": (before, task.optimizer(before), lambda b: previous_loss(before, b)),
     }
     print(f"{args.steps} batches of {args.batch_size} words a round, vocabulary {len(data.meta.vocab):,}, {args.threads} thread(s)")
     totals = {name: [0, 0.0, 0.0] for name in runs}  # words, wall, CPU
-    for _, optimizer, loss_of, negatives in runs.values():  # untimed: the optimizers' state is allocated and touched
-        loader.draw_negatives = negatives
+    for _, optimizer, loss_of in runs.values():  # untimed: the optimizers' state is allocated and touched
         for _, batch in zip(range(10), loader):
             optimizer.zero_grad()
             loss_of(batch).backward()
             optimizer.step()
     for round_ in range(args.rounds):
-        for name, (_, optimizer, loss_of, negatives) in runs.items():
-            loader.draw_negatives = negatives
-            loader.set_epoch(round_)  # the same text and windows for both
+        for name, (_, optimizer, loss_of) in runs.items():
+            loader.set_epoch(round_)  # the same batches for both
             words, losses = 0, 0.0
             wall, cpu = time.perf_counter(), time.process_time()
             for index, batch in enumerate(loader):

@@ -56,16 +56,6 @@ def test_negatives_follow_unigram_to_the_three_quarters():
     assert not torch.allclose(observed, counts / counts.sum(), atol=0.05)  # not the plain unigram
 
 
-def test_alias_table_gives_each_word_its_probability_exactly():
-    from seqtrain.models.skipgram import alias_table
-
-    probabilities = negative_distribution(torch.tensor([5000, 800, 150, 40, 10, 1, 1]))
-    keep, alias = alias_table(probabilities)
-    implied = keep.clone()
-    implied.index_add_(0, alias, 1 - keep)  # a column's other share goes to its alias
-    torch.testing.assert_close(implied / len(keep), probabilities.double(), atol=1e-7, rtol=0)
-
-
 @pytest.mark.parametrize("size", [60, 100000])  # flags in a table, or a sort for a vocabulary far larger than the rows
 def test_distinct_rows_are_torch_unique(size):
     from seqtrain.models.skipgram import _distinct
