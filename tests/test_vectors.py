@@ -1,9 +1,11 @@
 import gzip
+import re
 import zipfile
 
 import pytest
 import torch
 
+from seqtrain.data import vectors
 from seqtrain.data.text import Vocab
 from seqtrain.data.vectors import embedding_matrix, load_vectors, resolve_vectors
 from seqtrain.errors import SeqtrainError
@@ -43,6 +45,59 @@ def test_ragged_rows_are_a_clear_error(tmp_path):
     path.write_text("a 1 2\nb 1 2 3\n")
     with pytest.raises(SeqtrainError, match="line 2"):
         load_vectors(path)
+
+
+def _chunked_file(tmp_path, kind: str, lines: list[str]) -> "Path":
+    text = "".join(lines).encode("utf-8")
+    if kind == "gz":
+        path = tmp_path / "v.txt.gz"
+        path.write_bytes(gzip.compress(text))
+    elif kind == "zip":
+        path = tmp_path / "v.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("v.txt", text)
+    else:
+        path = tmp_path / "v.txt"
+        path.write_bytes(text)
+    return path
+
+
+def _varied_rows(count: int, dim: int) -> list[str]:
+    """Rows in the spellings real files use: several precisions, exponents, CRLF, blank lines, a word2vec header."""
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(count, dim, generator=generator).tolist()
+    spellings = ("{:.6f}", "{:.5g}", "{:.3e}", "{}")
+    lines = [f"{count} {dim}\n"]
+    for row, numbers in enumerate(values):
+        spelled = " ".join(spellings[(row + i) % 4].format(v) for i, v in enumerate(numbers))
+        lines.append(f"w{row}é {spelled}" + ("\r\n" if row % 7 == 0 else "\n") + ("\n" if row % 50 == 0 else ""))
+    lines[-1] = lines[-1].rstrip("\n")  # no final line break
+    return lines
+
+
+@pytest.mark.parametrize("kind", ["txt", "gz", "zip"])
+def test_worker_processes_parse_exactly_what_one_process_does(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(vectors, "CHUNK_BYTES", 997)  # dozens of chunks, split mid-line
+    path = _chunked_file(tmp_path, kind, _varied_rows(400, 7))
+    alone = vectors._parse(path, None, workers=1)
+    pooled = vectors._parse(path, None, workers=2)
+    assert alone.words == pooled.words == [f"w{i}é" for i in range(400)]
+    assert torch.equal(alone.vectors, pooled.vectors) and alone.vectors.shape == (400, 7)
+    expected = torch.tensor([[float(v) for v in line.split()[1:]] for line in _varied_rows(400, 7)[1:] if line.strip()])
+    assert torch.equal(pooled.vectors, expected.float())
+
+
+@pytest.mark.parametrize("kind", ["txt", "gz"])
+@pytest.mark.parametrize("bad, message", [("w x 1 2", "line 302 is not 'word v1 ... vd'"), ("w 1 2", "line 302 has 2 values, expected 3")])
+def test_a_bad_line_far_into_the_file_is_named_by_every_parser(tmp_path, monkeypatch, kind, bad, message):
+    monkeypatch.setattr(vectors, "CHUNK_BYTES", 256)
+    lines = [f"w{i} 1 2 3\n" for i in range(300)]
+    lines.insert(150, "\n")  # blank lines count as lines
+    lines.insert(301, bad + "\n")
+    path = _chunked_file(tmp_path, kind, lines)
+    for workers in (1, 2):
+        with pytest.raises(SeqtrainError, match=f"^{re.escape(str(path))}: {message}"):
+            vectors._parse(path, None, workers=workers)
 
 
 def test_missing_file_is_a_clear_error():

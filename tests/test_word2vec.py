@@ -56,6 +56,16 @@ def test_negatives_follow_unigram_to_the_three_quarters():
     assert not torch.allclose(observed, counts / counts.sum(), atol=0.05)  # not the plain unigram
 
 
+@pytest.mark.parametrize("size", [60, 100000])  # flags in a table, or a sort for a vocabulary far larger than the rows
+def test_distinct_rows_are_torch_unique(size):
+    from seqtrain.models.skipgram import _distinct
+
+    rows = torch.randint(0, 60, (500,), generator=torch.Generator().manual_seed(0))
+    unique, inverse = _distinct(rows, size)
+    expected_unique, expected_inverse = torch.unique(rows, return_inverse=True)
+    assert torch.equal(unique, expected_unique) and torch.equal(inverse, expected_inverse)
+
+
 def test_windows_stay_inside_documents_and_within_reach():
     ids = list(range(10))
     docs = [0] * 5 + [1] * 5
@@ -182,24 +192,50 @@ def test_word2vec_reads_imdb_train_and_unsup_never_test(imdb_dir, tmp_path):
     assert "zyzzyva" not in vocab and "testonlyword" not in vocab
 
 
-def test_skipgram_loss_matches_per_pair_formula():
-    torch.manual_seed(0)
-    model = SkipGram(6, 4)
-    torch.nn.init.normal_(model.out_vectors.weight)
-    batches = sampler([0, 1, 2, 3, 4, 5], [0] * 6, [1] * 6, window=2, negatives=3)
-    batch = next(iter(batches))
-    c, o = model.in_vectors.weight, model.out_vectors.weight
-    expected = 0.0
-    for k in range(2):
-        for i in range(6 - k - 1):
+def _per_pair_loss(c: torch.Tensor, o: torch.Tensor, batch) -> torch.Tensor:
+    """word2vec's loss written pair by pair: -log s(c.o) for each pair, -log s(-c.n) for each of its center's negatives."""
+    expected = c.new_zeros(())
+    count = len(batch.tokens)
+    for k in range(len(batch.right)):
+        for i in range(count - k - 1):
             j = i + k + 1
             for center, context, on in ((i, j, batch.right[k, i]), (j, i, batch.left[k, i])):
                 if on:
                     a, b = batch.tokens[center], batch.tokens[context]
-                    expected -= torch.nn.functional.logsigmoid(c[a] @ o[b])
+                    expected = expected - torch.nn.functional.logsigmoid(c[a] @ o[b])
                     for n in batch.negatives[center]:
-                        expected -= torch.nn.functional.logsigmoid(-(c[a] @ o[n]))
-    torch.testing.assert_close(model(batch), expected)
+                        expected = expected - torch.nn.functional.logsigmoid(-(c[a] @ o[n]))
+    return expected
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_skipgram_loss_and_gradients_match_the_per_pair_formula(scale):
+    """The hand-written gradient against autograd through the per-pair loss, with repeated words (rows to merge)."""
+    torch.manual_seed(0)
+    model = SkipGram(6, 4)
+    torch.nn.init.normal_(model.in_vectors.weight)
+    torch.nn.init.normal_(model.out_vectors.weight)
+    batches = sampler([0, 1, 2, 3, 1, 5, 1, 2, 4], [0] * 6 + [1] * 3, [1] * 6, window=3, negatives=3)
+    batch = next(iter(batches))
+    c = model.in_vectors.weight.detach().clone().requires_grad_()
+    o = model.out_vectors.weight.detach().clone().requires_grad_()
+    expected = _per_pair_loss(c, o, batch)
+    (expected * scale).backward()
+    loss = model(batch)
+    (loss * scale).backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(model.in_vectors.weight.grad.to_dense(), c.grad)
+    torch.testing.assert_close(model.out_vectors.weight.grad.to_dense(), o.grad)
+    assert model.out_vectors.weight.grad.is_sparse  # rows the batch names, not the whole table
+
+
+def test_a_batch_whose_words_were_all_dropped_costs_nothing():
+    model = SkipGram(6, 4)
+    batch = next(iter(sampler([-1, -1, -1], [0] * 3, [1] * 6)))  # every word below --min-count
+    assert len(batch.tokens) == 0
+    loss = model(batch)
+    loss.backward()
+    assert loss.item() == 0 and model.in_vectors.weight.grad._nnz() == 0
 
 
 def test_word2vec_reads_a_folder_of_two_imdb_archives(imdb_dir, tmp_path):
@@ -222,19 +258,28 @@ def test_word2vec_reads_a_folder_of_two_imdb_archives(imdb_dir, tmp_path):
     assert "zyzzyva" in words and "movie" in words
 
 
-def test_row_adam_matches_sparse_adam():
+@pytest.mark.parametrize("source", ["embedding", "skipgram"])
+def test_row_adam_matches_sparse_adam(source):
+    """On autograd's gradients (a row per lookup, repeated) and on SkipGramLoss's (distinct sorted rows)."""
     from seqtrain.models.skipgram import RowAdam
 
     torch.manual_seed(0)
-    ours, theirs = torch.nn.Embedding(10, 4, sparse=True), torch.nn.Embedding(10, 4, sparse=True)
-    theirs.weight.data.copy_(ours.weight.data)
-    start = ours.weight.detach().clone()
+    ours = SkipGram(10, 4)
+    torch.nn.init.normal_(ours.out_vectors.weight)
+    theirs = SkipGram(10, 4)
+    theirs.load_state_dict(ours.state_dict())
+    start = ours.in_vectors.weight.detach().clone()
     optimizers = [RowAdam(ours.parameters(), lr=0.1), torch.optim.SparseAdam(list(theirs.parameters()), lr=0.1)]
     for step in range(5):
         rows = torch.tensor([step, step + 1, step + 1, 7])  # a repeated row, and one row in every step
-        for embedding, optimizer in zip((ours, theirs), optimizers):
+        batch = next(iter(sampler(rows.tolist(), [0] * 4, [1] * 10, window=2, negatives=2, seed=step)))
+        for model, optimizer in zip((ours, theirs), optimizers):
             optimizer.zero_grad()
-            (embedding(rows) ** 2).sum().backward()
+            if source == "embedding":
+                (model.in_vectors(rows) ** 2).sum().backward()
+            else:
+                model(batch).backward()
             optimizer.step()
-    torch.testing.assert_close(ours.weight, theirs.weight, atol=1e-5, rtol=1e-5)
-    assert torch.equal(ours.weight[9], start[9]) and not torch.equal(ours.weight[7], start[7])  # only touched rows move
+    torch.testing.assert_close(ours.in_vectors.weight, theirs.in_vectors.weight, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.out_vectors.weight, theirs.out_vectors.weight, atol=1e-5, rtol=1e-5)
+    assert torch.equal(ours.in_vectors.weight[9], start[9]) and not torch.equal(ours.in_vectors.weight[7], start[7])

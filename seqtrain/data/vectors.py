@@ -3,20 +3,28 @@ seqtrain run (a word2vec run's word vectors, or a classifier's or language model
 
 Text files may be plain, gzipped or zipped. Real GloVe files hold a few rows with bytes that are not
 UTF-8; those words are decoded with replacement rather than failing the whole load. Text is parsed
-in blocks of lines by numpy's C parser, and the parsed vectors are cached as one tensor file (the
-words as one UTF-8 buffer), so a second load is a file read (scripts/bench_vectors.py: about 2x
-faster cold than a line-by-line parse with a fifth of its memory, 0.26 s warm for 400,000 x 100).
+in chunks of lines by numpy's C parser, one worker process per core, and the parsed vectors are
+cached as one tensor file (the words as one UTF-8 buffer), so a second load is a file read
+(scripts/bench_vectors.py measures both against parsing in one process).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import multiprocessing
+import os
 import re
+import sys
 import zipfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -32,8 +40,11 @@ _HEADER = re.compile(rb"^\s*(\d+) (\d+)\s*$")  # word2vec's first line: "<count>
 _NUMBER_BYTES = frozenset(b"0123456789.-+eE \r\n")
 #: state-dict entries that hold a run's word vectors (word2vec's input vectors, a model's embedding layer)
 EMBEDDING_KEYS = ("in_vectors.weight", "embedding.weight")
-#: lines parsed per numpy call: large enough to amortise the call, small enough to bound the text held
+#: lines written per numpy call when saving
 BLOCK_LINES = 20000
+#: bytes of text parsed per numpy call (in one worker): large enough to amortise the call and the
+#: transfer between processes, small enough to bound the text held in flight
+CHUNK_BYTES = 8 << 20
 #: bump when the cache layout changes
 CACHE_VERSION = 2
 WHAT = "a GloVe/word2vec text or binary file, a seqtrain run, or glove.6B.<dim>d"
@@ -72,14 +83,7 @@ def vector_dim(spec: str) -> int:
     path = _existing(spec)
     if _is_run(path):
         return run_vectors(path).dim
-    for number, line in enumerate(_lines(path, None), start=1):
-        header = _HEADER.match(line) if number == 1 else None
-        if header:
-            return int(header.group(2))
-        parts = line.rstrip(b"\r\n").split(b" ")
-        if len(parts) >= 2:
-            return len(parts) - 1
-    raise SeqtrainError(f"{path} holds no word vectors")
+    return _text_dim(path, None)
 
 
 def _existing(spec: str) -> Path:
@@ -113,63 +117,173 @@ def load_vectors(path: Path, member: str | None = None, cache: str | None = None
     key = source_key(path, member, CACHE_VERSION)
     cached = cache_dir(cache) / "vectors" / f"{path.name}-{member or ''}-{key}.pt"
 
+    parsed: list[WordVectors] = []
+
     def parse() -> dict:
-        vectors = _parse_binary(path) if _is_binary(path) else _parse(path, member)
-        packed = "\n".join(vectors.words).encode("utf-8")
-        return {"words": torch.frombuffer(bytearray(packed), dtype=torch.uint8), "vectors": vectors.vectors}
+        parsed.append(_parse_binary(path) if _is_binary(path) else _parse(path, member))
+        packed = "\n".join(parsed[0].words).encode("utf-8")
+        return {"words": torch.frombuffer(bytearray(packed), dtype=torch.uint8), "vectors": parsed[0].vectors}
 
     blob = cached_tensors(cached, parse)
+    if parsed:  # parsed just now: its words are at hand (a second list of 400,000 strings would cost memory)
+        return parsed[0]
     words = bytes(blob["words"].numpy()).decode("utf-8").split("\n")
     return WordVectors(words, blob["vectors"])
 
 
-def _parse(path: Path, member: str | None) -> WordVectors:
-    """Text rows 'word v1 ... vd' in blocks: Python splits off the words, numpy parses the numbers."""
+def _parse(path: Path, member: str | None, workers: int | None = None) -> WordVectors:
+    """Text rows 'word v1 ... vd', read in line-aligned chunks that are parsed in worker processes
+    (numpy's parser holds the GIL, so threads would not run it in parallel) and copied, in file order,
+    into one matrix: the parent holds the matrix and a few chunks, never a second copy of either."""
+    dim = _text_dim(path, member)
+    # A plain file's rows fit in size / (2 dim) (a value and a separator take 2 bytes at least): reserved
+    # at once, as untouched pages that take no memory until written. A stream's matrix grows as it fills.
+    matrix = np.empty((path.stat().st_size // (2 * dim) + 1 if _is_plain(path) else 1 << 14, dim), dtype=np.float32)
     words: list[str] = []
-    blocks: list[np.ndarray] = []
+    rows = lines = 0  # rows filled, lines of the chunks before the current one
+    with ExitStack() as stack:
+        for chunk in _parsed_chunks(stack, path, member, dim, workers or parse_workers()):
+            if chunk.problem is not None:
+                number, what = chunk.problem
+                raise SeqtrainError(f"{path}: line {lines + number} {what}")
+            if rows + len(chunk.words) > len(matrix):  # realloc moves pages, copies no rows; new ones are zeroed
+                matrix.resize((max(rows + len(chunk.words), len(matrix) * 5 // 4), dim), refcheck=False)
+            matrix[rows : rows + len(chunk.words)] = chunk.matrix
+            words += chunk.words
+            rows += len(chunk.words)
+            lines += chunk.lines
+    if not rows:
+        raise SeqtrainError(f"{path} holds no word vectors")
+    matrix.resize((rows, dim), refcheck=False)  # the unused end is given back
+    return WordVectors(words, torch.from_numpy(matrix))
+
+
+def parse_workers() -> int:
+    """Processes for parsing a large text file: one per usable core, where processes can be forked
+    (a fork starts at once; a spawned worker would spend a second importing torch)."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass
+class _Chunk:
+    """One parsed chunk of lines: its words and [rows, dim] values, or the first problem in it."""
+
+    words: list[str]
+    matrix: np.ndarray | None
+    lines: int  # lines the chunk holds, to number the lines of the chunks after it
+    problem: tuple[int, str] | None = None  # (line within the chunk, what is wrong with it)
+
+
+def _parsed_chunks(stack: ExitStack, path: Path, member: str | None, dim: int, workers: int) -> Iterator[_Chunk]:
+    """The chunks of a text file parsed in order: in this process for a file of one chunk or one worker,
+    else in a pool of `workers` forked processes with a few chunks in flight each (bounded memory).
+    A worker reads its own byte range of a plain file; a compressed one is read here and sent."""
+    if not _is_plain(path):
+        texts = _chunks(stack.enter_context(_open(path, member)))
+        jobs: Iterator[tuple] = ((_parse_chunk, text, dim, number == 0) for number, text in enumerate(texts))
+    else:
+        size = path.stat().st_size
+        jobs = ((_parse_range, path, start, start + CHUNK_BYTES, dim) for start in range(0, size, CHUNK_BYTES))
+    head = list(islice(jobs, 2))
+    if len(head) < 2 or workers < 2:
+        for function, *arguments in chain(head, jobs):
+            yield function(*arguments)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    stack.callback(pool.shutdown, cancel_futures=True)  # on an error, the chunks not yet started are dropped
+    pending: deque[Future] = deque()
+    for job in chain(head, jobs):
+        if len(pending) >= 2 * workers:
+            yield pending.popleft().result()
+        pending.append(pool.submit(*job))
+    while pending:
+        yield pending.popleft().result()
+
+
+def _is_plain(path: Path) -> bool:
+    return not (zipfile.is_zipfile(path) or path.suffix == ".gz")
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    """The stream in pieces of about CHUNK_BYTES that end at a line break."""
+    while chunk := handle.read(CHUNK_BYTES):
+        if not chunk.endswith(b"\n"):
+            chunk += handle.readline()
+        yield chunk
+
+
+def _parse_range(path: Path, start: int, end: int, dim: int) -> _Chunk:
+    """The lines of a plain file that begin at a byte in [start, end), parsed."""
+    with open(path, "rb") as handle:
+        if start:
+            handle.seek(start - 1)
+            handle.readline()  # the rest of the line the range before owns
+        begin = handle.tell()
+        text = handle.read(max(end - begin, 0))
+        if text and not text.endswith(b"\n"):
+            text += handle.readline()
+    return _parse_chunk(text, dim, start == 0)
+
+
+def _text_dim(path: Path, member: str | None) -> int:
+    """Values per row of a text file: its word2vec header's, or its first row's. Every chunk is
+    checked against it, so a bad row is named wherever it is."""
+    with _open(path, member) as handle:
+        for number, line in enumerate(handle, start=1):
+            header = _HEADER.match(line) if number == 1 else None
+            if header:
+                return int(header.group(2))
+            values = line.rstrip(b"\r\n").partition(b" ")[2].strip(b" ")
+            if values:
+                return len(values.split(b" "))
+    raise SeqtrainError(f"{path} holds no word vectors")
+
+
+def _parse_chunk(text: bytes, dim: int, first: bool) -> _Chunk:
+    """Python splits off the words, numpy's C parser reads the numbers of all rows in one call."""
+    lines = text.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the chunk ends with a line break
+    words: list[str] = []
     rows: list[bytes] = []
-    numbers: list[int] = []  # the line number of each row, for error messages
-    for number, line in enumerate(_lines(path, member), start=1):
-        word, _, rest = line.rstrip(b"\r\n").partition(b" ")
+    numbers: list[int] = []  # the line of each row, for error messages
+    for number, line in enumerate(lines, start=1):
+        word, _, rest = line.rstrip(b"\r").partition(b" ")
         rest = rest.strip(b" ")
-        if not rest or (number == 1 and _HEADER.match(line)):
+        if not rest or (first and number == 1 and _HEADER.match(line)):
             continue  # blank lines, word2vec's header
         words.append(word.decode("utf-8", errors="replace"))
         rows.append(rest)
         numbers.append(number)
-        if len(rows) >= BLOCK_LINES:
-            blocks.append(_parse_block(path, rows, numbers, blocks[0].shape[1] if blocks else None))
-            rows, numbers = [], []
-    if rows:
-        blocks.append(_parse_block(path, rows, numbers, blocks[0].shape[1] if blocks else None))
-    if not blocks:
-        raise SeqtrainError(f"{path} holds no word vectors")
-    return WordVectors(words, torch.from_numpy(np.concatenate(blocks) if len(blocks) > 1 else blocks[0]))
-
-
-def _parse_block(path: Path, rows: list[bytes], numbers: list[int], dim: int | None) -> np.ndarray:
-    """One block of value rows as a [rows, dim] array; a ragged or non-numeric row is one line naming it."""
+    if not rows:
+        return _Chunk([], None, len(lines))
     try:
         matrix = np.loadtxt(rows, dtype=np.float32, delimiter=" ", comments=None, ndmin=2, encoding=None)
-        if dim is None or matrix.shape[1] == dim:
-            return matrix
+        if matrix.shape[1] == dim:
+            return _Chunk(words, matrix, len(lines))
     except ValueError:
         pass
-    expected = dim or len(rows[0].split(b" "))
+    return _Chunk([], None, len(lines), _problem(rows, numbers, dim))
+
+
+def _problem(rows: list[bytes], numbers: list[int], dim: int) -> tuple[int, str]:
+    """The first row numpy could not read: a wrong number of values, or a value that is not a number."""
     for number, row in zip(numbers, rows):
         values = row.split(b" ")
-        if len(values) != expected:
-            raise SeqtrainError(f"{path}: line {number} has {len(values)} values, expected {expected}")
+        if len(values) != dim:
+            return number, f"has {len(values)} values, expected {dim}"
         try:
             [float(v) for v in values]
         except ValueError as exc:
-            raise SeqtrainError(f"{path}: line {number} is not 'word v1 ... vd': {exc}") from None
-    raise SeqtrainError(f"{path}: lines {numbers[0]}-{numbers[-1]} cannot be read as vectors")
+            return number, f"is not 'word v1 ... vd': {exc}"
+    return numbers[0], f"to line {numbers[-1]} cannot be read as vectors"
 
 
 def _is_binary(path: Path) -> bool:
     """A word2vec binary file: a '<count> <dim>' header, then rows whose values are raw float32 bytes."""
-    if zipfile.is_zipfile(path) or path.suffix == ".gz":
+    if not _is_plain(path):
         return False
     with open(path, "rb") as handle:
         header = handle.readline(256)
@@ -220,7 +334,9 @@ def save_vectors(vectors: WordVectors, path: Path, binary: bool = False) -> None
                 handle.write("".join(f"{w} {v}\n" for w, v in zip(vectors.words[start:], values)).encode("utf-8"))
 
 
-def _lines(path: Path, member: str | None) -> Iterator[bytes]:
+@contextmanager
+def _open(path: Path, member: str | None) -> Iterator[BinaryIO]:
+    """The bytes of a plain, gzipped or zipped (one .txt member, or `member`) text file."""
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if n.endswith(".txt")]
@@ -228,13 +344,13 @@ def _lines(path: Path, member: str | None) -> Iterator[bytes]:
             if name not in zf.namelist():
                 raise SeqtrainError(f"{path}: choose one member of {', '.join(names)}")
             with zf.open(name) as handle:
-                yield from io.BufferedReader(handle)
+                yield io.BufferedReader(handle)
     elif path.suffix == ".gz":
         with gzip.open(path, "rb") as handle:
-            yield from handle
+            yield handle
     else:
         with open(path, "rb") as handle:
-            yield from handle
+            yield handle
 
 
 def embedding_matrix(vectors: WordVectors, vocab: Vocab, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
