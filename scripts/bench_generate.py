@@ -11,8 +11,8 @@ Stateful generation reads the prime once and then one character per step.
 It also measures the floor: the model's own one-step path (the embedding
 row, one cell step per layer, the output projection) in a bare loop with no
 sampling, and prints how close stateful generation comes to it; and, as a
-reference, the same one-step generation sampling with torch.multinomial per
-token (what `seqtrain generate` did before its `TokenSampler`).
+reference, the same generation sampling with torch.multinomial per token
+(as `seqtrain generate` did before its `TokenSampler`).
 
 Speed does not depend on the weights, so a fresh model measures the same as a
 trained one of its shape. The whole-prefix sampler is quadratic; it stops after
@@ -69,14 +69,15 @@ def floor_steps(model, steps: int) -> None:
 
 @torch.inference_mode()
 def multinomial_generation(model, prime: list[int], length: int) -> None:
-    """One-step generation as it was before `TokenSampler`: `model.step` and torch.multinomial on the softmax per token."""
+    """Stateful generation sampling as it did before `TokenSampler`: torch.multinomial on the softmax, per token."""
     generator = torch.Generator().manual_seed(0)
+    step = model.stepper()
     scores, state = model(torch.tensor([prime]))
     scores = scores[0, -1]
     fed = torch.empty(1, dtype=torch.long)
     for _ in range(length):
         token = int(torch.multinomial(torch.softmax(scores.float().cpu() / 0.5, -1), 1, generator=generator))
-        scores, state = model.step(fed.fill_(token), state)
+        scores, state = step(fed.fill_(token), state)
         scores = scores[0]
 
 

@@ -17,6 +17,7 @@ from seqtrain.config import LanguageModelModel
 from seqtrain.data.streams import StreamLoader, batchify, read_text, split_stream
 from seqtrain.errors import SeqtrainError
 from seqtrain.generation import TokenSampler, check_sampling, sample
+from seqtrain.models import language_model
 from seqtrain.models.language_model import LanguageModel, adaptive_cutoffs
 from seqtrain.models.recurrent import cell_stepper
 from seqtrain.tasks.base import StepContext
@@ -190,7 +191,10 @@ def test_each_new_token_costs_one_step_with_the_state_carried(lm):
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("kernel", ["torch", "fused"])
-def test_one_step_is_the_sequence_kernel_on_one_step(cell, kernel):
+@pytest.mark.parametrize("table", [True, False], ids=["projection-table", "embedding-rows"])
+def test_one_step_is_the_sequence_kernel_on_one_step(cell, kernel, table, monkeypatch):
+    if not table:  # a vocabulary too large for the table of first-layer input projections
+        monkeypatch.setattr(language_model, "TABLE_NUMBERS", 0)
     torch.manual_seed(0)
     model = LanguageModel(20, LanguageModelModel(cell=cell, embed_dim=8, hidden=16, layers=2, kernel=kernel)).eval()
     with torch.no_grad():

@@ -17,6 +17,8 @@ State = Any  # a tensor [layers, B, H] for RNN/GRU, a (h, c) pair for LSTM
 
 #: cluster boundaries of `--cutoffs auto` (those below the vocabulary size): pytorch/examples' and fairseq's for WikiText
 AUTO_CUTOFFS = (2000, 10000)
+#: the most numbers `LanguageModel.stepper` keeps in its table of first-layer input projections (4 MiB of float32)
+TABLE_NUMBERS = 1 << 20
 #: each adaptive-softmax cluster projects to hidden / 4**i units (Grave et al. 2017; torch's default)
 DIV_VALUE = 4.0
 
@@ -121,11 +123,18 @@ class LanguageModel(nn.Module):
         return self.stepper()(token, state)
 
     def stepper(self) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]:
-        """`step` as a function with the model's modules and weights looked up once: generation calls it for every token."""
-        cells = None if self.training else cell_stepper(self.rnn)
+        """`step` as a function with the model's modules and weights looked up once: generation calls it for every token.
+
+        Where the vocabulary is small (characters), the first layer's input
+        projection of every token is computed here, once, and looked up per
+        step: a row read instead of a matmul over weight_ih_l0 (scripts/bench_generate.py).
+        """
+        rnn = self.rnn
+        projected = isinstance(rnn, nn.RNNBase) and self.vocab_size * rnn.weight_ih_l0.shape[0] <= TABLE_NUMBERS
+        cells = None if self.training else cell_stepper(rnn, projected)
         if cells is None:
             return self._sequence_step
-        embedding = self.embedding.weight
+        rows = F.linear(self.embedding.weight, rnn.weight_ih_l0, rnn.bias_ih_l0) if projected else self.embedding.weight
         if self.adaptive:
             project = self.decoder.log_prob
         else:
@@ -135,7 +144,7 @@ class LanguageModel(nn.Module):
         def step(token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
             if state is None:  # nothing read yet: the cells need a state
                 return self._sequence_step(token, state)
-            hidden, state = cells(F.embedding(token, embedding), state)
+            hidden, state = cells(F.embedding(token, rows), state)
             return project(hidden), state
 
         return step
