@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -263,8 +264,13 @@ def generate(
     if run is None:
         run = str(latest_run_of(logdir, {name for name, cls in REGISTRY.items() if cls.ability == "generate"}))
     task, trained = load_run_for(run, logdir, device, "generate", threads)
+    stream(task.generate(trained.model, prime, length, temperature, top_k, seed))
+
+
+def stream(pieces: Iterable[str]) -> None:
+    """Echo text as it is produced, gathered into one write per STREAM_SECONDS, then a line break."""
     pending, shown = [], time.monotonic()
-    for text in task.generate(trained.model, prime, length, temperature, top_k, seed):
+    for text in pieces:
         pending.append(text)
         if time.monotonic() - shown >= STREAM_SECONDS:
             typer.echo("".join(pending), nl=False)
