@@ -2,7 +2,7 @@
 
 The prime is read once; after that only the newest token is fed, with the
 carried hidden state, instead of re-reading the whole prefix for every token,
-through the model's one-step path (`LanguageModel.step`).
+through the model's one-step path (`LanguageModel.stepper`, bound once per generation).
 """
 
 from __future__ import annotations
