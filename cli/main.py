@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -234,6 +236,11 @@ def translate(
         console.print(output, highlight=False, markup=False, soft_wrap=True)
 
 
+#: how often `generate` writes what it has sampled: still a stream to the eye, but one write per few hundred
+#: characters instead of one each (a write and flush per character cost about a tenth of the generation time)
+STREAM_SECONDS = 0.05
+
+
 @app.command()
 @friendly
 def generate(
@@ -257,9 +264,19 @@ def generate(
     if run is None:
         run = str(latest_run_of(logdir, {name for name, cls in REGISTRY.items() if cls.ability == "generate"}))
     task, trained = load_run_for(run, logdir, device, "generate", threads)
-    for text in task.generate(trained.model, prime, length, temperature, top_k, seed):
-        typer.echo(text, nl=False)
-    typer.echo()
+    stream(task.generate(trained.model, prime, length, temperature, top_k, seed))
+
+
+def stream(pieces: Iterable[str]) -> None:
+    """Echo text as it is produced, gathered into one write per STREAM_SECONDS, then a line break."""
+    pending, shown = [], time.monotonic()
+    for text in pieces:
+        pending.append(text)
+        if time.monotonic() - shown >= STREAM_SECONDS:
+            typer.echo("".join(pending), nl=False)
+            pending.clear()
+            shown = time.monotonic()
+    typer.echo("".join(pending))
 
 
 VectorsArg = Annotated[str, typer.Argument(help="Word vectors: a word2vec or classifier run (folder or checkpoint), a GloVe/word2vec text or binary file, or glove.6B.<d>d.")]

@@ -2,7 +2,7 @@
 
 The prime is read once; after that only the newest token is fed, with the
 carried hidden state, instead of re-reading the whole prefix for every token,
-through the model's one-step path (`LanguageModel.step`).
+through the model's one-step path (`LanguageModel.stepper`, bound once per generation).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from torch import nn
 
 from seqtrain.errors import SeqtrainError
 
+#: about how many exponential draws `TokenSampler` makes at once (rows of one vocabulary each, at least one row)
+NOISE_NUMBERS = 1 << 14
+
 
 def check_sampling(temperature: float, top_k: int | None, vocab_size: int) -> None:
     """Refuse a temperature that is not positive and a top-k outside 1..vocabulary size."""
@@ -24,20 +27,46 @@ def check_sampling(temperature: float, top_k: int | None, vocab_size: int) -> No
         raise SeqtrainError(f"--top-k must be between 1 and the vocabulary size {vocab_size} (got {top_k})")
 
 
-def sample_next(scores: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> int:
-    """One token id from scores [V] (logits or log-probabilities), sharpened by temperature and optionally cut to the k most likely."""
-    scores = scores.float().cpu()
-    scaled = scores / temperature
-    if top_k is not None and top_k < scaled.shape[-1]:
-        threshold = torch.topk(scaled, top_k).values[-1]
-        scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-    try:
-        return int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator))
-    except RuntimeError:  # so cold that scaling overflowed (the softmax is NaN): the limit is greedy
-        return int(scores.argmax())
+class TokenSampler:
+    """Token ids from scores [V] (logits or log-probabilities), sharpened by temperature and optionally cut to the k most likely.
+
+    Each id is the one `torch.multinomial(softmax(scores / temperature), 1,
+    generator=generator)` returns, draw for draw: for one sample multinomial
+    takes argmax(p / q) with q ~ Exp(1), one q per vocabulary entry, and that
+    is what this computes, but with the exponentials drawn for many tokens in
+    one call (the generator's stream is the same) and without multinomial's
+    per-call checks (three reductions, each read back). Where
+    scaling overflows (the softmax is NaN: a temperature so low that the limit
+    is greedy) the id is the argmax of the scores and no draw is used, as
+    multinomial refuses such input before drawing.
+    """
+
+    def __init__(self, vocab_size: int, temperature: float, top_k: int | None, generator: torch.Generator):
+        self.temperature = torch.tensor(temperature, dtype=torch.float32)  # a tensor divides faster than a Python number, alike
+        self.top_k = top_k if top_k is not None and top_k < vocab_size else None
+        self.generator = generator
+        self.noise = torch.empty(max(1, NOISE_NUMBERS // vocab_size), vocab_size)
+        self.rows = self.noise.unbind()  # views, refilled in place
+        self.row = len(self.rows)  # every row used: the first call draws
+        self.ratio = torch.empty(vocab_size)
+        self.ratios = self.ratio.numpy()  # the same memory: numpy's argmax and indexing cost less per token than torch's
+
+    def __call__(self, scores: torch.Tensor) -> int:
+        scaled = torch.div(scores.float().cpu(), self.temperature)
+        if self.top_k is not None:
+            threshold = torch.topk(scaled, self.top_k).values[-1]
+            scaled.masked_fill_(scaled < threshold, -math.inf)
+        if self.row == len(self.rows):
+            self.noise.exponential_(generator=self.generator)
+            self.row = 0
+        torch.div(torch.softmax(scaled, -1), self.rows[self.row], out=self.ratio)
+        token = int(self.ratios.argmax())  # the first maximum, or the first NaN, as torch's argmax
+        if self.ratios[token] != self.ratios[token]:  # NaN
+            return int(scores.argmax())
+        self.row += 1
+        return token
 
 
-@torch.inference_mode()
 def sample(
     model: nn.Module,
     prime: list[int],
@@ -59,14 +88,18 @@ def sample(
         generator.seed()  # a fresh random seed for this sampler only; the global RNG is left alone
     else:
         generator.manual_seed(seed)
+    draw = TokenSampler(vocab_size, temperature, top_k, generator)
     model.eval()
+    step = model.stepper()
     device = next(model.parameters()).device
-    scores, state = model(torch.tensor([prime], device=device))
+    with torch.inference_mode():
+        scores, state = model(torch.tensor([prime], device=device))
     scores = scores[0, -1]
     fed = torch.empty(1, dtype=torch.long, device=device)  # one buffer for every step's input
     for index in range(length):
-        token = sample_next(scores, temperature, top_k, generator)
+        token = draw(scores)
         yield token
         if index + 1 < length:
-            scores, state = model.step(fed.fill_(token), state)
-            scores = scores[0]
+            with torch.inference_mode():  # per step, not around the yield: the caller's code runs outside it
+                scores, state = step(fed.fill_(token), state)
+                scores = scores[0]

@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 from seqtrain.config import LanguageModelModel
 from seqtrain.data.streams import StreamLoader, batchify, read_text, split_stream
 from seqtrain.errors import SeqtrainError
-from seqtrain.generation import check_sampling, sample
+from seqtrain.generation import TokenSampler, check_sampling, sample
+from seqtrain.models import language_model
 from seqtrain.models.language_model import LanguageModel, adaptive_cutoffs
-from seqtrain.models.recurrent import one_step
+from seqtrain.models.recurrent import cell_stepper
 from seqtrain.tasks.base import StepContext
 from seqtrain.tasks.language_modeling import SHAKESPEARE_URL, CharLMTask
 from seqtrain.training.device import detach_state
@@ -165,13 +166,18 @@ def test_generation_is_repeatable_under_a_seed(lm):
 def test_each_new_token_costs_one_step_with_the_state_carried(lm):
     widths, steps = [], []
     hook = lm.rnn.register_forward_hook(lambda module, args, out: widths.append(args[0].shape[1]))
-    original = lm.step
-    lm.step = lambda token, state: steps.append(token.shape) or original(token, state)
+    original = lm.stepper
+
+    def counting_stepper():
+        step = original()
+        return lambda token, state: steps.append(token.shape) or step(token, state)
+
+    lm.stepper = counting_stepper
     try:
         tokens = list(sample(lm, [4, 5, 6, 7], 30, temperature=0.8, seed=0))
     finally:
         hook.remove()
-        del lm.step
+        del lm.stepper
     assert widths == [4]  # the prime once through the sequence kernel ...
     assert steps == [(1,)] * 29  # ... then one single step per token (the last one is never fed)
     # carrying state is exact: the same as re-reading the whole prefix
@@ -185,7 +191,10 @@ def test_each_new_token_costs_one_step_with_the_state_carried(lm):
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("kernel", ["torch", "fused"])
-def test_one_step_is_the_sequence_kernel_on_one_step(cell, kernel):
+@pytest.mark.parametrize("table", [True, False], ids=["projection-table", "embedding-rows"])
+def test_one_step_is_the_sequence_kernel_on_one_step(cell, kernel, table, monkeypatch):
+    if not table:  # a vocabulary too large for the table of first-layer input projections
+        monkeypatch.setattr(language_model, "TABLE_NUMBERS", 0)
     torch.manual_seed(0)
     model = LanguageModel(20, LanguageModelModel(cell=cell, embed_dim=8, hidden=16, layers=2, kernel=kernel)).eval()
     with torch.no_grad():
@@ -195,7 +204,8 @@ def test_one_step_is_the_sequence_kernel_on_one_step(cell, kernel):
     assert torch.allclose(scores, expected[:, 0], atol=1e-6)
     for a, b in zip(detach_state(new_state) if cell == "lstm" else [new_state], expected_state if cell == "lstm" else [expected_state]):
         assert torch.allclose(a, b, atol=1e-6)
-    assert one_step(model.rnn, torch.zeros(2, 8), None) is None  # no state yet: the caller runs the module
+    with torch.no_grad():  # no state yet: through the module, as forward
+        assert torch.allclose(model.step(torch.tensor([7, 8]), None)[0], model(torch.tensor([[7], [8]]))[0][:, 0], atol=1e-6)
 
 
 def test_loop_layers_step_through_the_module_itself():
@@ -203,7 +213,7 @@ def test_loop_layers_step_through_the_module_itself():
     model = LanguageModel(20, LanguageModelModel(embed_dim=8, hidden=16, layer_norm=True)).eval()
     with torch.no_grad():
         _, state = model(torch.tensor([[1, 2, 3]]))
-        assert one_step(model.rnn, torch.zeros(1, 8), state) is None
+        assert cell_stepper(model.rnn) is None
         expected, _ = model(torch.tensor([[4]]), state)
         scores, _ = model.step(torch.tensor([4]), state)
     assert torch.allclose(scores, expected[:, 0])
@@ -273,6 +283,32 @@ def test_tiny_temperature_and_top_1_are_greedy(lm):
     assert list(sample(lm, [3], 20, temperature=1e-45, seed=1)) == greedy  # logits / T overflows: still greedy
     assert list(sample(lm, [3], 20, temperature=5.0, top_k=1, seed=2)) == greedy
     assert len(set(sample(lm, [3], 200, temperature=100.0, seed=3))) > 10  # very hot: close to uniform, still finite
+
+
+def multinomial_token(scores, temperature, top_k, generator) -> int:
+    """The reference: torch.multinomial on the softmax of the scaled, cut scores; greedy where that softmax is NaN."""
+    scaled = scores / temperature
+    if top_k is not None:
+        scaled = scaled.masked_fill(scaled < torch.topk(scaled, top_k).values[-1], float("-inf"))
+    try:
+        return int(torch.multinomial(torch.softmax(scaled, -1), 1, generator=generator))
+    except RuntimeError:  # multinomial refuses NaN probabilities before drawing anything
+        return int(scores.argmax())
+
+
+@pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.5, None), (0.8, 5), (2.0, 1), (1e-45, None)])
+def test_token_sampler_draws_what_multinomial_draws(temperature, top_k):
+    torch.manual_seed(0)
+    vocab = 20
+    scores = torch.randn(2000, vocab) * 3  # 2,000 tokens: the sampler refills its exponentials more than once
+    scores[::7] *= 1e37  # some overflow when scaled (the softmax is NaN): greedy, and no draw used
+    draw = TokenSampler(vocab, temperature, top_k, torch.Generator().manual_seed(5))
+    reference = torch.Generator().manual_seed(5)
+    got = [draw(row) for row in scores]
+    assert 2000 // len(draw.rows) >= 2
+    assert got == [multinomial_token(row, temperature, top_k, reference) for row in scores]
+    if top_k == 1 or temperature < 1e-30:
+        assert got == scores.argmax(1).tolist()
 
 
 def test_top_k_outside_the_vocabulary_is_refused():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,12 +11,14 @@ from torch import nn
 
 from seqtrain.config import LanguageModelModel
 from seqtrain.errors import SeqtrainError
-from seqtrain.models.recurrent import one_step, rnn_from_settings
+from seqtrain.models.recurrent import cell_stepper, rnn_from_settings
 
 State = Any  # a tensor [layers, B, H] for RNN/GRU, a (h, c) pair for LSTM
 
 #: cluster boundaries of `--cutoffs auto` (those below the vocabulary size): pytorch/examples' and fairseq's for WikiText
 AUTO_CUTOFFS = (2000, 10000)
+#: the most numbers `LanguageModel.stepper` keeps in its table of first-layer input projections (4 MiB of float32)
+TABLE_NUMBERS = 1 << 20
 #: each adaptive-softmax cluster projects to hidden / 4**i units (Grave et al. 2017; torch's default)
 DIV_VALUE = 4.0
 
@@ -117,12 +120,39 @@ class LanguageModel(nn.Module):
         Runs the recurrent layers one step with their cell kernels where they
         allow it (the same result as `forward` on one step, in eval mode).
         """
-        stepped = None if self.training else one_step(self.rnn, self.embedding(token), state)
-        if stepped is None:
-            scores, state = self(token[:, None], state)
-            return scores[:, -1], state
-        hidden, state = stepped
-        return self.scores(hidden), state
+        return self.stepper()(token, state)
+
+    def stepper(self) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]:
+        """`step` as a function with the model's modules and weights looked up once: generation calls it for every token.
+
+        Where the vocabulary is small (characters), the first layer's input
+        projection of every token is computed here, once, and looked up per
+        step: a row read instead of a matmul over weight_ih_l0 (scripts/bench_generate.py).
+        """
+        rnn = self.rnn
+        projected = isinstance(rnn, nn.RNNBase) and self.vocab_size * rnn.weight_ih_l0.shape[0] <= TABLE_NUMBERS
+        cells = None if self.training else cell_stepper(rnn, projected)
+        if cells is None:
+            return self._sequence_step
+        rows = F.linear(self.embedding.weight, rnn.weight_ih_l0, rnn.bias_ih_l0) if projected else self.embedding.weight
+        if self.adaptive:
+            project = self.decoder.log_prob
+        else:
+            weight, bias = self.decoder.weight, self.decoder.bias
+            project = lambda hidden: F.linear(hidden, weight, bias)  # noqa: E731 - the module call costs more per token
+
+        def step(token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+            if state is None:  # nothing read yet: the cells need a state
+                return self._sequence_step(token, state)
+            hidden, state = cells(F.embedding(token, rows), state)
+            return project(hidden), state
+
+        return step
+
+    def _sequence_step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """`step` through `forward`: for loop layers, training mode, and a first step without a state."""
+        scores, state = self(token[:, None], state)
+        return scores[:, -1], state
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """Mean negative log-likelihood (nats per token) of `targets` [B, T], and the final state.

@@ -17,6 +17,9 @@ parameters serve two exact ways of skipping padding:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -69,32 +72,61 @@ STACK_KERNELS = {"LSTM": torch._VF.lstm, "GRU": torch._VF.gru, "RNN_TANH": torch
 STEP_CELLS = {"LSTM": torch.lstm_cell, "GRU": torch.gru_cell, "RNN_TANH": torch.rnn_tanh_cell, "RNN_RELU": torch.rnn_relu_cell}
 
 
-def one_step(rnn: nn.Module, x: torch.Tensor, state):
-    """One time step of a stacked unidirectional nn.RNN/LSTM/GRU: input [B, I] -> (output [B, H], new state).
+def cell_stepper(rnn: nn.Module, projected: bool = False) -> Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]] | None:
+    """One time step of a stacked unidirectional nn.RNN/LSTM/GRU as a function: (input [B, I], state) -> (output [B, H], new state).
 
     The same arithmetic as `rnn(x[:, None], state)` in eval mode (no dropout
     between layers) without the per-call set-up of the sequence kernel, which
-    dominates when a sequence is one step long (generation: 10x on CPU).
-    Returns None where it does not apply (loop layers, bidirectional,
-    projections): the caller runs the module itself.
+    dominates when a sequence is one step long (generation: 10x on CPU). The
+    cell kernel and each layer's weights are looked up once, here, not per
+    token. The state must be given (nn's layout). None where it does not
+    apply (loop layers, bidirectional, projections): the caller runs the module itself.
+
+    `projected`: the input is the first layer's input projection already,
+    x @ weight_ih_l0.T + bias_ih_l0 [B, gates * H], as the sequence kernel
+    computes it for all steps before its loop (a language model looks it up
+    per token). The cell gets it as its input bias, with an input and a weight
+    of zero columns: their product adds nothing, so the gates are that
+    projection plus the recurrent one, and the cell never reads weight_ih_l0.
     """
     cell = STEP_CELLS.get(getattr(rnn, "mode", None))
-    if cell is None or rnn.bidirectional or rnn.proj_size or not rnn.bias or state is None:
+    if cell is None or rnn.bidirectional or rnn.proj_size or not rnn.bias:
         return None
-    lstm = rnn.mode == "LSTM"
-    hs, cs = state if lstm else (state, None)
-    finals_h, finals_c = [], []
-    for layer in range(rnn.num_layers):
-        weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        if lstm:
-            h, c = cell(x, (hs[layer], cs[layer]), *weights)
-            finals_c.append(c)
-        else:
-            h = cell(x, hs[layer], *weights)
-        finals_h.append(h)
-        x = h
-    h_n = torch.stack(finals_h)
-    return x, ((h_n, torch.stack(finals_c)) if lstm else h_n)
+    flat = rnn._flat_weights  # per layer: weight_ih, weight_hh, bias_ih, bias_hh
+    layers = [tuple(flat[4 * layer : 4 * layer + 4]) for layer in range(rnn.num_layers)]
+    first = None
+    if projected:
+        w_ih, w_hh, _, b_hh = layers.pop(0)
+        no_weight = w_ih.new_empty(w_ih.shape[0], 0)
+        first = lambda x, hx: cell(x[:, :0], hx, no_weight, w_hh, x, b_hh)  # noqa: E731
+    if rnn.mode == "LSTM":
+
+        def step_lstm(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+            hs, cs = state
+            finals_h, finals_c = [], []
+            if first is not None:
+                x, c = first(x, (hs[0], cs[0]))
+                finals_h.append(x)
+                finals_c.append(c)
+            for layer, weights in enumerate(layers, len(finals_h)):
+                x, c = cell(x, (hs[layer], cs[layer]), *weights)
+                finals_h.append(x)
+                finals_c.append(c)
+            return x, (torch.stack(finals_h), torch.stack(finals_c))
+
+        return step_lstm
+
+    def step(x: torch.Tensor, state: torch.Tensor):
+        finals = []
+        if first is not None:
+            x = first(x, state[0])
+            finals.append(x)
+        for layer, weights in enumerate(layers, len(finals)):
+            x = cell(x, state[layer], *weights)
+            finals.append(x)
+        return x, torch.stack(finals)
+
+    return step
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
