@@ -5,6 +5,8 @@
 - A word-level language model (--init-from RUN): its embedding rows, mapped word by word onto the
   classifier's vocabulary, and its recurrent weights, layer by layer into the encoder's forward
   direction (a backward direction, which a left-to-right LM does not have, keeps its fresh weights).
+- How those transferred weights are fine-tuned (after ULMFiT): fixed for the first epochs while the
+  fresh ones train (--unfreeze-epochs), and at a fraction of the learning rate (--lr-pretrained-scale).
 - The trained embedding layer in TensorBoard's projector (--log-embeddings).
 """
 
