@@ -160,6 +160,14 @@ class ClassifierModel(EncoderModel):
         None, "A word-level language-model run whose embedding rows (matched word by word) and recurrent weights "
         "start this model (pre-training, then fine-tuning).",
     )
+    unfreeze_epochs: int = opt(
+        0, "With --init-from or --embeddings: keep the transferred weights (embedding; the LM's recurrent layers) fixed "
+        "for the first N epochs, training the fresh ones only, then release them (gradual unfreezing).", at_least=0,
+    )
+    lr_pretrained_scale: float = opt(
+        1.0, "With --init-from or --embeddings: the transferred weights' learning rate as a multiple of --lr "
+        "(discriminative fine-tuning, e.g. 0.3); 1 trains every weight alike.", at_least=0,
+    )
     log_embeddings: bool = opt(False, "Show the trained embedding layer in TensorBoard's projector (most frequent 10,000 words).")
 
 

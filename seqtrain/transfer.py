@@ -5,11 +5,14 @@
 - A word-level language model (--init-from RUN): its embedding rows, mapped word by word onto the
   classifier's vocabulary, and its recurrent weights, layer by layer into the encoder's forward
   direction (a backward direction, which a left-to-right LM does not have, keeps its fresh weights).
+- How those transferred weights are fine-tuned (after ULMFiT): fixed for the first epochs while the
+  fresh ones train (--unfreeze-epochs), and at a fraction of the learning rate (--lr-pretrained-scale).
 - The trained embedding layer in TensorBoard's projector (--log-embeddings).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +121,50 @@ def init_from_language_model(model: nn.Module, vocab: list[str], lm: LanguageMod
                 parameter.copy_(weight)
     return (f"initialised from {lm.run.parent}: {mapped:,} of {len(vocab):,} vocabulary rows and "
             f"{len(model.encoder.layers)} recurrent layer(s)")
+
+
+# ------------------------------------------- --unfreeze-epochs, --lr-pretrained-scale
+def transferred_parameters(model: nn.Module, settings) -> list[nn.Parameter]:
+    """The weights a classifier took from elsewhere: the embedding (--embeddings or --init-from) and, with
+    --init-from, the forward direction of every recurrent layer; none without either."""
+    if not (settings.embeddings or settings.init_from):
+        return []
+    params = [model.embedding.weight]
+    if settings.init_from:
+        params += [p for layer in model.encoder.layers for p in layer["fwd"].parameters()]
+    return params
+
+
+def check_fine_tuning(settings, epochs: int) -> None:
+    """Refuse, in one line, fine-tuning options that have nothing to act on."""
+    asked = [flag for flag, on in (("--unfreeze-epochs", settings.unfreeze_epochs),
+                                   ("--lr-pretrained-scale", settings.lr_pretrained_scale != 1.0)) if on]
+    if asked and not (settings.embeddings or settings.init_from):
+        raise SeqtrainError(f"{' and '.join(asked)} act on transferred weights: add --init-from RUN or --embeddings VECTORS, or drop them")
+    if settings.unfreeze_epochs and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SeqtrainError("--unfreeze-epochs changes which weights take gradients mid-run, which distributed "
+                            "training cannot follow: drop it, or train in one process")
+    if settings.unfreeze_epochs > epochs:
+        raise SeqtrainError(f"--unfreeze-epochs {settings.unfreeze_epochs} is more than --epochs {epochs}: "
+                            "lower it, or raise --epochs")
+
+
+def parameter_groups(model: nn.Module, settings, lr: float) -> list[dict[str, Any]]:
+    """The optimizer's groups: fresh weights at --lr, transferred ones at --lr x --lr-pretrained-scale."""
+    transferred = {id(p) for p in transferred_parameters(model, settings)}
+    fresh = [p for p in model.parameters() if id(p) not in transferred]
+    taken = [p for p in model.parameters() if id(p) in transferred]
+    return [{"params": fresh, "lr": lr}, {"params": taken, "lr": lr * settings.lr_pretrained_scale}]
+
+
+def fine_tuning_note(settings) -> str | None:
+    """A start-of-run line saying how the transferred weights are trained, where that differs from the rest."""
+    parts = []
+    if settings.unfreeze_epochs:
+        parts.append(f"fixed for the first {settings.unfreeze_epochs} epoch(s)")
+    if settings.lr_pretrained_scale != 1.0:
+        parts.append(f"at {settings.lr_pretrained_scale:g} x the learning rate")
+    return f"transferred weights: {', then '.join(parts)}" if parts else None
 
 
 # ----------------------------------------------------------- --log-embeddings

@@ -172,6 +172,9 @@ class Task:
         """A dummy batch for `seqtrain summary`."""
         return model.example_input()
 
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Hook before epoch `epoch` (1-based) trains, also when a run resumes in or after it (e.g. to freeze layers)."""
+
     def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
         """Hook for per-epoch extras such as text samples or plots; `log` is the run's TensorBoard logger."""
 

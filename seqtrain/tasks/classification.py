@@ -33,8 +33,8 @@ from seqtrain.models.classifier import SequenceClassifier
 from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData
 from seqtrain.transfer import (
-    Coverage, LanguageModelWeights, check_fits, coverage_of, init_from_language_model, language_model_weights,
-    log_embedding_layer,
+    Coverage, LanguageModelWeights, check_fine_tuning, check_fits, coverage_of, fine_tuning_note,
+    init_from_language_model, language_model_weights, log_embedding_layer, parameter_groups, transferred_parameters,
 )
 
 
@@ -87,13 +87,15 @@ def cached_corpus(cache: Path, name: str, sources: list[Path], settings: tuple, 
     return cached_tensors(cache / name / f"encoded-{key}.pt", lambda: encode_labelled(read()))
 
 
-def rank_vocab(words: list[str], counts: torch.Tensor, max_size: int, min_freq: int) -> list[str]:
-    """Specials, then words by training frequency (ties alphabetical), cut to size and frequency."""
+def rank_vocab(
+    words: list[str], counts: torch.Tensor, max_size: int, min_freq: int, specials: tuple[str, ...] = (PAD, UNK)
+) -> list[str]:
+    """Specials, then words by training frequency (ties alphabetical), cut to size (specials included) and frequency."""
     present = torch.nonzero(counts >= max(min_freq, 1)).squeeze(1).tolist()
     ranked = sorted(present, key=lambda i: (-int(counts[i]), words[i]))
     if max_size:
-        ranked = ranked[: max(max_size - 2, 0)]
-    return [PAD, UNK] + [words[i] for i in ranked]
+        ranked = ranked[: max(max_size - len(specials), 0)]
+    return list(specials) + [words[i] for i in ranked]
 
 
 def stratified_split(keys: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,6 +155,7 @@ class TextClassificationTask(Task):
 
     def validate(self) -> None:
         # The vectors decide the embedding size; resolved here so config.toml records the size the model has.
+        check_fine_tuning(self.config.model, self.config.train.epochs)
         if self.config.model.embeddings:
             self.config.model.embed_dim = vector_dim(self.config.model.embeddings)
 
@@ -251,6 +254,9 @@ class TextClassificationTask(Task):
         if self.coverage is not None:
             notes += self.coverage.lines()
         notes += self.transfer_notes
+        note = fine_tuning_note(self.config.model)
+        if note:
+            notes.append(note)
         if not have_matplotlib():
             notes.append(NO_MATPLOTLIB)
         return notes
@@ -264,6 +270,25 @@ class TextClassificationTask(Task):
             self.transfer_notes.append(init_from_language_model(model, meta.vocab, self.language_model))
         model.embedding.weight.requires_grad_(not self.config.model.freeze_embeddings)
         return model
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer | None:
+        """With --lr-pretrained-scale or --unfreeze-epochs: the transferred weights in a group of their own (frozen
+        ones too, which take no step while they get no gradient); else the trainer's optimizer."""
+        settings = self.config.model
+        if settings.lr_pretrained_scale == 1.0 and not settings.unfreeze_epochs:
+            return None
+        from seqtrain.training.trainer import make_optimizer
+
+        return make_optimizer(self.config.train, parameter_groups(model, settings, self.config.train.lr))
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Gradual unfreezing: the transferred weights take no gradient in the first --unfreeze-epochs epochs."""
+        settings = self.config.model
+        if not settings.unfreeze_epochs:
+            return
+        for param in transferred_parameters(model, settings):
+            frozen = epoch <= settings.unfreeze_epochs or (param is model.embedding.weight and settings.freeze_embeddings)
+            param.requires_grad_(not frozen)
 
     def default_meta(self) -> ClassifierMeta:
         size = self.config.data.max_vocab or 20000

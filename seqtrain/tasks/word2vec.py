@@ -123,28 +123,12 @@ class Word2VecTask(Task):
         """Token ids of every document, cached by the source files' names, sizes and mtimes."""
         data = self.config.data
         given = local_source(data)
-        cache = cache_dir(data.cache_dir)
         if given is None or data.text is None and is_imdb(given):
-            parts = self.imdb_parts(given, cache, quiet)
-            key = source_key(parts, TOKENIZER_VERSION)
-            return cached_tensors(cache / "word2vec" / f"imdb-{key}.pt", lambda: encode_documents(review_texts(parts)))
+            return imdb_reviews(self.config, quiet)
         key = source_key(given, TOKENIZER_VERSION)
         return cached_tensors(
-            cache / "word2vec" / f"text-{key}.pt", lambda: encode_documents(read_text(given).splitlines())
+            cache_dir(data.cache_dir) / "word2vec" / f"text-{key}.pt", lambda: encode_documents(read_text(given).splitlines())
         )
-
-    def imdb_parts(self, given: Path | None, cache: Path, quiet: bool) -> list[Path]:
-        """The train/{pos,neg,unsup} folders: of the aclImdb tree --data names, of every archive in the folder
-        it names (the labelled and unlabelled reviews may come as two archives), or of the downloaded one."""
-        if given is not None and given.is_dir() and not any((given / sub / "train").is_dir() for sub in ("aclImdb", ".")):
-            archives = sorted(p for p in given.iterdir() if p.name.endswith(ARCHIVES))
-            roots = [imdb.unpack(archive, cache) for archive in archives]
-        else:
-            roots = [imdb.locate(self.config, quiet)]
-        parts = [root / part for root in roots for part in IMDB_PARTS if (root / part).is_dir()]
-        if not parts:
-            raise SeqtrainError(f"{given} holds no aclImdb/train/{{pos,neg,unsup}} reviews")
-        return parts
 
     def notes(self) -> list[str]:
         share = sum(self.meta.counts) / max(self.corpus_words, 1)
@@ -197,6 +181,29 @@ class Word2VecTask(Task):
             return {}
         score = similarity_score(self.vectors(model), self.pairs)
         return {"all": {"similarity": {"spearman": score.spearman, "pairs_covered": float(score.covered)}}}
+
+
+def imdb_reviews(config, quiet: bool) -> dict[str, Any]:
+    """Token ids of every review of train/{pos,neg,unsup} (never test), one document each, in a fixed order;
+    cached by the review files' names, sizes and mtimes (shared by every task that reads them)."""
+    cache = cache_dir(config.data.cache_dir)
+    parts = imdb_parts(config, local_source(config.data), cache, quiet)
+    key = source_key(parts, TOKENIZER_VERSION)
+    return cached_tensors(cache / "word2vec" / f"imdb-{key}.pt", lambda: encode_documents(review_texts(parts)))
+
+
+def imdb_parts(config, given: Path | None, cache: Path, quiet: bool) -> list[Path]:
+    """The train/{pos,neg,unsup} folders: of the aclImdb tree --data names, of every archive in the folder
+    it names (the labelled and unlabelled reviews may come as two archives), or of the downloaded one."""
+    if given is not None and given.is_dir() and not any((given / sub / "train").is_dir() for sub in ("aclImdb", ".")):
+        archives = sorted(p for p in given.iterdir() if p.name.endswith(ARCHIVES))
+        roots = [imdb.unpack(archive, cache) for archive in archives]
+    else:
+        roots = [imdb.locate(config, quiet)]
+    parts = [root / part for root in roots for part in IMDB_PARTS if (root / part).is_dir()]
+    if not parts:
+        raise SeqtrainError(f"{given} holds no aclImdb/train/{{pos,neg,unsup}} reviews")
+    return parts
 
 
 def is_imdb(path: Path) -> bool:

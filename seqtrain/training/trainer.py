@@ -45,8 +45,13 @@ from seqtrain.training.tensorboard import RunLogger
 REFRESH = 5
 
 
-def make_optimizer(train: TrainSettings, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+def make_optimizer(train: TrainSettings, params: Iterable[nn.Parameter] | list[dict[str, Any]]) -> torch.optim.Optimizer:
+    """--optimizer over the parameters that take gradients, or over parameter groups (dicts with their own "lr")."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in params]
+    else:
+        params = [p for p in params if p.requires_grad]
     # The fused Adam kernels update every tensor in one pass: about 3x faster per step on CPU
     # than the default loop over tensors (scripts/bench_train.py times the whole step).
     if train.optimizer == "adam":
@@ -369,6 +374,7 @@ class Trainer:
     def _epoch(self, s: Session) -> bool:
         """One epoch: train, validate, log, keep the best checkpoint. True if interrupted."""
         epoch, state = s.state.epoch, s.state
+        self.task.on_epoch_start(s.model, epoch + 1)
         train_metrics = self._train_pass(s, epoch)
         if self.stop_requested:
             self._save(s, LAST)  # with the position in the epoch: a resumed run carries on from the next batch
