@@ -71,7 +71,7 @@ class ReutersTask(TextClassificationTask):
         "lr": 2e-3,
         "lr_schedule": "cosine",
         "batch_size": 32,
-        "max_len": 300,
+        "max_len": 0,  # whole texts: keeping the last 300 tokens dropped long stories' titles (R8 -1.05 points, R52 -1.79)
         "val_split": 0.1,
     }
 
