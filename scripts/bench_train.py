@@ -104,7 +104,8 @@ def train_seqtrain(seqs, targets, packing: str = "off", kernel: str = "auto") ->
                 "lr": 1e-3, "lr_schedule": "constant", "kernel": kernel}
     task = make_task(build_config("imdb", settings))
     config = task.config
-    model = task.build_model(ClassifierMeta(["<pad>", "<unk>"] + ["w"] * (VOCAB - 2), ["neg", "pos"]))
+    task.meta = ClassifierMeta(["<pad>", "<unk>"] + ["w"] * (VOCAB - 2), ["neg", "pos"])  # what loading data sets
+    model = task.build_model(task.meta)
     trainer = Trainer(task)
     loader = SequenceLoader(seqs, targets, BATCH, shuffle=True, seed=0)
     with tempfile.TemporaryDirectory() as logdir:

@@ -1,0 +1,23 @@
+"""The benchmarks' own training paths run: a script that drives the Trainer by hand breaks silently otherwise."""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_train_drives_the_trainer_over_a_few_batches():
+    bench = load_script("bench_train")
+    generator = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(2, bench.VOCAB, (int(n),), generator=generator) for n in torch.randint(5, 40, (2 * bench.BATCH,))]
+    targets = torch.randint(0, 2, (len(seqs),), generator=generator)
+    assert bench.train_seqtrain(seqs, targets) > 0
