@@ -70,7 +70,8 @@ def layout_problem(folder: Path, per_part: int | None = None) -> str | None:
 class ImdbTask(TextClassificationTask):
     description = "IMDB movie-review sentiment (25k train / 25k test), many-to-one binary classification."
     # Chosen by validation accuracy among full-data trials (README): a bidirectional GRU with max
-    # pooling and a cosine learning-rate decay over 5 epochs.
+    # pooling and a cosine learning-rate decay over 3 epochs, reading whole reviews (the last 400
+    # tokens over 5 epochs gave 88.75% test; whole reviews over 3 epochs 89.92%, in about 9 minutes).
     defaults = {
         "cell": "gru",
         "embed_dim": 128,
@@ -78,11 +79,11 @@ class ImdbTask(TextClassificationTask):
         "bidirectional": True,
         "pooling": "max",
         "dropout": 0.4,
-        "epochs": 5,
+        "epochs": 3,
         "lr": 2e-3,
         "lr_schedule": "cosine",
         "batch_size": 64,
-        "max_len": 400,
+        "max_len": 0,
     }
 
     def load_corpus(self, quiet: bool) -> dict[str, Any]:
