@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from torch import nn
 
 from seqtrain.data.text import PAD, UNK
 from seqtrain.errors import SeqtrainError
+from seqtrain.training import distributed
 
 #: words shown in the projector (the most frequent): more makes TensorBoard's tab slow to load
 PROJECTOR_WORDS = 10000
@@ -141,7 +141,7 @@ def check_fine_tuning(settings, epochs: int) -> None:
                                    ("--lr-pretrained-scale", settings.lr_pretrained_scale != 1.0)) if on]
     if asked and not (settings.embeddings or settings.init_from):
         raise SeqtrainError(f"{' and '.join(asked)} act on transferred weights: add --init-from RUN or --embeddings VECTORS, or drop them")
-    if settings.unfreeze_epochs and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if settings.unfreeze_epochs and distributed.launched_size() > 1:
         raise SeqtrainError("--unfreeze-epochs changes which weights take gradients mid-run, which distributed "
                             "training cannot follow: drop it, or train in one process")
     if settings.unfreeze_epochs > epochs:

@@ -45,9 +45,14 @@ class World:
         return self.size > 1
 
 
+def launched_size() -> int:
+    """How many processes torchrun started for this run (WORLD_SIZE; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def join(device: str) -> World:
     """The world torchrun describes in the environment (one process without it), its process group opened."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = launched_size()
     if size <= 1:
         return World()
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
