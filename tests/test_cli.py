@@ -35,6 +35,8 @@ def test_fit_learns_and_writes_a_complete_run(trained):
     assert metrics["test"]["accuracy"] > 0.85, metrics  # chance is 0.5
     assert metrics["best_val"]["accuracy"] > 0.85
     assert "test" in result.output and "accuracy" in result.output
+    assert "train 8/8" in result.output and "val 8/8" in result.output
+    assert "test 9/8" not in result.output and "test ━" in result.output  # the test pass is no epoch
 
 
 def test_event_files_hold_the_expected_tags(trained):

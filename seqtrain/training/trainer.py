@@ -477,7 +477,8 @@ class Trainer:
         total = self._steps_per_epoch(loader)
         world = self.world
         ctx = StepContext(False, self.global_step, epoch, {})
-        with self._progress(label, epoch, total, 0) as show, torch.no_grad():
+        title = f"{label} {epoch + 1}/{self.config.train.epochs}" if label == "val" else label
+        with self._progress(title, total, 0) as show, torch.no_grad():
             for index, batch in enumerate(itertools.islice(loader, total)):
                 if world.parallel:
                     batch = distributed.part(batch, world.rank, world.size)
@@ -498,7 +499,7 @@ class Trainer:
         loader.set_epoch(epoch)
         s.net.train()
         total = self._steps_per_epoch(loader)
-        with self._progress("train", epoch, total, tally.position) as show:
+        with self._progress(f"train {epoch + 1}/{self.config.train.epochs}", total, tally.position) as show:
             for index, batch in enumerate(itertools.islice(loader, tally.position, total), tally.position):
                 self._train_step(s, batch, epoch)
                 tally.position = index + 1
@@ -635,11 +636,11 @@ class Trainer:
         return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
     @contextlib.contextmanager
-    def _progress(self, label: str, epoch: int, total: int, done: int):
+    def _progress(self, title: str, total: int, done: int):
         """A progress bar (none without a console); yields show(index, sums, count), cheap between refreshes."""
         started, base = time.perf_counter(), None
         with epoch_progress(self.console) as progress:
-            bar = progress.add_task(f"{label} {epoch + 1}/{self.config.train.epochs}", total=total, completed=done, stats="")
+            bar = progress.add_task(title, total=total, completed=done, stats="")
 
             def show(index: int, sums: dict[str, float], count: int) -> None:
                 nonlocal base
