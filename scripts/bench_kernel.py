@@ -6,7 +6,13 @@ For each size and cell, times one training step's recurrent work (forward,
 then backward from a loss over every output) and one inference forward
 (no_grad) of nn's module and of the fused one with the same weights,
 interleaved repeat by repeat, and prints the medians, the ratio
-nn / fused (> 1: fused is faster) and which of the two kernel "auto" trains with. The load average before and after is
+nn / fused (> 1: fused is faster) and which of the two kernel "auto" runs for
+that measure. The "floor" columns time, in the same rounds, the matrix products
+alone that any implementation of the layer must do (forward: the input
+projection of all steps and one recurrent product per step; backward: one
+recurrent product per step for dh, then dW_ih, dW_hh and dx), into
+preallocated buffers: nn / floor is the most any kernel built on torch's
+matrix products could gain over nn here. The load average before and after is
 printed because these machines are shared: compare ratios, not times.
 `--busy N` runs N CPU-bound processes alongside, as other users' jobs would.
 """
@@ -24,12 +30,38 @@ import torch
 from torch import nn
 
 from seqtrain.models.fused import FusedGRU, FusedLSTM, FusedRNN
+from seqtrain.models.fused_loop import compiled_loop
 
 SIZES = {  # name: (batch, steps, input, hidden)
     "lectures": (128, 200, 32, 32),
     "char-lm": (64, 100, 64, 512),
 }
 CELLS = {"lstm": (nn.LSTM, FusedLSTM), "gru": (nn.GRU, FusedGRU), "rnn": (nn.RNN, FusedRNN)}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def matrix_products(cell: str, size: tuple[int, int, int, int]):
+    """(forward, backward): the layer's unavoidable matrix products, each a function running them into fixed buffers."""
+    batch, steps, inputs, hidden = size
+    width = GATES[cell] * hidden
+    x, w_ih, w_hh = torch.randn(steps * batch, inputs), torch.randn(width, inputs), torch.randn(width, hidden)
+    gates, h, dh = torch.randn(steps, batch, width), torch.randn(steps + 1, batch, hidden), torch.empty(steps, batch, hidden)
+    rows = gates.view(steps * batch, width)
+    dw_ih, dw_hh, dx = torch.empty(width, inputs), torch.empty(width, hidden), torch.empty(steps * batch, inputs)
+
+    def forward() -> None:
+        torch.mm(x, w_ih.t(), out=rows)
+        for t in range(steps):
+            gates[t].addmm_(h[t], w_hh.t())
+
+    def backward() -> None:
+        for t in range(steps - 1, 0, -1):
+            dh[t - 1].addmm_(gates[t], w_hh)
+        torch.mm(rows.t(), x, out=dw_ih)
+        torch.mm(rows.t(), h[:-1].reshape(steps * batch, hidden), out=dw_hh)
+        torch.mm(rows, w_ih, out=dx)
+
+    return forward, backward
 
 
 def train_step(module: nn.Module, x: torch.Tensor) -> None:
@@ -42,31 +74,36 @@ def infer(module: nn.Module, x: torch.Tensor) -> None:
         module(x)
 
 
-def seconds(work, *args) -> float:
+def seconds(work) -> float:
     start = time.perf_counter()
-    work(*args)
+    work()
     return time.perf_counter() - start
 
 
-def compare(cell: str, size: tuple[int, int, int, int], repeats: int) -> tuple[dict[str, tuple[float, float]], str]:
-    """Median milliseconds (nn, fused) per measurement, the two timed alternately; what "auto" picks for training."""
+def compare(cell: str, size: tuple[int, int, int, int], repeats: int) -> dict[str, tuple[float, float, float, str]]:
+    """Per measurement: median milliseconds of nn, fused and the matrix products alone, timed alternately; what "auto" runs."""
     batch, steps, inputs, hidden = size
     torch_cls, fused_cls = CELLS[cell]
     reference = torch_cls(inputs, hidden, batch_first=True)
     fused = fused_cls(inputs, hidden, batch_first=True, kernel="fused")
     fused.load_state_dict(reference.state_dict())
+    auto = fused_cls(inputs, hidden, batch_first=True)
     x = torch.randn(batch, steps, inputs, requires_grad=True)
+    forward, backward = matrix_products(cell, size)
+    floors = {"train fwd+bwd": lambda: (forward(), backward()), "infer fwd": forward}
     results = {}
     for name, work in (("train fwd+bwd", train_step), ("infer fwd", infer)):
-        times: dict[nn.Module, list[float]] = {reference: [], fused: []}
+        runs = {"nn": lambda: work(reference, x), "fused": lambda: work(fused, x), "floor": floors[name]}
+        times: dict[str, list[float]] = {key: [] for key in runs}
         for index in range(repeats + 1):  # the first round warms up
-            for module in times:
-                elapsed = seconds(work, module, x)
+            for key, run in runs.items():
+                elapsed = seconds(run)
                 if index:
-                    times[module].append(elapsed)
-        results[name] = (1000 * statistics.median(times[reference]), 1000 * statistics.median(times[fused]))
-    fused.kernel = "auto"
-    return results, "fused" if fused.uses_fused(x) else "nn"
+                    times[key].append(elapsed)
+        with torch.set_grad_enabled(name == "train fwd+bwd"):
+            chosen = "fused" if auto.uses_fused(x) else "nn"
+        results[name] = (*(1000 * statistics.median(times[key]) for key in runs), chosen)
+    return results
 
 
 def main() -> None:
@@ -90,16 +127,17 @@ def main() -> None:
 
 def report(args: argparse.Namespace) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, {args.busy} competing "
-          f"processes, load average {os.getloadavg()[0]:.2f}; median of {args.repeats} interleaved repeats")
-    print(f"{'size (B, T, I, H)':28} {'cell':5} {'measure':14} {'nn ms':>9} {'fused ms':>9} {'nn/fused':>9}  auto trains")
+          f"processes, load average {os.getloadavg()[0]:.2f}; median of {args.repeats} interleaved repeats; "
+          f"fused loop: {'compiled' if compiled_loop() is not None else 'Python'}")
+    print(f"{'size (B, T, I, H)':28} {'cell':5} {'measure':14} {'nn ms':>9} {'fused ms':>9} {'nn/fused':>9} "
+          f"{'floor ms':>9} {'nn/floor':>9}  auto runs")
     for size_name in args.sizes:
         size = SIZES[size_name]
         label = f"{size_name} {size}"
         for cell in args.cells:
-            results, auto = compare(cell, size, args.repeats)
-            for measure, (ms_torch, ms_fused) in results.items():
-                print(f"{label:28} {cell:5} {measure:14} {ms_torch:9.1f} {ms_fused:9.1f} {ms_torch / ms_fused:8.2f}x  {auto}",
-                      flush=True)
+            for measure, (ms_torch, ms_fused, ms_floor, auto) in compare(cell, size, args.repeats).items():
+                print(f"{label:28} {cell:5} {measure:14} {ms_torch:9.1f} {ms_fused:9.1f} {ms_torch / ms_fused:8.2f}x "
+                      f"{ms_floor:9.1f} {ms_torch / ms_floor:8.2f}x  {auto}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
