@@ -10,9 +10,9 @@ nn / fused (> 1: fused is faster) and which of the two kernel "auto" runs for
 that measure. The "floor" columns time, in the same rounds, the matrix products
 alone that any implementation of the layer must do (forward: the input
 projection of all steps and one recurrent product per step; backward: one
-recurrent product per step for dh, then dW_ih, dW_hh and dx), into
-preallocated buffers: nn / floor is the most any kernel built on torch's
-matrix products could gain over nn here. The load average before and after is
+recurrent product per step for dh, then dW_ih, dW_hh and dx), each the
+fastest way at hand and the per-step ones as one big product: nn / floor
+bounds what any kernel built on these matrix products could gain over nn here. The load average before and after is
 printed because these machines are shared: compare ratios, not times.
 `--busy N` runs N CPU-bound processes alongside, as other users' jobs would.
 """
@@ -40,28 +40,35 @@ CELLS = {"lstm": (nn.LSTM, FusedLSTM), "gru": (nn.GRU, FusedGRU), "rnn": (nn.RNN
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
+def fastest_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor):
+    """A function computing a @ b into out by whichever is faster here: torch.mm or the compiled loop's kernel."""
+    ways = [lambda: torch.mm(a, b, out=out)]
+    if compiled_loop() is not None and a.is_contiguous():
+        ways.append(lambda: compiled_loop().matmul(a, b, None, out))
+    return min(ways, key=lambda way: min(seconds(way) for _ in range(3)))
+
+
 def matrix_products(cell: str, size: tuple[int, int, int, int]):
-    """(forward, backward): the layer's unavoidable matrix products, each a function running them into fixed buffers."""
+    """(forward, backward): a lower bound on the time of the layer's matrix products, as two functions.
+
+    Forward: the input projection of all steps, then the T recurrent products
+    [B, H] @ [H, gates*H] done as ONE product over all T*B rows (the same
+    arithmetic without the per-step calls); backward: likewise the T products
+    for dh, then dW_ih, dW_hh and dx. Each by the faster of torch.mm and the
+    compiled loop's kernel, into preallocated buffers.
+    """
     batch, steps, inputs, hidden = size
-    width = GATES[cell] * hidden
-    x, w_ih, w_hh = torch.randn(steps * batch, inputs), torch.randn(width, inputs), torch.randn(width, hidden)
-    gates, h, dh = torch.randn(steps, batch, width), torch.randn(steps + 1, batch, hidden), torch.empty(steps, batch, hidden)
-    rows = gates.view(steps * batch, width)
-    dw_ih, dw_hh, dx = torch.empty(width, inputs), torch.empty(width, hidden), torch.empty(steps * batch, inputs)
-
-    def forward() -> None:
-        torch.mm(x, w_ih.t(), out=rows)
-        for t in range(steps):
-            gates[t].addmm_(h[t], w_hh.t())
-
-    def backward() -> None:
-        for t in range(steps - 1, 0, -1):
-            dh[t - 1].addmm_(gates[t], w_hh)
-        torch.mm(rows.t(), x, out=dw_ih)
-        torch.mm(rows.t(), h[:-1].reshape(steps * batch, hidden), out=dw_hh)
-        torch.mm(rows, w_ih, out=dx)
-
-    return forward, backward
+    rows, width = steps * batch, GATES[cell] * hidden
+    x, w_ih, w_hh = torch.randn(rows, inputs), torch.randn(width, inputs), torch.randn(width, hidden)
+    gates, h = torch.randn(rows, width), torch.randn(rows, hidden)
+    forward = [fastest_product(x, w_ih.t(), torch.empty(rows, width)), fastest_product(h, w_hh.t(), gates)]
+    backward = [
+        fastest_product(gates, w_hh, torch.empty(rows, hidden)),
+        fastest_product(gates.t(), x, torch.empty(width, inputs)),
+        fastest_product(gates.t(), h, torch.empty(width, hidden)),
+        fastest_product(gates, w_ih, torch.empty(rows, inputs)),
+    ]
+    return (lambda: [product() for product in forward]), (lambda: [product() for product in backward])
 
 
 def train_step(module: nn.Module, x: torch.Tensor) -> None:

@@ -68,6 +68,22 @@ def test_outputs_and_every_gradient_match_nn(cell, size, layers, zero_state, loo
         torch.testing.assert_close(got, expected, **TOL)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_wide_layers_on_two_threads_match_nn(cell, loop):
+    """Wide steps split their products and gate arithmetic between threads, in blocks that need not divide the batch."""
+    torch.manual_seed(0)
+    reference, fused = pair(cell, 6, 256)
+    x = torch.randn(40, 3, 6, requires_grad=True)
+    weights = torch.randn(40, 3, 256)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for expected, got in zip(run(reference, x, None, weights), run(fused, x, None, weights), strict=True):
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("function,gates,cell_state", [(RNNFunction, 1, False), (GRUFunction, 3, False), (LSTMFunction, 4, True)])
 def test_gradcheck_in_float64(function, gates, cell_state, loop):
     torch.manual_seed(0)
@@ -277,6 +293,27 @@ def test_workspace_memory_stays_bounded_over_many_sequence_lengths(monkeypatch, 
     reference.load_state_dict(layer.state_dict())
     x = torch.randn(16, 57, 8)
     torch.testing.assert_close(layer(x)[0], reference(x)[0])  # a reused, larger buffer gives the same result
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 3), (1, 4, 3)], ids=["one-step", "one-sequence"])
+def test_outputs_are_never_views_of_reused_buffers(shape, loop):
+    torch.manual_seed(0)
+    reference, layer = pair("gru", 3, 4)
+    x, y = torch.randn(*shape), torch.randn(*shape)
+    with torch.no_grad():
+        out, last = layer(x)
+        layer(y)  # reuses the workspace buffers the first call gave back
+    torch.testing.assert_close(out, reference(x)[0], **TOL)
+    torch.testing.assert_close(last, reference(x)[1], **TOL)
+
+
+def test_buffers_made_in_inference_mode_are_not_reused_outside_it():
+    torch.manual_seed(0)
+    reference, layer = pair("gru", 3, 4)
+    x = torch.randn(2, 5, 3)
+    with torch.inference_mode():
+        layer(x)
+    torch.testing.assert_close(layer(x)[0], reference(x)[0], **TOL)
 
 
 def test_unknown_kernel_is_refused():

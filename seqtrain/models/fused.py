@@ -1,4 +1,4 @@
-"""Fused recurrent layers for CPU training: nn.RNN/LSTM/GRU with a hand-written backward.
+"""Fused recurrent layers for CPU: nn.RNN/LSTM/GRU with a compiled time loop and a hand-written backward.
 
 On CPU, autograd through nn.GRU/RNN (and nn.LSTM where oneDNN is off or the
 dtype is not float32) replays every time step's small operations backwards
@@ -7,23 +7,25 @@ nn's parameters (same names, same layout, same gate order, so state_dicts
 load either way) and run each layer as one autograd.Function:
 
 - forward: the input projection of every step in one matrix product, then
-  per step one addmm into a preallocated buffer and a few in-place ops;
-- backward: the recurrence in reverse computes only the gate gradients (the
-  per-step factors that do not depend on the incoming gradient are formed for
-  all steps at once beforehand), then each weight gradient is ONE product over
-  all B*T rows and each bias gradient one sum.
+  per step one product into a preallocated buffer and the gate arithmetic;
+- backward: the recurrence in reverse computes only the gate gradients, then
+  each weight gradient is ONE product over all B*T rows and each bias
+  gradient one sum.
 
-tanh(a) is computed as 2*sigmoid(2a) - 1, because torch's CPU tanh is several
-times slower than its sigmoid: the tanh rows of the weights are doubled (an
-exact scaling) so one sigmoid covers every gate. The results agree with nn's
-within float32 rounding (tests/test_fused.py).
+The per-step loops run in C++ (fused_loop.cpp, compiled once per machine by
+fused_loop.py: one GEMM micro-kernel call and one pass of plain loops per
+step); where it cannot be compiled, PythonLoop runs the same arithmetic with
+torch ops, paying tens of microseconds of dispatch per step.
+
+tanh(a) is computed as 2*sigmoid(2a) - 1 (torch's CPU tanh is several times
+slower than its sigmoid): the tanh rows of the weights are doubled (an exact
+scaling) so one sigmoid covers every gate. The results agree with nn's within
+float32 rounding, with either loop (tests/test_fused.py).
 
 The modules dispatch at forward time: the fused Function for a padded batch
 where `kernel` allows it, nn's own kernel otherwise (packed sequences, CUDA
-under "auto", inference). scripts/bench_kernel.py measures both side by side:
-on CPU the fused GRU and RNN train faster than nn's; a float32 nn.LSTM
-already runs oneDNN's fused forward and backward, which this kernel only
-matches, so "auto" leaves it to nn.
+under "auto"); see FusedRecurrent for what "auto" picks, from
+scripts/bench_kernel.py's measurements.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class Workspace:
     def release(self, *buffers: torch.Tensor) -> None:
         for buffer in buffers:
             flat = buffer._base if buffer._base is not None else buffer.view(-1)
+            if flat.is_inference():  # made under torch.inference_mode(): unwritable outside it
+                continue
             nbytes = flat.numel() * flat.element_size()
             if self.held_bytes + nbytes <= self.limit_bytes:
                 self.free.setdefault((flat.dtype, flat.device), []).append(flat)
@@ -93,13 +97,14 @@ def _time_major(x: torch.Tensor) -> torch.Tensor:
 def _finish_forward(ctx, w_ih: torch.Tensor, w_hh: torch.Tensor, buffers: tuple, h: torch.Tensor):
     """Keep what backward needs (buffers go back to the workspace when the graph is freed); (out [B,T,H], h_n).
 
-    The outputs are copies: a view of a reused buffer would change under the caller's feet.
+    The outputs are copies: a view of a reused buffer would change under the caller's feet (clone, because with
+    one step or one sequence the transposed view is already contiguous and .contiguous() would return it).
     """
     ctx.save_for_backward(w_ih, w_hh)
     ctx.saved = buffers
     weakref.finalize(ctx, WORKSPACE.release, *buffers)
     ctx.set_materialize_grads(False)
-    return h[1:].transpose(0, 1).contiguous(), h[-1].clone()
+    return h[1:].transpose(0, 1).clone(memory_format=torch.contiguous_format), h[-1].clone()
 
 
 def _doubled(t: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:

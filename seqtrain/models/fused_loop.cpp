@@ -22,6 +22,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -69,23 +70,35 @@ void over_rows(int64_t rows, int64_t row_width, const F& body) {
   at::parallel_for(0, rows, grain, body);
 }
 
+
 // Step t's slice of a contiguous [T, ...] buffer, without making a tensor of it.
 template <typename T>
 inline T* step(const at::Tensor& x, int64_t t) {
   return x.data_ptr<T>() + t * x.stride(0);
 }
 
-// c = a @ b, or c += a @ b with `add`, for row-major contiguous a [m, k], b [k, n], c [m, n]. float goes
-// straight to torch's CPU GEMM micro-kernel (oneDNN's brgemm where the CPU has it, else BLAS) without
-// the per-call dispatch and checks of addmm, which cost as much as the product itself at a hidden size of 32.
-void product(const at::Tensor& a, const at::Tensor& b, at::Tensor& c, bool add) {
-  if (a.scalar_type() == at::kFloat) {
-    const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-    at::native::cpublas::brgemm(m, n, k, k, n, n, add, a.data_ptr<float>(), b.data_ptr<float>(), c.data_ptr<float>());
-  } else if (add) {
-    c.addmm_(a, b);
+// c[tc] = a[ta] @ b, or += with `add`, for steps of contiguous [T, m, k] and [T, m, n] buffers (a 2-D one is
+// its own step 0) and b [k, n]. float goes straight to torch's CPU GEMM micro-kernel (oneDNN's brgemm where the
+// CPU has it, else BLAS) on pointers: no per-call dispatch, checks or views, which at a hidden size of 32 cost
+// as much as the product itself.
+template <typename T>
+void product(const at::Tensor& a, int64_t ta, const at::Tensor& b, const at::Tensor& c, int64_t tc, bool add) {
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t m = a.size(-2), k = a.size(-1), n = b.size(1);
+    const float *a_step = step<float>(a, ta), *b_data = b.data_ptr<float>();
+    float* c_step = step<float>(c, tc);
+    // a big step's rows in blocks split between torch's threads; a small one in one call
+    const int64_t block = at::get_num_threads() > 1 && n * k >= 65536 ? 16 : m;
+    at::parallel_for(0, (m + block - 1) / block, 1, [&](int64_t first, int64_t last) {
+      for (int64_t index = first; index < last; ++index) {
+        const int64_t start = index * block, rows = std::min(block, m - start);
+        at::native::cpublas::brgemm(rows, n, k, k, n, n, add, a_step + start * k, b_data, c_step + start * n);
+      }
+    });
   } else {
-    at::mm_out(c, a, b);
+    const at::Tensor in = a.dim() == 3 ? a.select(0, ta) : a;
+    at::Tensor out = c.dim() == 3 ? c.select(0, tc) : c;
+    add ? out.addmm_(in, b) : at::mm_out(out, in, b);
   }
 }
 
@@ -123,11 +136,9 @@ void lstm_forward(at::Tensor gates, at::Tensor h, at::Tensor cc, at::Tensor tanh
   check_contiguous({gates, h, cc, tanh_c});
   const at::Tensor w_rec = w_rec_.contiguous();
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h.size(2);
-  auto a = gates.unbind(0);
-  auto hs = h.unbind(0);
   FLOATING_TYPES(gates, "lstm_forward", [&] {
     for (int64_t t = 0; t < steps; ++t) {
-      product(hs[t], w_rec, a[t], true);
+      product<scalar_t>(h, t, w_rec, gates, t, true);
       scalar_t* act = step<scalar_t>(gates, t);
       scalar_t* c_prev = step<scalar_t>(cc, t);
       scalar_t* c_next = step<scalar_t>(cc, t + 1);
@@ -168,8 +179,6 @@ at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at:
   const at::Tensor w_hh = w_hh_.contiguous();
   check_contiguous({acts, cc, tanh_c, dh_all, dc, grads});
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = tanh_c.size(2);
-  auto dh = dh_all.unbind(0);
-  auto rows = grads.unbind(0);
   at::Tensor dh_prev;
   FLOATING_TYPES(acts, "lstm_backward", [&] {
     scalar_t* dcp = dc.data_ptr<scalar_t>();
@@ -191,7 +200,7 @@ at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at:
       if (!t) {
         dh_prev = at::empty({batch, hidden}, dh_all.options());
       }
-      product(rows[t], w_hh, t ? dh[t - 1] : dh_prev, t != 0);
+      product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, t != 0);
     }
   });
   return dh_prev;
@@ -218,11 +227,9 @@ void gru_forward(at::Tensor gates, at::Tensor h, at::Tensor rec, const at::Tenso
   const at::Tensor w_rec = w_rec_.contiguous();
   rec.copy_(b_hh.expand_as(rec));
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h.size(2);
-  auto hs = h.unbind(0);
-  auto recs = rec.unbind(0);
   FLOATING_TYPES(gates, "gru_forward", [&] {
     for (int64_t t = 0; t < steps; ++t) {
-      product(hs[t], w_rec, recs[t], true);
+      product<scalar_t>(h, t, w_rec, rec, t, true);
       scalar_t* act = step<scalar_t>(gates, t);
       const scalar_t* rc = step<scalar_t>(rec, t);
       const scalar_t* h_prev = step<scalar_t>(h, t);
@@ -263,8 +270,6 @@ at::Tensor gru_backward(const at::Tensor& acts, const at::Tensor& h, const at::T
   const at::Tensor w_hh = w_hh_.contiguous();
   check_contiguous({acts, h, rec, dh_all, grads});
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = h.size(2);
-  auto dh = dh_all.unbind(0);
-  auto rows = grads.unbind(0);
   at::Tensor dh_prev = at::zeros({batch, hidden}, h.options());  // dh_0: dh * z, then the product
   FLOATING_TYPES(acts, "gru_backward", [&] {
     for (int64_t t = steps - 1; t >= 0; --t) {
@@ -283,7 +288,7 @@ at::Tensor gru_backward(const at::Tensor& acts, const at::Tensor& h, const at::T
                            dht + at, below + at, grad, grad + hidden, grad + 2 * hidden, hidden);
         }
       });
-      product(rows[t], w_hh, t ? dh[t - 1] : dh_prev, true);
+      product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, true);
     }
   });
   return dh_prev;
@@ -294,10 +299,9 @@ void rnn_forward(at::Tensor h, const at::Tensor& w_rec_) {
   check_contiguous({h});
   const at::Tensor w_rec = w_rec_.contiguous();
   const int64_t steps = h.size(0) - 1, batch = h.size(1), hidden = h.size(2);
-  auto hs = h.unbind(0);
   FLOATING_TYPES(h, "rnn_forward", [&] {
     for (int64_t t = 0; t < steps; ++t) {
-      product(hs[t], w_rec, hs[t + 1], true);
+      product<scalar_t>(h, t, w_rec, h, t + 1, true);
       scalar_t* v = step<scalar_t>(h, t + 1);
       over_rows(batch, hidden, [&](int64_t begin, int64_t end) {
         for (int64_t j = begin * hidden; j < end * hidden; ++j) {
@@ -313,8 +317,6 @@ at::Tensor rnn_backward(const at::Tensor& h, at::Tensor dh_all, at::Tensor grads
   const at::Tensor w_hh = w_hh_.contiguous();
   check_contiguous({h, dh_all, grads});
   const int64_t steps = h.size(0) - 1, batch = h.size(1), hidden = h.size(2);
-  auto dh = dh_all.unbind(0);
-  auto rows = grads.unbind(0);
   at::Tensor dh_prev;
   FLOATING_TYPES(h, "rnn_backward", [&] {
     for (int64_t t = steps - 1; t >= 0; --t) {
@@ -329,7 +331,7 @@ at::Tensor rnn_backward(const at::Tensor& h, at::Tensor dh_all, at::Tensor grads
       if (!t) {
         dh_prev = at::empty({batch, hidden}, dh_all.options());
       }
-      product(rows[t], w_hh, t ? dh[t - 1] : dh_prev, t != 0);
+      product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, t != 0);
     }
   });
   return dh_prev;
