@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -79,7 +81,7 @@ def _build_and_load() -> Any | None:
         flags = compile_flags()
         name = build_name(flags)
         folder = build_root(cpp_extension) / name
-        with file_lock(folder / "build"), _ninja_on_path():
+        with file_lock(folder / "build"), _ninja_on_path(), _quiet(logging.getLogger("torch.utils.cpp_extension")):
             # torch's own lock file, left behind if a build was killed: under our lock nobody else is building
             (folder / "lock").unlink(missing_ok=True)
             if not (folder / f"{name}.so").exists():
@@ -89,10 +91,17 @@ def _build_and_load() -> Any | None:
                                is_python_module=False, verbose=False)
         return getattr(torch.ops, NAMESPACE)
     except Exception as error:  # no compiler, no ninja, a failed build: the Python loop still works
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
-        print(f"seqtrain: the compiled recurrent loop is unavailable, using the slower Python loop ({reason})",
+        print(f"seqtrain: the compiled recurrent loop is unavailable, using the slower Python loop ({cause(error)})",
               file=sys.stderr, flush=True)
         return None
+
+
+def cause(error: Exception) -> str:
+    """The line of a build failure that says why (a compiler error, a missing program), not the commands around it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if re.search(r"error|not found|no such|required", line, re.IGNORECASE)
+              and not line.startswith("Error building extension")]
+    return (causes[-1] if causes else lines[0] if lines else type(error).__name__)[:200]
 
 
 @contextlib.contextmanager
@@ -108,3 +117,14 @@ def _ninja_on_path() -> Iterator[None]:
         yield
     finally:
         os.environ["PATH"] = before
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Errors only from torch's builder (its warnings span many lines; a failure is reported in one)."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
