@@ -10,7 +10,8 @@ and the best round of each is reported (these machines are noisy):
 - seqtrain: the real Trainer over its SequenceLoader (bucketing, masking,
   clipping, TensorBoard logging included),
 - seqtrain-packed: the same with pack_padded_sequence instead of masking,
-- seqtrain-fused: the same with the fused CPU kernel (models/fused.py) instead of nn.LSTM's,
+- seqtrain-nn: the same with nn.LSTM's own kernel (`--kernel torch`; `auto`, above, trains with the
+  fused CPU kernel of models/fused.py where its compiled loop builds),
 - keras (when installed): Keras 3's `model.fit` on the same model, padded to 500,
   on TensorFlow when it is installed (`pip install tensorflow-cpu keras`), else on
   Keras' torch backend (step by step in Python: timed on fewer reviews).
@@ -161,7 +162,7 @@ def main() -> None:
         "bucketed": train_bucketed,
         "seqtrain": train_seqtrain,
         "seqtrain-packed": lambda s, t: train_seqtrain(s, t, packing="on"),
-        "seqtrain-fused": lambda s, t: train_seqtrain(s, t, kernel="fused"),
+        "seqtrain-nn": lambda s, t: train_seqtrain(s, t, kernel="torch"),
     }
     backend = keras_backend()
     if backend is None:
@@ -184,7 +185,7 @@ def main() -> None:
     print(f"\nseqtrain / pad500          = {best['seqtrain'] / best['pad500']:.2f}x  (target >= 3)")
     print(f"seqtrain / best hand loop  = {best['seqtrain'] / hand_best:.2f}x  (target >= 0.95)")
     print(f"packed / masked (seqtrain) = {best['seqtrain-packed'] / best['seqtrain']:.2f}x  (packing is used only where > 1)")
-    print(f"fused / nn kernel (seqtrain) = {best['seqtrain-fused'] / best['seqtrain']:.2f}x")
+    print(f"auto / nn kernel (seqtrain) = {best['seqtrain'] / best['seqtrain-nn']:.2f}x")
     if backend is not None:
         print(f"seqtrain / keras 3 ({backend}) = {best['seqtrain'] / best[f'keras-{backend}']:.2f}x  (target >= 5)")
 

@@ -122,8 +122,8 @@ class ModelSettings:
     layer_norm: bool = opt(False, "Layer-normalised recurrent cells (LNSimpleRNNCell and its LSTM/GRU kin).")
     kernel: str = opt(
         "auto",
-        "Recurrent kernel: 'torch' (nn's), 'fused' (a hand-written CPU backward, same parameters), or 'auto': "
-        "fused where it measured faster (GRU and RNN training on CPU).",
+        "Recurrent kernel: 'torch' (nn's), 'fused' (a compiled CPU time loop and hand-written backward, same "
+        "parameters), or 'auto': fused where it measured faster on CPU (training; inference but for float32 LSTMs).",
         ("auto", "torch", "fused"),
     )
     init: str = opt(

@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated cache per test and a small aclImdb-format corpus."""
+"""Shared fixtures: the compiled recurrent loop, an isolated cache per test and a small aclImdb-format corpus."""
 
 from __future__ import annotations
 
@@ -25,6 +25,15 @@ def shared_data(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_recurrent_loop():
+    """Build (first run on a machine, about a minute) or load the fused layers' compiled loop before any test,
+    so that no test's captured output or timing sees the build."""
+    from seqtrain.models.fused_loop import compiled_loop
+
+    compiled_loop()
 
 
 @pytest.fixture(autouse=True)

@@ -21,3 +21,12 @@ def test_bench_train_drives_the_trainer_over_a_few_batches():
     seqs = [torch.randint(2, bench.VOCAB, (int(n),), generator=generator) for n in torch.randint(5, 40, (2 * bench.BATCH,))]
     targets = torch.randint(0, 2, (len(seqs),), generator=generator)
     assert bench.train_seqtrain(seqs, targets) > 0
+
+
+def test_bench_kernel_times_nn_fused_and_the_product_floor(monkeypatch):
+    bench = load_script("bench_kernel")
+    monkeypatch.setitem(bench.SIZES, "tiny", (4, 6, 3, 8))
+    results = bench.compare("lstm", bench.SIZES["tiny"], repeats=1)
+    assert set(results) == {"train fwd+bwd", "infer fwd"}
+    for nn_ms, fused_ms, floor_ms, auto in results.values():
+        assert min(nn_ms, fused_ms, floor_ms) > 0 and auto in ("nn", "fused")

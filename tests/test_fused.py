@@ -7,11 +7,24 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from seqtrain.models.fused import FusedGRU, GRUFunction, LSTMFunction, RNNFunction, Workspace
+from seqtrain.models import fused, fused_loop
+from seqtrain.models.fused import FusedGRU, GRUFunction, LSTMFunction, PythonLoop, RNNFunction, Workspace
 from seqtrain.models.recurrent import RecurrentEncoder, make_rnn
 
 REFERENCE = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def loop(request, monkeypatch):
+    """Run the test with the compiled per-step loops (fused_loop.cpp), then with the Python ones."""
+    chosen = PythonLoop
+    if request.param == "compiled":
+        chosen = fused_loop.compiled_loop()
+        if chosen is None:
+            pytest.skip("the compiled recurrent loop could not be built here (no C++ compiler or ninja)")
+    monkeypatch.setattr(fused, "loop", lambda like: chosen)
+    return request.param
 
 
 def pair(cell: str, input_size: int, hidden: int, layers: int = 1, dropout: float = 0.0):
@@ -43,7 +56,7 @@ def initial_state(cell: str, layers: int, batch: int, hidden: int, zero: bool):
     "cell,size,layers,zero_state",
     list(itertools.product(["rnn", "lstm", "gru"], [(3, 7, 5, 4), (1, 1, 2, 3), (4, 12, 6, 16)], [1, 2], [True, False])),
 )
-def test_outputs_and_every_gradient_match_nn(cell, size, layers, zero_state):
+def test_outputs_and_every_gradient_match_nn(cell, size, layers, zero_state, loop):
     torch.manual_seed(0)
     batch, steps, inputs, hidden = size
     reference, fused = pair(cell, inputs, hidden, layers)
@@ -55,8 +68,24 @@ def test_outputs_and_every_gradient_match_nn(cell, size, layers, zero_state):
         torch.testing.assert_close(got, expected, **TOL)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_wide_layers_on_two_threads_match_nn(cell, loop):
+    """Wide steps split their products and gate arithmetic between threads, in blocks that need not divide the batch."""
+    torch.manual_seed(0)
+    reference, fused = pair(cell, 6, 256)
+    x = torch.randn(40, 3, 6, requires_grad=True)
+    weights = torch.randn(40, 3, 256)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for expected, got in zip(run(reference, x, None, weights), run(fused, x, None, weights), strict=True):
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("function,gates,cell_state", [(RNNFunction, 1, False), (GRUFunction, 3, False), (LSTMFunction, 4, True)])
-def test_gradcheck_in_float64(function, gates, cell_state):
+def test_gradcheck_in_float64(function, gates, cell_state, loop):
     torch.manual_seed(0)
     batch, steps, inputs, hidden = 2, 3, 4, 3
     leaf = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
@@ -76,7 +105,7 @@ def test_state_dicts_load_either_way(cell):
 
 
 @pytest.mark.parametrize("cell,bidirectional", list(itertools.product(["rnn", "lstm", "gru"], [False, True])))
-def test_masked_encoder_matches_nn_with_variable_lengths(cell, bidirectional):
+def test_masked_encoder_matches_nn_with_variable_lengths(cell, bidirectional, loop):
     torch.manual_seed(0)
     encoders = {}
     for kernel in ("torch", "fused"):
@@ -94,8 +123,55 @@ def test_masked_encoder_matches_nn_with_variable_lengths(cell, bidirectional):
         torch.testing.assert_close(got, expected, **TOL)
 
 
+@pytest.fixture
+def python_loop_only(monkeypatch):
+    """As on a machine where the compiled loop cannot be built."""
+    monkeypatch.setattr(fused, "compiled_loop", lambda: None)
+
+
+@pytest.fixture
+def compiled():
+    if fused_loop.compiled_loop() is None:
+        pytest.skip("the compiled recurrent loop could not be built here (no C++ compiler or ninja)")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_auto_with_the_compiled_loop_trains_every_cell_fused_and_infers_fused_where_nn_is_not(cell, compiled):
+    module = make_rnn(cell, 3, 4)
+    x = torch.randn(2, 5, 3)
+    assert module.uses_fused(x) and module.double().uses_fused(x.double())
+    onednn = cell == "lstm" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    with torch.no_grad():
+        assert module.float().uses_fused(x) is not onednn  # oneDNN's float32 LSTM inference stays faster
+        assert module.double().uses_fused(x.double())  # oneDNN's LSTM is float32 only
+    module.float()
+    assert not module.uses_fused(pack_padded_sequence(x, torch.tensor([5, 2]), batch_first=True))
+    assert not make_rnn(cell, 3, 4, kernel="torch").uses_fused(x)
+
+
+def test_the_classifier_trains_its_lstm_with_the_compiled_loop(compiled, monkeypatch):
+    """The lectures' model (an LSTM encoder, kernel auto) runs the compiled loop forward and backward."""
+    calls = []
+    real = fused_loop.compiled_loop()
+
+    class Spy:
+        def __init__(self, like):
+            pass
+
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(real, name)
+
+    monkeypatch.setattr(fused, "loop", Spy)
+    encoder = RecurrentEncoder("lstm", 5, 6)
+    embedded = torch.randn(4, 9, 5, requires_grad=True)  # as an embedding layer's output
+    out, last = encoder(embedded, torch.tensor([9, 3, 1, 6]))
+    (out.sum() + last.sum()).backward()
+    assert calls == ["matmul", "lstm_forward", "lstm_backward", "matmul"]  # input projection ... dx
+
+
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
-def test_auto_runs_fused_only_for_cpu_training_on_padded_batches(cell):
+def test_auto_with_the_python_loop_runs_fused_only_for_cpu_training_on_padded_batches(cell, python_loop_only):
     module = make_rnn(cell, 3, 4)
     x = torch.randn(2, 5, 3)
     assert module.uses_fused(x)
@@ -105,7 +181,7 @@ def test_auto_runs_fused_only_for_cpu_training_on_padded_batches(cell):
     assert not make_rnn(cell, 3, 4, kernel="torch").uses_fused(x)
 
 
-def test_auto_leaves_lstm_to_onednn_where_nn_uses_it(monkeypatch):
+def test_auto_with_the_python_loop_leaves_lstm_to_onednn_where_nn_uses_it(python_loop_only, monkeypatch):
     lstm = make_rnn("lstm", 3, 4)
     x = torch.randn(2, 5, 3)
     onednn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
@@ -113,6 +189,37 @@ def test_auto_leaves_lstm_to_onednn_where_nn_uses_it(monkeypatch):
     assert lstm.double().uses_fused(x.double())  # oneDNN's LSTM is float32 only
     monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
     assert lstm.float().uses_fused(x)
+
+
+def test_a_failed_build_falls_back_to_the_python_loop_with_a_one_line_notice(monkeypatch, capsys):
+    from torch.utils import cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension 'x': [1/2] c++ -MMD -c fused_loop.cpp\n"
+                           "/bin/sh: 1: c++: not found\nninja: build stopped: subcommand failed.")
+
+    monkeypatch.setattr(fused_loop, "_loop", fused_loop._UNSET)
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    assert fused_loop.compiled_loop() is None and fused.loop(torch.zeros(1)) is PythonLoop
+    notice = capsys.readouterr().err.strip()
+    assert notice.count("\n") == 0 and "Python loop" in notice and notice.endswith("(/bin/sh: 1: c++: not found)")
+    torch.manual_seed(0)
+    reference, layer = pair("gru", 3, 4)
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(layer(x)[0], reference(x)[0], **TOL)
+
+
+def test_a_build_lock_left_by_a_killed_build_does_not_block_loading(compiled, monkeypatch):
+    """torch's own lock file waits forever for a builder that died; under seqtrain's lock it is known stale."""
+    from torch.utils import cpp_extension
+
+    flags = fused_loop.compile_flags()
+    name = fused_loop.build_name(flags)
+    folder = fused_loop.build_root(cpp_extension) / name
+    (folder / "lock").touch()
+    monkeypatch.setattr(fused_loop, "_loop", fused_loop._UNSET)
+    assert fused_loop.compiled_loop() is not None
+    assert not (folder / "lock").exists()
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -124,7 +231,7 @@ def test_packed_input_still_runs_nn(cell):
     torch.testing.assert_close(got.data, expected.data)
 
 
-def test_truncated_backprop_carries_state_like_nn():
+def test_truncated_backprop_carries_state_like_nn(loop):
     torch.manual_seed(0)
     reference, fused = pair("lstm", 3, 5, layers=2)
     chunks = torch.randn(2, 3, 4, 3).unbind(0)  # two chunks of 4 steps
@@ -138,7 +245,7 @@ def test_truncated_backprop_carries_state_like_nn():
         torch.testing.assert_close(got.grad, expected.grad, **TOL)
 
 
-def test_dropout_between_layers_only_in_training():
+def test_dropout_between_layers_only_in_training(loop):
     torch.manual_seed(0)
     reference, fused = pair("gru", 3, 8, layers=2, dropout=0.5)
     x = torch.randn(2, 6, 3, requires_grad=True)
@@ -148,7 +255,7 @@ def test_dropout_between_layers_only_in_training():
     assert not torch.allclose(fused(x)[0], reference(x)[0], **TOL)
 
 
-def test_two_forwards_before_one_backward_accumulate_like_nn():
+def test_two_forwards_before_one_backward_accumulate_like_nn(loop):
     torch.manual_seed(0)
     reference, fused = pair("gru", 3, 4)
     x, y = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
@@ -159,7 +266,7 @@ def test_two_forwards_before_one_backward_accumulate_like_nn():
 
 
 @pytest.mark.parametrize("cell,frozen", list(itertools.product(["rnn", "lstm", "gru"], ["weight_ih_l0", "bias_hh_l0"])))
-def test_frozen_parameters_and_constant_input_get_no_gradient_and_the_rest_match(cell, frozen):
+def test_frozen_parameters_and_constant_input_get_no_gradient_and_the_rest_match(cell, frozen, loop):
     torch.manual_seed(0)
     reference, fused = pair(cell, 3, 4)
     x = torch.randn(2, 5, 3)
@@ -172,7 +279,7 @@ def test_frozen_parameters_and_constant_input_get_no_gradient_and_the_rest_match
             torch.testing.assert_close(got.grad, expected.grad, **TOL)
 
 
-def test_workspace_memory_stays_bounded_over_many_sequence_lengths(monkeypatch):
+def test_workspace_memory_stays_bounded_over_many_sequence_lengths(monkeypatch, loop):
     """Bucketed batches bring a new length almost every step: the kept buffers must not grow with them."""
     workspace = Workspace(limit_bytes=4 * 2**20)
     monkeypatch.setattr("seqtrain.models.fused.WORKSPACE", workspace)
@@ -187,6 +294,27 @@ def test_workspace_memory_stays_bounded_over_many_sequence_lengths(monkeypatch):
     reference.load_state_dict(layer.state_dict())
     x = torch.randn(16, 57, 8)
     torch.testing.assert_close(layer(x)[0], reference(x)[0])  # a reused, larger buffer gives the same result
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 3), (1, 4, 3)], ids=["one-step", "one-sequence"])
+def test_outputs_are_never_views_of_reused_buffers(shape, loop):
+    torch.manual_seed(0)
+    reference, layer = pair("gru", 3, 4)
+    x, y = torch.randn(*shape), torch.randn(*shape)
+    with torch.no_grad():
+        out, last = layer(x)
+        layer(y)  # reuses the workspace buffers the first call gave back
+    torch.testing.assert_close(out, reference(x)[0], **TOL)
+    torch.testing.assert_close(last, reference(x)[1], **TOL)
+
+
+def test_buffers_made_in_inference_mode_are_not_reused_outside_it():
+    torch.manual_seed(0)
+    reference, layer = pair("gru", 3, 4)
+    x = torch.randn(2, 5, 3)
+    with torch.inference_mode():
+        layer(x)
+    torch.testing.assert_close(layer(x)[0], reference(x)[0], **TOL)
 
 
 def test_unknown_kernel_is_refused():

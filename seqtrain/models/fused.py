@@ -1,4 +1,4 @@
-"""Fused recurrent layers for CPU training: nn.RNN/LSTM/GRU with a hand-written backward.
+"""Fused recurrent layers for CPU: nn.RNN/LSTM/GRU with a compiled time loop and a hand-written backward.
 
 On CPU, autograd through nn.GRU/RNN (and nn.LSTM where oneDNN is off or the
 dtype is not float32) replays every time step's small operations backwards
@@ -7,23 +7,25 @@ nn's parameters (same names, same layout, same gate order, so state_dicts
 load either way) and run each layer as one autograd.Function:
 
 - forward: the input projection of every step in one matrix product, then
-  per step one addmm into a preallocated buffer and a few in-place ops;
-- backward: the recurrence in reverse computes only the gate gradients (the
-  per-step factors that do not depend on the incoming gradient are formed for
-  all steps at once beforehand), then each weight gradient is ONE product over
-  all B*T rows and each bias gradient one sum.
+  per step one product into a preallocated buffer and the gate arithmetic;
+- backward: the recurrence in reverse computes only the gate gradients, then
+  each weight gradient is ONE product over all B*T rows and each bias
+  gradient one sum.
 
-tanh(a) is computed as 2*sigmoid(2a) - 1, because torch's CPU tanh is several
-times slower than its sigmoid: the tanh rows of the weights are doubled (an
-exact scaling) so one sigmoid covers every gate. The results agree with nn's
-within float32 rounding (tests/test_fused.py).
+The per-step loops run in C++ (fused_loop.cpp, compiled once per machine by
+fused_loop.py: one GEMM micro-kernel call and one pass of plain loops per
+step); where it cannot be compiled, PythonLoop runs the same arithmetic with
+torch ops, paying tens of microseconds of dispatch per step.
+
+tanh(a) is computed as 2*sigmoid(2a) - 1 (torch's CPU tanh is several times
+slower than its sigmoid): the tanh rows of the weights are doubled (an exact
+scaling) so one sigmoid covers every gate. The results agree with nn's within
+float32 rounding, with either loop (tests/test_fused.py).
 
 The modules dispatch at forward time: the fused Function for a padded batch
 where `kernel` allows it, nn's own kernel otherwise (packed sequences, CUDA
-under "auto", inference). scripts/bench_kernel.py measures both side by side:
-on CPU the fused GRU and RNN train faster than nn's; a float32 nn.LSTM
-already runs oneDNN's fused forward and backward, which this kernel only
-matches, so "auto" leaves it to nn.
+under "auto"); see FusedRecurrent for what "auto" picks, from
+scripts/bench_kernel.py's measurements.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from seqtrain.models.fused_loop import compiled_loop
 
 KERNELS = ("auto", "torch", "fused")
 
@@ -71,6 +75,8 @@ class Workspace:
     def release(self, *buffers: torch.Tensor) -> None:
         for buffer in buffers:
             flat = buffer._base if buffer._base is not None else buffer.view(-1)
+            if flat.is_inference():  # made under torch.inference_mode(): unwritable outside it
+                continue
             nbytes = flat.numel() * flat.element_size()
             if self.held_bytes + nbytes <= self.limit_bytes:
                 self.free.setdefault((flat.dtype, flat.device), []).append(flat)
@@ -91,13 +97,14 @@ def _time_major(x: torch.Tensor) -> torch.Tensor:
 def _finish_forward(ctx, w_ih: torch.Tensor, w_hh: torch.Tensor, buffers: tuple, h: torch.Tensor):
     """Keep what backward needs (buffers go back to the workspace when the graph is freed); (out [B,T,H], h_n).
 
-    The outputs are copies: a view of a reused buffer would change under the caller's feet.
+    The outputs are copies: a view of a reused buffer would change under the caller's feet (clone, because with
+    one step or one sequence the transposed view is already contiguous and .contiguous() would return it).
     """
     ctx.save_for_backward(w_ih, w_hh)
     ctx.saved = buffers
     weakref.finalize(ctx, WORKSPACE.release, *buffers)
     ctx.set_materialize_grads(False)
-    return h[1:].transpose(0, 1).contiguous(), h[-1].clone()
+    return h[1:].transpose(0, 1).clone(memory_format=torch.contiguous_format), h[-1].clone()
 
 
 def _doubled(t: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
@@ -151,7 +158,11 @@ def _input_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, w_ih: torch.Ten
     """dx [B, T, I] and dW_ih (ONE product over all B*T rows) from the input side's gate gradients."""
     steps, batch = grads.shape[:2]
     rows = grads.view(steps * batch, -1)
-    dx = (rows @ w_ih).view(steps, batch, -1).transpose(0, 1) if ctx.needs_input_grad[0] else None
+    dx = None
+    if ctx.needs_input_grad[0]:
+        dx = rows.new_empty(steps, batch, w_ih.shape[1])
+        loop(rows).matmul(rows, w_ih, None, dx.view(steps * batch, -1))
+        dx = dx.transpose(0, 1)
     return dx, (rows.t() @ x_rows if ctx.needs_input_grad[-4] else None)
 
 
@@ -160,6 +171,115 @@ def _shared_gate_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, h: torch.
     dx, dw_ih = _input_grads(ctx, grads, x_rows, w_ih)
     db = _row_sums(grads, ctx.needs_input_grad[-2] or ctx.needs_input_grad[-1])
     return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h), db, (db.clone() if db is not None else None)
+
+
+class PythonLoop:
+    """The per-step loops in Python: fused_loop.cpp's interface and numbers, for where it cannot be compiled.
+
+    Each step is one addmm into a preallocated buffer and a few in-place ops;
+    backward forms every per-step factor that does not depend on the incoming
+    gradient for all steps at once beforehand, so its loop only multiplies them in.
+    """
+
+    @staticmethod
+    def matmul(a, b, bias, out) -> None:
+        """out = a @ b (+ bias in every row)."""
+        torch.mm(a, b, out=out) if bias is None else torch.addmm(bias, a, b, out=out)
+
+    @staticmethod
+    def lstm_forward(gates, h, cc, tanh_c, w_rec) -> None:
+        hidden = h.shape[2]
+        minus_one = h.new_tensor(-1.0)
+        i, f, gg, o = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(4))
+        hs, ccs, tcs = h.unbind(0), cc.unbind(0), tanh_c.unbind(0)
+        for t, a in enumerate(gates.unbind(0)):
+            a.addmm_(hs[t], w_rec).sigmoid_()
+            _tanh_from_sigmoid_(gg[t], minus_one)
+            c = torch.mul(f[t], ccs[t], out=ccs[t + 1]).addcmul_(i[t], gg[t], value=2)
+            torch.mul(o[t], _tanh_from_sigmoid_(torch.sigmoid(c, out=tcs[t]), minus_one), out=hs[t + 1])
+
+    @staticmethod
+    def lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh) -> torch.Tensor:
+        steps, batch, hidden = tanh_c.shape
+        i, f, g, o = acts.split(hidden, 2)
+        # dgates = [dc*g*i', dc*c_prev*f', dc*i*g', dh*tanh(c)*o'] and dc = dc_next*f + dh*o*tanh'(c)
+        gi, gf, gg, go = grads.split(hidden, 2)
+        _sigmoid_grad(i, out=gi).mul_(g)
+        _sigmoid_grad(f, out=gf).mul_(cc[:-1]).mul_(0.5)
+        _one_minus_square(g, out=gg).mul_(i)
+        _sigmoid_grad(o, out=go).mul_(tanh_c)
+        dc_from_dh = _one_minus_square(tanh_c, out=WORKSPACE.empty(tanh_c, *tanh_c.shape)).mul_(o)
+        dh = dh_all.unbind(0)
+        rows, forget, to_dc = grads.unbind(0), f.unbind(0), dc_from_dh.unbind(0)
+        scale = dc.new_empty(batch, 4 * hidden)  # [dc, dc, dc, dh]: one plain product beats a broadcast one
+        for t in range(steps - 1, -1, -1):
+            dc.addcmul_(dh[t], to_dc[t])
+            rows[t].mul_(torch.cat((dc, dc, dc, dh[t]), 1, out=scale))
+            dc.mul_(forget[t])
+            dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
+        WORKSPACE.release(dc_from_dh)
+        return dh_prev
+
+    @staticmethod
+    def gru_forward(gates, h, rec, w_rec, b_hh) -> None:
+        hidden = h.shape[2]
+        minus_one = h.new_tensor(-1.0)
+        r, z, cand = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(3))
+        rz, rec_rz, rec_n = gates[..., : 2 * hidden].unbind(0), rec[..., : 2 * hidden].unbind(0), rec[..., 2 * hidden :].unbind(0)
+        hs, recs = h.unbind(0), rec.unbind(0)
+        for t in range(gates.shape[0]):
+            torch.addmm(b_hh, hs[t], w_rec, out=recs[t])
+            rz[t].add_(rec_rz[t]).sigmoid_()
+            _tanh_from_sigmoid_(cand[t].addcmul_(r[t], rec_n[t], value=2).sigmoid_(), minus_one)
+            torch.lerp(cand[t], hs[t], z[t], out=hs[t + 1])
+
+    @staticmethod
+    def gru_backward(acts, h, rec, dh_all, grads, w_hh) -> torch.Tensor:
+        steps, batch, hidden = dh_all.shape
+        r, z, n = acts.split(hidden, 2)
+        rec_n, h_minus_n = rec[..., 2 * hidden :], rec[..., :hidden]  # h - n reuses a no longer needed slice
+        # With dh the gradient at h_t and A = (1 - z)(1 - n^2), the recurrent product's gate gradients are
+        # dh * [A*hn*r', (h_prev - n)*z', A*r] and the input product's the same with dh*A for n
+        a = _one_minus_square(n, out=WORKSPACE.empty(n, *n.shape))
+        a.addcmul_(z, a, value=-1)
+        g_r, g_z, g_n = grads.split(hidden, 2)
+        _sigmoid_grad(r, out=g_r).mul_(rec_n).mul_(a)
+        _sigmoid_grad(z, out=g_z).mul_(torch.sub(h[:-1], n, out=h_minus_n))
+        torch.mul(a, r, out=g_n)
+        rows, keep, dh = grads.unbind(0), z.unbind(0), dh_all.unbind(0)
+        scale = dh_all.new_empty(batch, 3 * hidden)  # [dh, dh, dh]: one plain product beats a broadcast one
+        for t in range(steps - 1, -1, -1):
+            rows[t].mul_(torch.cat((dh[t], dh[t], dh[t]), 1, out=scale))
+            if t:
+                dh[t - 1].addcmul_(dh[t], keep[t]).addmm_(rows[t], w_hh)
+            else:
+                dh_prev = torch.addmm(dh[t] * keep[t], rows[t], w_hh)
+        dh_all.mul_(a)  # once used: the gradient the input product sees for n
+        WORKSPACE.release(a)
+        return dh_prev
+
+    @staticmethod
+    def rnn_forward(h, w_rec) -> None:
+        minus_one = h.new_tensor(-1.0)
+        hs = h.unbind(0)
+        for t in range(h.shape[0] - 1):
+            _tanh_from_sigmoid_(hs[t + 1].addmm_(hs[t], w_rec).sigmoid_(), minus_one)
+
+    @staticmethod
+    def rnn_backward(h, dh_all, grads, w_hh) -> torch.Tensor:
+        _one_minus_square(h[1:], out=grads)  # tanh', times dh step by step below
+        rows, dh = grads.unbind(0), dh_all.unbind(0)
+        for t in range(dh_all.shape[0] - 1, -1, -1):
+            rows[t].mul_(dh[t])
+            dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
+        return dh_prev
+
+
+def loop(like: torch.Tensor):
+    """The per-step loops for tensors like `like`: the compiled ones (CPU only; built on first use) where they load,
+    else PythonLoop."""
+    compiled = compiled_loop() if like.device.type == "cpu" else None
+    return PythonLoop if compiled is None else compiled
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -172,21 +292,13 @@ class LSTMFunction(torch.autograd.Function):
         g = (2 * hidden, 3 * hidden)  # PyTorch's gate order i, f, g, o: only g is a tanh
         x_rows = _time_major(x)
         gates = WORKSPACE.empty(x, steps, batch, 4 * hidden)  # pre-activations, then activations i, f, g, o
-        torch.addmm(_doubled(b_ih + b_hh, *g), x_rows, _doubled(w_ih, *g).t(), out=gates.view(steps * batch, -1))
+        loop(x).matmul(x_rows, _doubled(w_ih, *g).t(), _doubled(b_ih + b_hh, *g), gates.view(steps * batch, -1))
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         cc = WORKSPACE.empty(x, steps + 1, batch, hidden)  # 2c: sigmoid(2c) gives tanh(c) = 2*sigmoid(2c) - 1
         tanh_c = WORKSPACE.empty(x, steps, batch, hidden)
         h[0] = h0
         torch.mul(c0, 2, out=cc[0])
-        w_rec = _doubled(w_hh, *g).t()
-        minus_one = x.new_tensor(-1.0)
-        i, f, gg, o = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(4))
-        hs, ccs, tcs = h.unbind(0), cc.unbind(0), tanh_c.unbind(0)
-        for t, a in enumerate(gates.unbind(0)):
-            a.addmm_(hs[t], w_rec).sigmoid_()
-            _tanh_from_sigmoid_(gg[t], minus_one)
-            c = torch.mul(f[t], ccs[t], out=ccs[t + 1]).addcmul_(i[t], gg[t], value=2)
-            torch.mul(o[t], _tanh_from_sigmoid_(torch.sigmoid(c, out=tcs[t]), minus_one), out=hs[t + 1])
+        loop(x).lstm_forward(gates, h, cc, tanh_c, _doubled(w_hh, *g).t())
         return *_finish_forward(ctx, w_ih, w_hh, (x_rows, h, cc, gates, tanh_c), h), cc[steps] * 0.5
 
     @staticmethod
@@ -194,29 +306,12 @@ class LSTMFunction(torch.autograd.Function):
     def backward(ctx, dout, dh_n, dc_n):
         w_ih, w_hh = ctx.saved_tensors
         x_rows, h, cc, acts, tanh_c = ctx.saved
-        steps, batch, hidden = h.shape[0] - 1, h.shape[1], h.shape[2]
-        i, f, g, o = acts.split(hidden, 2)
-        # dgates = [dc*g*i', dc*c_prev*f', dc*i*g', dh*tanh(c)*o'] and dc = dc_next*f + dh*o*tanh'(c):
-        # every factor but dh and dc, for all steps at once; the loop only multiplies them in.
         grads = WORKSPACE.empty(acts, *acts.shape)
-        gi, gf, gg, go = grads.split(hidden, 2)
-        _sigmoid_grad(i, out=gi).mul_(g)
-        _sigmoid_grad(f, out=gf).mul_(cc[:-1]).mul_(0.5)
-        _one_minus_square(g, out=gg).mul_(i)
-        _sigmoid_grad(o, out=go).mul_(tanh_c)
-        dc_from_dh = _one_minus_square(tanh_c, out=WORKSPACE.empty(h, *tanh_c.shape)).mul_(o)
         dh_all = _hidden_grads(dout, dh_n, h)
-        dh = dh_all.unbind(0)
-        rows, forget, to_dc = grads.unbind(0), f.unbind(0), dc_from_dh.unbind(0)
-        dc = dc_n.clone() if dc_n is not None else h.new_zeros(batch, hidden)
-        scale = h.new_empty(batch, 4 * hidden)  # [dc, dc, dc, dh]: one plain product beats a broadcast one
-        for t in range(steps - 1, -1, -1):
-            dc.addcmul_(dh[t], to_dc[t])
-            rows[t].mul_(torch.cat((dc, dc, dc, dh[t]), 1, out=scale))
-            dc.mul_(forget[t])
-            dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
+        dc = dc_n.clone(memory_format=torch.contiguous_format) if dc_n is not None else h.new_zeros(h.shape[1:])
+        dh_prev = loop(h).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh)
         dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, x_rows, h, w_ih)
-        WORKSPACE.release(grads, dc_from_dh, dh_all)
+        WORKSPACE.release(grads, dh_all)
         return dx, dh_prev, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -234,20 +329,11 @@ class GRUFunction(torch.autograd.Function):
         n = (2 * hidden, 3 * hidden)  # only n is a tanh: its input rows are doubled, r * (h W_hn + b_hn) added twice
         x_rows = _time_major(x)
         gates = WORKSPACE.empty(x, steps, batch, 3 * hidden)  # input pre-activations, then activations r, z, n
-        torch.addmm(_doubled(b_ih, *n), x_rows, _doubled(w_ih, *n).t(), out=gates.view(steps * batch, -1))
+        loop(x).matmul(x_rows, _doubled(w_ih, *n).t(), _doubled(b_ih, *n), gates.view(steps * batch, -1))
         rec = WORKSPACE.empty(x, steps, batch, 3 * hidden)  # h W_hh^T + b_hh
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         h[0] = h0
-        w_rec = w_hh.t()
-        minus_one = x.new_tensor(-1.0)
-        r, z, cand = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(3))
-        rz, rec_rz, rec_n = gates[..., : n[0]].unbind(0), rec[..., : n[0]].unbind(0), rec[..., n[0] :].unbind(0)
-        hs, recs = h.unbind(0), rec.unbind(0)
-        for t in range(steps):
-            torch.addmm(b_hh, hs[t], w_rec, out=recs[t])
-            rz[t].add_(rec_rz[t]).sigmoid_()
-            _tanh_from_sigmoid_(cand[t].addcmul_(r[t], rec_n[t], value=2).sigmoid_(), minus_one)
-            torch.lerp(cand[t], hs[t], z[t], out=hs[t + 1])
+        loop(x).gru_forward(gates, h, rec, w_hh.t(), b_hh)
         return _finish_forward(ctx, w_ih, w_hh, (x_rows, h, gates, rec), h)
 
     @staticmethod
@@ -255,33 +341,15 @@ class GRUFunction(torch.autograd.Function):
     def backward(ctx, dout, dh_n):
         w_ih, w_hh = ctx.saved_tensors
         x_rows, h, acts, rec = ctx.saved
-        steps, batch, hidden = h.shape[0] - 1, h.shape[1], h.shape[2]
-        r, z, n = acts.split(hidden, 2)
-        rec_n, h_minus_n = rec[..., 2 * hidden :], rec[..., : hidden]  # h - n reuses a no longer needed slice
-        # With dh the gradient at h_t and A = (1 - z)(1 - n^2), the recurrent product's gate gradients are
-        # dh * [A*hn*r', (h_prev - n)*z', A*r] and the input product's the same with dh*A for n:
-        # every factor but dh, for all steps at once; the loop only multiplies dh in.
-        a = _one_minus_square(n, out=WORKSPACE.empty(h, *n.shape))
-        a.addcmul_(z, a, value=-1)
+        n = slice(2 * h.shape[2], None)
         grads = WORKSPACE.empty(acts, *acts.shape)
-        g_r, g_z, g_n = grads.split(hidden, 2)
-        _sigmoid_grad(r, out=g_r).mul_(rec_n).mul_(a)
-        _sigmoid_grad(z, out=g_z).mul_(torch.sub(h[:-1], n, out=h_minus_n))
-        torch.mul(a, r, out=g_n)
         dh_all = _hidden_grads(dout, dh_n, h)
-        rows, keep, dh = grads.unbind(0), z.unbind(0), dh_all.unbind(0)
-        scale = h.new_empty(batch, 3 * hidden)  # [dh, dh, dh]: one plain product beats a broadcast one
-        for t in range(steps - 1, -1, -1):
-            rows[t].mul_(torch.cat((dh[t], dh[t], dh[t]), 1, out=scale))
-            if t:
-                dh[t - 1].addcmul_(dh[t], keep[t]).addmm_(rows[t], w_hh)
-            else:
-                dh_prev = torch.addmm(dh[t] * keep[t], rows[t], w_hh)
+        dh_prev = loop(h).gru_backward(acts, h, rec, dh_all, grads, w_hh)
         dw_hh, db_hh = _recurrent_weight_grad(ctx, grads, h), _row_sums(grads, ctx.needs_input_grad[-1])
-        g_n.copy_(a.mul_(dh_all))  # the input product sees n's gradient before r multiplies it
+        grads[..., n] = dh_all  # the input product sees n's gradient before r multiplies it
         dx, dw_ih = _input_grads(ctx, grads, x_rows, w_ih)
         db_ih = _row_sums(grads, ctx.needs_input_grad[-2])
-        WORKSPACE.release(a, grads, dh_all)
+        WORKSPACE.release(grads, dh_all)
         return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -295,12 +363,8 @@ class RNNFunction(torch.autograd.Function):
         x_rows = _time_major(x)
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         h[0] = h0
-        torch.addmm(_doubled(b_ih + b_hh), x_rows, _doubled(w_ih).t(), out=h[1:].view(steps * batch, hidden))
-        w_rec = _doubled(w_hh).t()
-        minus_one = x.new_tensor(-1.0)
-        hs = h.unbind(0)
-        for t in range(steps):
-            _tanh_from_sigmoid_(hs[t + 1].addmm_(hs[t], w_rec).sigmoid_(), minus_one)
+        loop(x).matmul(x_rows, _doubled(w_ih).t(), _doubled(b_ih + b_hh), h[1:].view(steps * batch, hidden))
+        loop(x).rnn_forward(h, _doubled(w_hh).t())
         return _finish_forward(ctx, w_ih, w_hh, (x_rows, h), h)
 
     @staticmethod
@@ -308,13 +372,9 @@ class RNNFunction(torch.autograd.Function):
     def backward(ctx, dout, dh_n):
         w_ih, w_hh = ctx.saved_tensors
         x_rows, h = ctx.saved
-        steps = h.shape[0] - 1
-        grads = _one_minus_square(h[1:], out=WORKSPACE.empty(h, *h[1:].shape))  # tanh', times dh step by step below
+        grads = WORKSPACE.empty(h, *h[1:].shape)
         dh_all = _hidden_grads(dout, dh_n, h)
-        rows, dh = grads.unbind(0), dh_all.unbind(0)
-        for t in range(steps - 1, -1, -1):
-            rows[t].mul_(dh[t])
-            dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
+        dh_prev = loop(h).rnn_backward(h, dh_all, grads, w_hh)
         dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, x_rows, h, w_ih)
         WORKSPACE.release(grads, dh_all)
         return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh
@@ -324,10 +384,12 @@ class FusedRecurrent:
     """Mixin for nn.RNN/LSTM/GRU: the fused Function for padded batches where `kernel` allows, nn's kernel otherwise.
 
     kernel "torch" always uses nn's kernel; "fused" the fused one for every
-    padded batch, whatever the device; "auto" the fused one on CPU when
-    gradients are needed (training) and nn's own kernel is the step-by-step
-    one, where the fused one is faster (scripts/bench_kernel.py); nn's for
-    inference and on CUDA (cuDNN).
+    padded batch, whatever the device; "auto" the fused one on CPU where it
+    measured faster (scripts/bench_kernel.py): with the compiled loop
+    (fused_loop.py), for training with every cell and for inference unless
+    nn's own kernel is a fused one (oneDNN's float32 LSTM); with the Python
+    loop only for training where nn's kernel is the step-by-step one. nn's on
+    CUDA (cuDNN).
     """
 
     function: type[torch.autograd.Function]
@@ -355,8 +417,12 @@ class FusedRecurrent:
             return False
         if self.kernel == "fused":
             return True
+        if input.device.type != "cpu":
+            return False
         training = torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in self.parameters()))
-        return input.device.type == "cpu" and training and not self.nn_kernel_is_fused(input)
+        if compiled_loop() is not None:
+            return training or not self.nn_kernel_is_fused(input)
+        return training and not self.nn_kernel_is_fused(input)
 
     def forward(self, input, hx=None):
         if not self.uses_fused(input):
