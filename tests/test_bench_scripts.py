@@ -30,3 +30,14 @@ def test_bench_kernel_times_nn_fused_and_the_product_floor(monkeypatch):
     assert set(results) == {"train fwd+bwd", "infer fwd"}
     for nn_ms, fused_ms, floor_ms, auto in results.values():
         assert min(nn_ms, fused_ms, floor_ms) > 0 and auto in ("nn", "fused")
+
+
+def test_keras_recipe_feeds_keras_seqtrains_own_tokens_front_padded(imdb_dir):
+    recipe = load_script("keras_recipe")
+    x, y, x_test, y_test = recipe.imdb_arrays(str(imdb_dir))
+    assert x.shape == (300, recipe.MAX_LEN) and x_test.shape == (120, recipe.MAX_LEN)
+    assert sorted(set(y.tolist())) == [0.0, 1.0] and y.mean() == 0.5
+    lengths = (x > 0).sum(1)
+    assert (x[:, -1] > 0).all() and (lengths < recipe.MAX_LEN).all()  # short reviews: zeros in front, tokens at the end
+    long = [torch.arange(1, 601)]
+    assert recipe.padded(long)[0].tolist() == list(range(101, 601))  # truncated at the front, as pad_sequences does
