@@ -14,9 +14,11 @@ and the best round of each is reported (these machines are noisy):
   fused CPU kernel of models/fused.py where its compiled loop builds),
 - keras (when installed): Keras 3's `model.fit` on the same model, padded to 500,
   on TensorFlow when it is installed (`pip install tensorflow-cpu keras`), else on
-  Keras' torch backend (step by step in Python: timed on fewer reviews).
+  Keras' torch backend (step by step in Python: timed on fewer reviews); each Keras round
+  runs in a fresh process of its own, so TensorFlow's runtime never shares a process with
+  the PyTorch contenders (in one process it halved their rates).
 
-    python scripts/bench_train.py [--data-dir ../shared/data/imdb] [--examples 3200] [--rounds 3]
+    python scripts/bench_train.py [--data-dir ../shared/data/imdb] [--examples 3200] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -127,13 +131,30 @@ def keras_backend() -> str | None:
 
 
 def train_keras(seqs, targets) -> float:
-    """Keras 3 on the same reviews, padded to 500 as `pad_sequences` does; one warm-up batch first."""
-    import keras
+    """Keras 3 on the same reviews, padded to 500 as `pad_sequences` does, in a process of its own.
 
+    Each round starts a fresh Python process that times one epoch of `model.fit` after a warm-up
+    batch: TensorFlow's thread pools and oneDNN/OpenMP runtime, loaded into this process, would
+    also slow the PyTorch contenders here (by about half, measured), and no user trains with both
+    frameworks in one process.
+    """
     padded = torch.zeros(len(seqs), MAX_LEN, dtype=torch.int32)
     for i, s in enumerate(seqs):
         padded[i, MAX_LEN - len(s) :] = s
-    x, y = padded.numpy(), targets.float().numpy()
+    with tempfile.TemporaryDirectory() as folder:
+        arrays = Path(folder) / "reviews.pt"
+        torch.save({"x": padded, "y": targets.float()}, arrays)
+        worker = subprocess.run([sys.executable, __file__, "--keras-worker", str(arrays)],
+                                capture_output=True, text=True, check=True, env=os.environ.copy())
+    return float(worker.stdout.strip().splitlines()[-1])
+
+
+def keras_worker(arrays: str) -> None:
+    """One Keras epoch over the saved reviews; prints samples per second as the last line."""
+    import keras
+
+    data = torch.load(arrays, weights_only=True)
+    x, y = data["x"].numpy(), data["y"].numpy()
     model = keras.Sequential(
         [keras.Input((MAX_LEN,), dtype="int32"), keras.layers.Embedding(VOCAB, 32), keras.layers.LSTM(32),
          keras.layers.Dense(1, activation="sigmoid")]
@@ -142,7 +163,7 @@ def train_keras(seqs, targets) -> float:
     model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
-    return len(x) / (time.perf_counter() - start)
+    print(len(x) / (time.perf_counter() - start))
 
 
 def main() -> None:
@@ -151,7 +172,15 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=3200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keras-examples", type=int, default=640, help="reviews for the (slow) Keras run")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for the PyTorch contenders (0: torch's default; `seqtrain fit` picks 1 for "
+                        "this model); the Keras process keeps its own default")
+    parser.add_argument("--keras-worker", metavar="ARRAYS", help=argparse.SUPPRESS)  # the Keras round's own process
     args = parser.parse_args()
+    if args.keras_worker:
+        return keras_worker(args.keras_worker)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     seqs, targets, source = reviews(args.data_dir, args.examples)
     mean_len = sum(len(s) for s in seqs) / len(seqs)

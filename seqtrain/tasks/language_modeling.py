@@ -55,9 +55,12 @@ CHAR_DEFAULTS = {
     "hidden": 512,
     "layers": 1,
     "dropout": 0.1,
-    "batch_size": 64,
+    # 32 columns and a cosine decay from 3e-3: on tiny Shakespeare 1.403 validation after 8 epochs, where
+    # char-rnn's 64 columns at a constant 2e-3 reached 1.427 (twice the updates per character read)
+    "batch_size": 32,
     "bptt": 100,
-    "lr": 2e-3,
+    "lr": 3e-3,
+    "lr_schedule": "cosine",
     "clip": 5.0,
     "epochs": 8,
 }
@@ -264,7 +267,9 @@ class WordLMTask(CharLMTask):
 class WikiText2Task(LanguageModelTask):
     description = "Word LM on WikiText-2 (2M tokens, 33k words), as pytorch/examples word_language_model."
     level = "word"
-    defaults = {**WORD_DEFAULTS, "max_vocab": 0}
+    # 64 columns, Adam 3e-3 decayed along a cosine over 11 epochs: test perplexity 141.5 on this corpus in about
+    # 50 minutes of one CPU core (pytorch/examples' 2x200 LSTM: about 115 after 12 epochs of SGD at batch 20)
+    defaults = {**WORD_DEFAULTS, "max_vocab": 0, "batch_size": 64, "lr": 3e-3, "lr_schedule": "cosine", "epochs": 11}
     summary_vocab = 33278
 
     def texts(self, quiet: bool) -> tuple[str, str, str]:
