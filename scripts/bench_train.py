@@ -71,13 +71,28 @@ def reviews(data_dir: str | None, n: int) -> tuple[list[torch.Tensor], torch.Ten
     return seqs, torch.randint(0, 2, (n,), generator=g), "synthetic (IMDB-like lengths)"
 
 
+def front_padded(seqs, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """[N, MAX_LEN]: each sequence's last MAX_LEN tokens at the end, zeros in front, as Keras' `pad_sequences`."""
+    padded = torch.zeros(len(seqs), MAX_LEN, dtype=dtype)
+    for i, s in enumerate(seqs):
+        kept = s[-MAX_LEN:]
+        padded[i, MAX_LEN - len(kept) :] = kept
+    return padded
+
+
+def lectures_keras_model(keras):
+    """The lectures' model in Keras 3, uncompiled: Embedding(VOCAB, 32) -> LSTM(32) -> Dense(1, sigmoid)."""
+    return keras.Sequential(
+        [keras.Input((MAX_LEN,), dtype="int32"), keras.layers.Embedding(VOCAB, 32), keras.layers.LSTM(32),
+         keras.layers.Dense(1, activation="sigmoid")]
+    )
+
+
 def train_pad500(seqs, targets) -> float:
     model = SeedsModel()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     # Keras pads at the front, so the last step is real data; the loop reads the final state.
-    padded = torch.zeros(len(seqs), MAX_LEN, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        padded[i, MAX_LEN - len(s) :] = s
+    padded = front_padded(seqs)
     order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
     for i in range(0, len(seqs), BATCH):
@@ -138,12 +153,9 @@ def train_keras(seqs, targets) -> float:
     also slow the PyTorch contenders here (by about half, measured), and no user trains with both
     frameworks in one process.
     """
-    padded = torch.zeros(len(seqs), MAX_LEN, dtype=torch.int32)
-    for i, s in enumerate(seqs):
-        padded[i, MAX_LEN - len(s) :] = s
     with tempfile.TemporaryDirectory() as folder:
         arrays = Path(folder) / "reviews.pt"
-        torch.save({"x": padded, "y": targets.float()}, arrays)
+        torch.save({"x": front_padded(seqs, torch.int32), "y": targets.float()}, arrays)
         worker = subprocess.run([sys.executable, __file__, "--keras-worker", str(arrays)],
                                 capture_output=True, text=True, check=True, env=os.environ.copy())
     return float(worker.stdout.strip().splitlines()[-1])
@@ -155,10 +167,7 @@ def keras_worker(arrays: str) -> None:
 
     data = torch.load(arrays, weights_only=True)
     x, y = data["x"].numpy(), data["y"].numpy()
-    model = keras.Sequential(
-        [keras.Input((MAX_LEN,), dtype="int32"), keras.layers.Embedding(VOCAB, 32), keras.layers.LSTM(32),
-         keras.layers.Dense(1, activation="sigmoid")]
-    )
+    model = lectures_keras_model(keras)
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0)
     start = time.perf_counter()

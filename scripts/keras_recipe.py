@@ -26,26 +26,18 @@ import os
 import time
 
 import numpy as np
+import torch
+from bench_train import MAX_LEN, VOCAB, front_padded, lectures_keras_model  # the sibling script
 
 from seqtrain.tasks import build_config, make_task
-
-MAX_LEN, VOCAB = 500, 10000
-
-
-def padded(sequences) -> np.ndarray:
-    """Front-padded with 0 to MAX_LEN, as keras.utils.pad_sequences does (seqtrain already kept the last 500)."""
-    out = np.zeros((len(sequences), MAX_LEN), dtype=np.int32)
-    for i, s in enumerate(sequences):
-        tokens = s[-MAX_LEN:].numpy()
-        out[i, MAX_LEN - len(tokens) :] = tokens
-    return out
 
 
 def imdb_arrays(data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     task = make_task(build_config("imdb", {"data": data_dir, "max_vocab": VOCAB, "max_len": MAX_LEN, "val_split": 0.0}))
     data = task.prepare(quiet=True)
     train, test = data.train, data.test
-    return padded(train.sequences), train.targets.numpy().astype("float32"), padded(test.sequences), test.targets.numpy().astype("float32")
+    x, x_test = (front_padded(split.sequences, torch.int32).numpy() for split in (train, test))  # as pad_sequences
+    return x, train.targets.numpy().astype("float32"), x_test, test.targets.numpy().astype("float32")
 
 
 def run_seed(seed: int, x, y, x_test, y_test) -> dict:
@@ -54,10 +46,7 @@ def run_seed(seed: int, x, y, x_test, y_test) -> dict:
     keras.utils.set_random_seed(seed)
     order = np.random.default_rng(seed).permutation(len(x))  # validation_split takes the last 20% as given
     x, y = x[order], y[order]
-    model = keras.Sequential(
-        [keras.Input((MAX_LEN,), dtype="int32"), keras.layers.Embedding(VOCAB, 32), keras.layers.LSTM(32),
-         keras.layers.Dense(1, activation="sigmoid")]
-    )
+    model = lectures_keras_model(keras)
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="binary_crossentropy", metrics=["accuracy"])
 
     class KeepBest(keras.callbacks.Callback):

@@ -1,6 +1,7 @@
 """The benchmarks' own training paths run: a script that drives the Trainer by hand breaks silently otherwise."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import torch
@@ -9,6 +10,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def load_script(name: str):
+    if str(SCRIPTS) not in sys.path:  # as when run: a script imports its siblings
+        sys.path.insert(0, str(SCRIPTS))
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,4 +43,4 @@ def test_keras_recipe_feeds_keras_seqtrains_own_tokens_front_padded(imdb_dir):
     lengths = (x > 0).sum(1)
     assert (x[:, -1] > 0).all() and (lengths < recipe.MAX_LEN).all()  # short reviews: zeros in front, tokens at the end
     long = [torch.arange(1, 601)]
-    assert recipe.padded(long)[0].tolist() == list(range(101, 601))  # truncated at the front, as pad_sequences does
+    assert recipe.front_padded(long)[0].tolist() == list(range(101, 601))  # truncated at the front, as pad_sequences does
