@@ -477,7 +477,7 @@ class Trainer:
         total = self._steps_per_epoch(loader)
         world = self.world
         ctx = StepContext(False, self.global_step, epoch, {})
-        title = f"{label} {epoch + 1}/{self.config.train.epochs}" if label == "val" else label
+        title = self._epoch_title(label, epoch) if label == "val" else label  # a test pass belongs to no epoch
         with self._progress(title, total, 0) as show, torch.no_grad():
             for index, batch in enumerate(itertools.islice(loader, total)):
                 if world.parallel:
@@ -499,7 +499,7 @@ class Trainer:
         loader.set_epoch(epoch)
         s.net.train()
         total = self._steps_per_epoch(loader)
-        with self._progress(f"train {epoch + 1}/{self.config.train.epochs}", total, tally.position) as show:
+        with self._progress(self._epoch_title("train", epoch), total, tally.position) as show:
             for index, batch in enumerate(itertools.islice(loader, tally.position, total), tally.position):
                 self._train_step(s, batch, epoch)
                 tally.position = index + 1
@@ -634,6 +634,10 @@ class Trainer:
         if precision == "32":
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+    def _epoch_title(self, label: str, epoch: int) -> str:
+        """A pass's progress title: 'train 2/5' for the second of five epochs (0-based `epoch`)."""
+        return f"{label} {epoch + 1}/{self.config.train.epochs}"
 
     @contextlib.contextmanager
     def _progress(self, title: str, total: int, done: int):
