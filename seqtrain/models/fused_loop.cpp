@@ -64,11 +64,13 @@ inline double sigmoid(double x) {
   return 1.0 / (1.0 + std::exp(-x));
 }
 
-// Rows [0, rows) of a step, split between torch's threads where a step is big enough to pay for it.
+// A layer's batch rows split between torch's threads for the WHOLE loop over time: the rows of a recurrence are
+// independent, so each thread runs every step on its own rows and the threads meet once per loop, not once per
+// step (a meeting per step costs more than a small step's work, and far more when the cores are shared).
 template <typename F>
-void over_rows(int64_t rows, int64_t row_width, const F& body) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_width));
-  at::parallel_for(0, rows, grain, body);
+void over_batch(int64_t batch, const F& body) {
+  const int64_t grain = std::max<int64_t>(8, (batch + at::get_num_threads() - 1) / at::get_num_threads());
+  at::parallel_for(0, batch, grain, body);
 }
 
 // Step t's slice of a contiguous [T, ...] buffer, without making a tensor of it.
@@ -77,27 +79,20 @@ inline T* step(const at::Tensor& x, int64_t t) {
   return x.data_ptr<T>() + t * x.stride(0);
 }
 
-// c[tc] = a[ta] @ b, or += with `add`, for steps of contiguous [T, m, k] and [T, m, n] buffers (a 2-D one is
-// its own step 0) and b [k, n]. float goes straight to torch's CPU GEMM micro-kernel (oneDNN's brgemm where the
-// CPU has it, else BLAS) on pointers: no per-call dispatch, checks or views, which at a hidden size of 32 cost
-// as much as the product itself.
+// Rows [start, start + rows) of c[tc] = a[ta] @ b, or += with `add`, for steps of contiguous [T, m, k] and
+// [T, m, n] buffers (a 2-D one is its own step 0) and b [k, n]. float goes straight to torch's CPU GEMM
+// micro-kernel (oneDNN's brgemm where the CPU has it, else BLAS) on pointers: no per-call dispatch, checks or
+// views, which at a hidden size of 32 cost as much as the product itself.
 template <typename T>
-void product(const at::Tensor& a, int64_t ta, const at::Tensor& b, const at::Tensor& c, int64_t tc, bool add) {
+void product(const at::Tensor& a, int64_t ta, const at::Tensor& b, const at::Tensor& c, int64_t tc, bool add,
+             int64_t start, int64_t rows) {
   if constexpr (std::is_same_v<T, float>) {
-    const int64_t m = a.size(-2), k = a.size(-1), n = b.size(1);
-    const float *a_step = step<float>(a, ta), *b_data = b.data_ptr<float>();
-    float* c_step = step<float>(c, tc);
-    // a big step's rows in blocks split between torch's threads; a small one in one call
-    const int64_t block = at::get_num_threads() > 1 && n * k >= 65536 ? 16 : m;
-    at::parallel_for(0, (m + block - 1) / block, 1, [&](int64_t first, int64_t last) {
-      for (int64_t index = first; index < last; ++index) {
-        const int64_t start = index * block, rows = std::min(block, m - start);
-        at::native::cpublas::brgemm(rows, n, k, k, n, n, add, a_step + start * k, b_data, c_step + start * n);
-      }
-    });
+    const int64_t k = a.size(-1), n = b.size(1);
+    at::native::cpublas::brgemm(rows, n, k, k, n, n, add, step<float>(a, ta) + start * k, b.data_ptr<float>(),
+                                step<float>(c, tc) + start * n);
   } else {
-    const at::Tensor in = a.dim() == 3 ? a.select(0, ta) : a;
-    at::Tensor out = c.dim() == 3 ? c.select(0, tc) : c;
+    const at::Tensor in = (a.dim() == 3 ? a.select(0, ta) : a).narrow(0, start, rows);
+    at::Tensor out = (c.dim() == 3 ? c.select(0, tc) : c).narrow(0, start, rows);
     add ? out.addmm_(in, b) : at::mm_out(out, in, b);
   }
 }
@@ -137,22 +132,22 @@ void lstm_forward(at::Tensor gates, at::Tensor h, at::Tensor cc, at::Tensor tanh
   const at::Tensor w_rec = w_rec_.contiguous();
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h.size(2);
   FLOATING_TYPES(gates, "lstm_forward", [&] {
-    for (int64_t t = 0; t < steps; ++t) {
-      product<scalar_t>(h, t, w_rec, gates, t, true);
-      scalar_t* act = step<scalar_t>(gates, t);
-      scalar_t* c_prev = step<scalar_t>(cc, t);
-      scalar_t* c_next = step<scalar_t>(cc, t + 1);
-      scalar_t* tc = step<scalar_t>(tanh_c, t);
-      scalar_t* h_next = step<scalar_t>(h, t + 1);
-      over_rows(batch, 4 * hidden, [&](int64_t begin, int64_t end) {
+    over_batch(batch, [&](int64_t begin, int64_t end) {
+      for (int64_t t = 0; t < steps; ++t) {
+        product<scalar_t>(h, t, w_rec, gates, t, true, begin, end - begin);
+        scalar_t* act = step<scalar_t>(gates, t);
+        scalar_t* c_prev = step<scalar_t>(cc, t);
+        scalar_t* c_next = step<scalar_t>(cc, t + 1);
+        scalar_t* tc = step<scalar_t>(tanh_c, t);
+        scalar_t* h_next = step<scalar_t>(h, t + 1);
         for (int64_t b = begin; b < end; ++b) {
           scalar_t* row = act + b * 4 * hidden;
           const int64_t at = b * hidden;
           lstm_forward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, c_prev + at, c_next + at, tc + at,
                            h_next + at, hidden);
         }
-      });
-    }
+      }
+    });
   });
 }
 
@@ -179,16 +174,16 @@ at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at:
   const at::Tensor w_hh = w_hh_.contiguous();
   check_contiguous({acts, cc, tanh_c, dh_all, dc, grads});
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = tanh_c.size(2);
-  at::Tensor dh_prev;
+  at::Tensor dh_prev = at::empty({batch, hidden}, dh_all.options());
   FLOATING_TYPES(acts, "lstm_backward", [&] {
     scalar_t* dcp = dc.data_ptr<scalar_t>();
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      const scalar_t* act = step<scalar_t>(acts, t);
-      const scalar_t* c_prev = step<scalar_t>(cc, t);
-      const scalar_t* tc = step<scalar_t>(tanh_c, t);
-      const scalar_t* dht = step<scalar_t>(dh_all, t);
-      scalar_t* out = step<scalar_t>(grads, t);
-      over_rows(batch, 4 * hidden, [&](int64_t begin, int64_t end) {
+    over_batch(batch, [&](int64_t begin, int64_t end) {
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        const scalar_t* act = step<scalar_t>(acts, t);
+        const scalar_t* c_prev = step<scalar_t>(cc, t);
+        const scalar_t* tc = step<scalar_t>(tanh_c, t);
+        const scalar_t* dht = step<scalar_t>(dh_all, t);
+        scalar_t* out = step<scalar_t>(grads, t);
         for (int64_t b = begin; b < end; ++b) {
           const scalar_t* row = act + b * 4 * hidden;
           scalar_t* grad = out + b * 4 * hidden;
@@ -196,12 +191,9 @@ at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at:
           lstm_backward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, c_prev + at, tc + at, dht + at,
                             dcp + at, grad, grad + hidden, grad + 2 * hidden, grad + 3 * hidden, hidden);
         }
-      });
-      if (!t) {
-        dh_prev = at::empty({batch, hidden}, dh_all.options());
+        product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, t != 0, begin, end - begin);
       }
-      product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, t != 0);
-    }
+    });
   });
   return dh_prev;
 }
@@ -228,13 +220,13 @@ void gru_forward(at::Tensor gates, at::Tensor h, at::Tensor rec, const at::Tenso
   rec.copy_(b_hh.expand_as(rec));
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h.size(2);
   FLOATING_TYPES(gates, "gru_forward", [&] {
-    for (int64_t t = 0; t < steps; ++t) {
-      product<scalar_t>(h, t, w_rec, rec, t, true);
-      scalar_t* act = step<scalar_t>(gates, t);
-      const scalar_t* rc = step<scalar_t>(rec, t);
-      const scalar_t* h_prev = step<scalar_t>(h, t);
-      scalar_t* h_next = step<scalar_t>(h, t + 1);
-      over_rows(batch, 3 * hidden, [&](int64_t begin, int64_t end) {
+    over_batch(batch, [&](int64_t begin, int64_t end) {
+      for (int64_t t = 0; t < steps; ++t) {
+        product<scalar_t>(h, t, w_rec, rec, t, true, begin, end - begin);
+        scalar_t* act = step<scalar_t>(gates, t);
+        const scalar_t* rc = step<scalar_t>(rec, t);
+        const scalar_t* h_prev = step<scalar_t>(h, t);
+        scalar_t* h_next = step<scalar_t>(h, t + 1);
         for (int64_t b = begin; b < end; ++b) {
           scalar_t* row = act + b * 3 * hidden;
           const scalar_t* rrow = rc + b * 3 * hidden;
@@ -242,8 +234,8 @@ void gru_forward(at::Tensor gates, at::Tensor h, at::Tensor rec, const at::Tenso
           gru_forward_row(row, row + hidden, row + 2 * hidden, rrow, rrow + hidden, rrow + 2 * hidden, h_prev + at,
                           h_next + at, hidden);
         }
-      });
-    }
+      }
+    });
   });
 }
 
@@ -272,14 +264,14 @@ at::Tensor gru_backward(const at::Tensor& acts, const at::Tensor& h, const at::T
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = h.size(2);
   at::Tensor dh_prev = at::zeros({batch, hidden}, h.options());  // dh_0: dh * z, then the product
   FLOATING_TYPES(acts, "gru_backward", [&] {
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      const scalar_t* act = step<scalar_t>(acts, t);
-      const scalar_t* h_prev = step<scalar_t>(h, t);
-      const scalar_t* rc = step<scalar_t>(rec, t);
-      scalar_t* dht = step<scalar_t>(dh_all, t);
-      scalar_t* out = step<scalar_t>(grads, t);
-      scalar_t* below = t ? step<scalar_t>(dh_all, t - 1) : dh_prev.data_ptr<scalar_t>();
-      over_rows(batch, 3 * hidden, [&](int64_t begin, int64_t end) {
+    over_batch(batch, [&](int64_t begin, int64_t end) {
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        const scalar_t* act = step<scalar_t>(acts, t);
+        const scalar_t* h_prev = step<scalar_t>(h, t);
+        const scalar_t* rc = step<scalar_t>(rec, t);
+        scalar_t* dht = step<scalar_t>(dh_all, t);
+        scalar_t* out = step<scalar_t>(grads, t);
+        scalar_t* below = t ? step<scalar_t>(dh_all, t - 1) : dh_prev.data_ptr<scalar_t>();
         for (int64_t b = begin; b < end; ++b) {
           const scalar_t* row = act + b * 3 * hidden;
           scalar_t* grad = out + b * 3 * hidden;
@@ -287,9 +279,9 @@ at::Tensor gru_backward(const at::Tensor& acts, const at::Tensor& h, const at::T
           gru_backward_row(row, row + hidden, row + 2 * hidden, rc + b * 3 * hidden + 2 * hidden, h_prev + at,
                            dht + at, below + at, grad, grad + hidden, grad + 2 * hidden, hidden);
         }
-      });
-      product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, true);
-    }
+        product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, true, begin, end - begin);
+      }
+    });
   });
   return dh_prev;
 }
@@ -300,15 +292,15 @@ void rnn_forward(at::Tensor h, const at::Tensor& w_rec_) {
   const at::Tensor w_rec = w_rec_.contiguous();
   const int64_t steps = h.size(0) - 1, batch = h.size(1), hidden = h.size(2);
   FLOATING_TYPES(h, "rnn_forward", [&] {
-    for (int64_t t = 0; t < steps; ++t) {
-      product<scalar_t>(h, t, w_rec, h, t + 1, true);
-      scalar_t* v = step<scalar_t>(h, t + 1);
-      over_rows(batch, hidden, [&](int64_t begin, int64_t end) {
+    over_batch(batch, [&](int64_t begin, int64_t end) {
+      for (int64_t t = 0; t < steps; ++t) {
+        product<scalar_t>(h, t, w_rec, h, t + 1, true, begin, end - begin);
+        scalar_t* v = step<scalar_t>(h, t + 1);
         for (int64_t j = begin * hidden; j < end * hidden; ++j) {
           v[j] = 2 * sigmoid(v[j]) - 1;
         }
-      });
-    }
+      }
+    });
   });
 }
 
@@ -317,22 +309,19 @@ at::Tensor rnn_backward(const at::Tensor& h, at::Tensor dh_all, at::Tensor grads
   const at::Tensor w_hh = w_hh_.contiguous();
   check_contiguous({h, dh_all, grads});
   const int64_t steps = h.size(0) - 1, batch = h.size(1), hidden = h.size(2);
-  at::Tensor dh_prev;
+  at::Tensor dh_prev = at::empty({batch, hidden}, dh_all.options());
   FLOATING_TYPES(h, "rnn_backward", [&] {
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      const scalar_t* R state = step<scalar_t>(h, t + 1);
-      const scalar_t* R dht = step<scalar_t>(dh_all, t);
-      scalar_t* R out = step<scalar_t>(grads, t);
-      over_rows(batch, hidden, [&](int64_t begin, int64_t end) {
+    over_batch(batch, [&](int64_t begin, int64_t end) {
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        const scalar_t* R state = step<scalar_t>(h, t + 1);
+        const scalar_t* R dht = step<scalar_t>(dh_all, t);
+        scalar_t* R out = step<scalar_t>(grads, t);
         for (int64_t j = begin * hidden; j < end * hidden; ++j) {
           out[j] = dht[j] * (1 - state[j] * state[j]);
         }
-      });
-      if (!t) {
-        dh_prev = at::empty({batch, hidden}, dh_all.options());
+        product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, t != 0, begin, end - begin);
       }
-      product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, t != 0);
-    }
+    });
   });
   return dh_prev;
 }

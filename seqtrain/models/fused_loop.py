@@ -53,13 +53,16 @@ def compile_flags() -> list[str]:
 
     The build folder's name carries the flags, so builds for other CPUs sharing a cache stay apart.
     -fno-trapping-math lets the exp's clamps compile to vector selects (nothing here reads FP exception flags).
+    -fopenmp where torch's threads are OpenMP's: at::parallel_for is compiled into the caller, and without
+    the flag its pragma is ignored and every loop runs on one thread whatever torch.set_num_threads says.
     """
     capability = torch.backends.cpu.get_cpu_capability()
     wide = {
         "AVX512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512vl", "-mprefer-vector-width=512"],
         "AVX2": ["-mavx2", "-mfma"],
     }
-    return ["-O3", "-fno-trapping-math", *wide.get(capability, [])]
+    openmp = ["-fopenmp"] if "parallel backend: OpenMP" in torch.__config__.parallel_info() else []
+    return ["-O3", "-fno-trapping-math", *wide.get(capability, []), *openmp]
 
 
 def build_name(flags: list[str]) -> str:
@@ -87,7 +90,8 @@ def _build_and_load() -> Any | None:
             if not (folder / f"{name}.so").exists():
                 print(f"seqtrain: compiling the recurrent loop into {folder} (once per machine, about a minute)",
                       file=sys.stderr, flush=True)
-            cpp_extension.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(folder),
+            cpp_extension.load(name, [str(SOURCE)], extra_cflags=flags,
+                               extra_ldflags=[flag for flag in flags if flag == "-fopenmp"], build_directory=str(folder),
                                is_python_module=False, verbose=False)
         return getattr(torch.ops, NAMESPACE)
     except Exception as error:  # no compiler, no ninja, a failed build: the Python loop still works
