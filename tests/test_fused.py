@@ -94,6 +94,49 @@ def test_gradcheck_in_float64(function, gates, cell_state, loop):
     assert torch.autograd.gradcheck(function.apply, (leaf(batch, steps, inputs), *states, *weights))
 
 
+@pytest.mark.parametrize("function,gates,cell_state", [(RNNFunction, 1, False), (GRUFunction, 3, False), (LSTMFunction, 4, True)])
+def test_gradcheck_of_the_folded_embedding_in_float64(function, gates, cell_state, loop):
+    """Token ids into an embedding table (TokenInputs): repeated tokens and a padding row whose gradient stays zero."""
+    torch.manual_seed(0)
+    batch, hidden, vocab, inputs = 2, 3, 6, 4
+    leaf = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    states = (leaf(batch, hidden), leaf(batch, hidden)) if cell_state else (leaf(batch, hidden),)
+    weights = (leaf(gates * hidden, inputs), leaf(gates * hidden, hidden), leaf(gates * hidden), leaf(gates * hidden))
+    tokens = torch.tensor([[1, 3, 1, 0], [5, 5, 0, 0]])
+
+    def folded(table, *rest):
+        return function.apply(table, *rest, tokens, None)
+
+    assert torch.autograd.gradcheck(folded, (leaf(vocab, inputs), *states, *weights))
+    table = leaf(vocab, inputs)
+    out = function.apply(table, *states, *weights, tokens, 0)[0]
+    (d_table,) = torch.autograd.grad(out.sum(), table)
+    assert d_table[0].abs().sum() == 0 and d_table[2].abs().sum() == 0  # padding row, and a token never seen
+    assert d_table[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("cell,bidirectional,layers", [("lstm", False, 1), ("gru", True, 2), ("rnn", False, 2)])
+def test_an_encoder_folding_its_embedding_matches_nn(cell, bidirectional, layers, loop):
+    """RecurrentEncoder given token ids and their embedding equals nn's layers after nn.Embedding, gradients too."""
+    torch.manual_seed(0)
+    vocab, lengths = 30, torch.tensor([9, 4, 7])
+    tokens = torch.randint(1, vocab, (3, 9)) * (torch.arange(9) < lengths.unsqueeze(1))  # 0-padded after each length
+    encoders = [RecurrentEncoder(cell, 5, 8, layers, bidirectional, kernel=kernel) for kernel in ("fused", "torch")]
+    encoders[1].load_state_dict(encoders[0].state_dict())
+    embeddings = [nn.Embedding(vocab, 5, padding_idx=0) for _ in range(2)]
+    embeddings[1].load_state_dict(embeddings[0].state_dict())
+    assert encoders[0].folds(embeddings[0]) and not encoders[1].folds(embeddings[1])
+    results = []
+    for encoder, embedding in zip(encoders, embeddings, strict=True):
+        outputs, last = encoder(tokens, lengths, embedding=embedding)
+        loss = (outputs * torch.linspace(-1, 1, outputs.shape[-1])).sum() + (last * last).sum()
+        params = [embedding.weight, *encoder.parameters()]
+        results.append([outputs, last, *torch.autograd.grad(loss, params)])
+    for expected, got in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, expected, **TOL)
+    assert results[0][2][0].abs().sum() == 0  # the padding row's gradient
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_state_dicts_load_either_way(cell):
     reference, fused = pair(cell, 3, 4, layers=2)

@@ -33,7 +33,10 @@ class SequenceClassifier(nn.Module):
         """Logits [B] for two classes, [B, C] otherwise."""
         # Only mean pooling sums the outputs over padding; last and max never read them there.
         zero_padding = self.pool.mode == "mean"
-        outputs, last = self.encoder(self.embed_dropout(self.embedding(tokens)), lengths, zero_padding)
+        if self.encoder.folds(self.embedding) and not (self.embed_dropout.p and self.training):
+            outputs, last = self.encoder(tokens, lengths, zero_padding, embedding=self.embedding)
+        else:
+            outputs, last = self.encoder(self.embed_dropout(self.embedding(tokens)), lengths, zero_padding)
         logits = self.head(self.head_dropout(self.pool(outputs, last, lengths)))
         return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
 

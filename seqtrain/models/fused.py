@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -86,23 +87,76 @@ class Workspace:
 WORKSPACE = Workspace()
 
 
-def _time_major(x: torch.Tensor) -> torch.Tensor:
-    """[B, T, I] -> [T*B, I] rows in time order (a copy), so every step's slice of a product is contiguous."""
-    batch, steps, size = x.shape
-    rows = WORKSPACE.empty(x, steps * batch, size)
-    rows.view(steps, batch, size).copy_(x.transpose(0, 1))
-    return rows
+class DenseInputs:
+    """A layer's input [B, T, I] as [T*B, I] rows in time order (a copy), so every step's slice of a product is contiguous."""
+
+    def __init__(self, x: torch.Tensor):
+        batch, steps, size = x.shape
+        self.rows = WORKSPACE.empty(x, steps * batch, size)
+        self.rows.view(steps, batch, size).copy_(x.transpose(0, 1))
+        self.batch = batch
+        self.buffers = (self.rows,)
+
+    def project(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+        """out [T*B, G*H] = rows @ w.T + b."""
+        loop(self.rows).matmul(self.rows, w.t(), b, out)
+
+    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, input_needed: bool, weight_needed: bool):
+        """(dx [B, T, I], dW_ih) from the input product's gate gradients [T*B, G*H]: each ONE product over all rows."""
+        dx = None
+        if input_needed:
+            steps_batch = grads.shape[0]
+            dx = grads.new_empty(steps_batch, w_ih.shape[1])
+            loop(grads).matmul(grads, w_ih, None, dx)
+            dx = dx.view(-1, self.batch, w_ih.shape[1]).transpose(0, 1)
+        return dx, (grads.t() @ self.rows if weight_needed else None)
 
 
-def _finish_forward(ctx, w_ih: torch.Tensor, w_hh: torch.Tensor, buffers: tuple, h: torch.Tensor):
+class TokenInputs:
+    """A layer's input as token ids [B, T] into an embedding table [V, I]: nn.Embedding folded into the input product.
+
+    A batch of text repeats most of its words, so the product is taken once per
+    distinct token and its rows gathered in time order; backward sums the gate
+    gradients per distinct token, so dW_ih and the table's gradient are products
+    over those few rows, and no [B, T, I] input or gradient is ever formed.
+    Equal to nn.Embedding (without max_norm) followed by the dense input, within float rounding.
+    """
+
+    def __init__(self, table: torch.Tensor, tokens: torch.Tensor, padding_idx: int | None):
+        self.table, self.padding_idx = table, padding_idx
+        self.distinct, index = torch.unique(tokens.t(), return_inverse=True)
+        self.index = index.view(-1)
+        self.rows = table.index_select(0, self.distinct)
+        self.buffers = ()
+
+    def project(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+        torch.index_select(torch.addmm(b, self.rows, w.t()), 0, self.index, out=out)
+
+    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, input_needed: bool, weight_needed: bool):
+        """(d table [V, I], dW_ih) through the per-token sums of the gate gradients [T*B, G*H]."""
+        per_token = grads.new_zeros(self.distinct.numel(), grads.shape[1]).index_add_(0, self.index, grads)
+        d_table = None
+        if input_needed:
+            d_table = grads.new_zeros(self.table.shape).index_copy_(0, self.distinct, per_token @ w_ih)
+            if self.padding_idx is not None:
+                d_table[self.padding_idx] = 0  # nn.Embedding never trains its padding row
+        return d_table, (per_token.t() @ self.rows if weight_needed else None)
+
+
+def _inputs(x: torch.Tensor, tokens: torch.Tensor | None, padding_idx: int | None) -> DenseInputs | TokenInputs:
+    """The rows a layer's input product reads: x itself, or with `tokens` the rows of the embedding table x."""
+    return DenseInputs(x) if tokens is None else TokenInputs(x, tokens, padding_idx)
+
+
+def _finish_forward(ctx, w_ih: torch.Tensor, w_hh: torch.Tensor, inputs, buffers: tuple, h: torch.Tensor):
     """Keep what backward needs (buffers go back to the workspace when the graph is freed); (out [B,T,H], h_n).
 
     The outputs are copies: a view of a reused buffer would change under the caller's feet (clone, because with
     one step or one sequence the transposed view is already contiguous and .contiguous() would return it).
     """
     ctx.save_for_backward(w_ih, w_hh)
-    ctx.saved = buffers
-    weakref.finalize(ctx, WORKSPACE.release, *buffers)
+    ctx.inputs, ctx.saved = inputs, buffers
+    weakref.finalize(ctx, WORKSPACE.release, *inputs.buffers, *buffers)
     ctx.set_materialize_grads(False)
     return h[1:].transpose(0, 1).clone(memory_format=torch.contiguous_format), h[-1].clone()
 
@@ -141,6 +195,22 @@ def _hidden_grads(dout: torch.Tensor | None, dh_n: torch.Tensor | None, h: torch
     return dh
 
 
+class Needs(NamedTuple):
+    """Which of a layer Function's inputs want a gradient."""
+
+    input: bool
+    w_ih: bool
+    w_hh: bool
+    b_ih: bool
+    b_hh: bool
+
+
+def _needs(ctx) -> Needs:
+    """The input's and the four weights' flags; the weights follow the input and the initial states."""
+    flags, first = ctx.needs_input_grad, ctx.first_weight
+    return Needs(flags[0], *flags[first : first + 4])
+
+
 def _row_sums(grads: torch.Tensor, needed: bool) -> torch.Tensor | None:
     """A bias gradient: the gate gradients [T, B, G*H] summed over all B*T rows."""
     return grads.view(-1, grads.shape[-1]).sum(0) if needed else None
@@ -148,28 +218,23 @@ def _row_sums(grads: torch.Tensor, needed: bool) -> torch.Tensor | None:
 
 def _recurrent_weight_grad(ctx, grads: torch.Tensor, h: torch.Tensor) -> torch.Tensor | None:
     """dW_hh as ONE product over all B*T rows of the gate gradients [T, B, G*H] and the states before them."""
-    if not ctx.needs_input_grad[-3]:
+    if not _needs(ctx).w_hh:
         return None
     rows = grads.view(-1, grads.shape[-1])
     return rows.t() @ h[:-1].reshape(rows.shape[0], -1)
 
 
-def _input_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, w_ih: torch.Tensor):
-    """dx [B, T, I] and dW_ih (ONE product over all B*T rows) from the input side's gate gradients."""
-    steps, batch = grads.shape[:2]
-    rows = grads.view(steps * batch, -1)
-    dx = None
-    if ctx.needs_input_grad[0]:
-        dx = rows.new_empty(steps, batch, w_ih.shape[1])
-        loop(rows).matmul(rows, w_ih, None, dx.view(steps * batch, -1))
-        dx = dx.transpose(0, 1)
-    return dx, (rows.t() @ x_rows if ctx.needs_input_grad[-4] else None)
+def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor):
+    """dx (or the embedding table's gradient) and dW_ih from the input side's gate gradients [T, B, G*H]."""
+    needs = _needs(ctx)
+    return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, needs.input, needs.w_ih)
 
 
-def _shared_gate_grads(ctx, grads: torch.Tensor, x_rows: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor):
+def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor):
     """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM)."""
-    dx, dw_ih = _input_grads(ctx, grads, x_rows, w_ih)
-    db = _row_sums(grads, ctx.needs_input_grad[-2] or ctx.needs_input_grad[-1])
+    dx, dw_ih = _input_grads(ctx, grads, inputs, w_ih)
+    needs = _needs(ctx)
+    db = _row_sums(grads, needs.b_ih or needs.b_hh)
     return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h), db, (db.clone() if db is not None else None)
 
 
@@ -283,36 +348,40 @@ def loop(like: torch.Tensor):
 
 
 class LSTMFunction(torch.autograd.Function):
-    """One LSTM layer: (x [B,T,I], h0 [B,H], c0 [B,H], W_ih, W_hh, b_ih, b_hh) -> (out [B,T,H], h_n, c_n)."""
+    """One LSTM layer: (x [B,T,I], h0 [B,H], c0 [B,H], W_ih, W_hh, b_ih, b_hh) -> (out [B,T,H], h_n, c_n).
+
+    With `tokens` [B, T], x is an embedding table [V, I] and the input is its rows for the tokens (TokenInputs).
+    """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        batch, steps, _ = x.shape
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None):
+        batch, steps = h0.shape[0], (x if tokens is None else tokens).shape[1]
         hidden = w_hh.shape[1]
         g = (2 * hidden, 3 * hidden)  # PyTorch's gate order i, f, g, o: only g is a tanh
-        x_rows = _time_major(x)
+        ctx.first_weight = 3
+        inputs = _inputs(x, tokens, padding_idx)
         gates = WORKSPACE.empty(x, steps, batch, 4 * hidden)  # pre-activations, then activations i, f, g, o
-        loop(x).matmul(x_rows, _doubled(w_ih, *g).t(), _doubled(b_ih + b_hh, *g), gates.view(steps * batch, -1))
+        inputs.project(_doubled(w_ih, *g), _doubled(b_ih + b_hh, *g), gates.view(steps * batch, -1))
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         cc = WORKSPACE.empty(x, steps + 1, batch, hidden)  # 2c: sigmoid(2c) gives tanh(c) = 2*sigmoid(2c) - 1
         tanh_c = WORKSPACE.empty(x, steps, batch, hidden)
         h[0] = h0
         torch.mul(c0, 2, out=cc[0])
         loop(x).lstm_forward(gates, h, cc, tanh_c, _doubled(w_hh, *g).t())
-        return *_finish_forward(ctx, w_ih, w_hh, (x_rows, h, cc, gates, tanh_c), h), cc[steps] * 0.5
+        return *_finish_forward(ctx, w_ih, w_hh, inputs, (h, cc, gates, tanh_c), h), cc[steps] * 0.5
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dh_n, dc_n):
         w_ih, w_hh = ctx.saved_tensors
-        x_rows, h, cc, acts, tanh_c = ctx.saved
+        h, cc, acts, tanh_c = ctx.saved
         grads = WORKSPACE.empty(acts, *acts.shape)
         dh_all = _hidden_grads(dout, dh_n, h)
         dc = dc_n.clone(memory_format=torch.contiguous_format) if dc_n is not None else h.new_zeros(h.shape[1:])
         dh_prev = loop(h).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, x_rows, h, w_ih)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, ctx.inputs, h, w_ih)
         WORKSPACE.release(grads, dh_all)
-        return dx, dh_prev, dc, dw_ih, dw_hh, db_ih, db_hh
+        return dx, dh_prev, dc, dw_ih, dw_hh, db_ih, db_hh, None, None
 
 
 class GRUFunction(torch.autograd.Function):
@@ -323,61 +392,63 @@ class GRUFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
-        batch, steps, _ = x.shape
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None):
+        batch, steps = h0.shape[0], (x if tokens is None else tokens).shape[1]
         hidden = w_hh.shape[1]
         n = (2 * hidden, 3 * hidden)  # only n is a tanh: its input rows are doubled, r * (h W_hn + b_hn) added twice
-        x_rows = _time_major(x)
+        ctx.first_weight = 2
+        inputs = _inputs(x, tokens, padding_idx)
         gates = WORKSPACE.empty(x, steps, batch, 3 * hidden)  # input pre-activations, then activations r, z, n
-        loop(x).matmul(x_rows, _doubled(w_ih, *n).t(), _doubled(b_ih, *n), gates.view(steps * batch, -1))
+        inputs.project(_doubled(w_ih, *n), _doubled(b_ih, *n), gates.view(steps * batch, -1))
         rec = WORKSPACE.empty(x, steps, batch, 3 * hidden)  # h W_hh^T + b_hh
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         h[0] = h0
         loop(x).gru_forward(gates, h, rec, w_hh.t(), b_hh)
-        return _finish_forward(ctx, w_ih, w_hh, (x_rows, h, gates, rec), h)
+        return _finish_forward(ctx, w_ih, w_hh, inputs, (h, gates, rec), h)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dh_n):
         w_ih, w_hh = ctx.saved_tensors
-        x_rows, h, acts, rec = ctx.saved
+        h, acts, rec = ctx.saved
         n = slice(2 * h.shape[2], None)
         grads = WORKSPACE.empty(acts, *acts.shape)
         dh_all = _hidden_grads(dout, dh_n, h)
         dh_prev = loop(h).gru_backward(acts, h, rec, dh_all, grads, w_hh)
-        dw_hh, db_hh = _recurrent_weight_grad(ctx, grads, h), _row_sums(grads, ctx.needs_input_grad[-1])
+        dw_hh, db_hh = _recurrent_weight_grad(ctx, grads, h), _row_sums(grads, _needs(ctx).b_hh)
         grads[..., n] = dh_all  # the input product sees n's gradient before r multiplies it
-        dx, dw_ih = _input_grads(ctx, grads, x_rows, w_ih)
-        db_ih = _row_sums(grads, ctx.needs_input_grad[-2])
+        dx, dw_ih = _input_grads(ctx, grads, ctx.inputs, w_ih)
+        db_ih = _row_sums(grads, _needs(ctx).b_ih)
         WORKSPACE.release(grads, dh_all)
-        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh
+        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh, None, None
 
 
 class RNNFunction(torch.autograd.Function):
     """One tanh RNN layer: (x [B,T,I], h0 [B,H], W_ih, W_hh, b_ih, b_hh) -> (out [B,T,H], h_n)."""
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
-        batch, steps, _ = x.shape
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None):
+        batch, steps = h0.shape[0], (x if tokens is None else tokens).shape[1]
         hidden = w_hh.shape[1]
-        x_rows = _time_major(x)
+        ctx.first_weight = 2
+        inputs = _inputs(x, tokens, padding_idx)
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         h[0] = h0
-        loop(x).matmul(x_rows, _doubled(w_ih).t(), _doubled(b_ih + b_hh), h[1:].view(steps * batch, hidden))
+        inputs.project(_doubled(w_ih), _doubled(b_ih + b_hh), h[1:].view(steps * batch, hidden))
         loop(x).rnn_forward(h, _doubled(w_hh).t())
-        return _finish_forward(ctx, w_ih, w_hh, (x_rows, h), h)
+        return _finish_forward(ctx, w_ih, w_hh, inputs, (h,), h)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dh_n):
         w_ih, w_hh = ctx.saved_tensors
-        x_rows, h = ctx.saved
+        (h,) = ctx.saved
         grads = WORKSPACE.empty(h, *h[1:].shape)
         dh_all = _hidden_grads(dout, dh_n, h)
         dh_prev = loop(h).rnn_backward(h, dh_all, grads, w_hh)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, x_rows, h, w_ih)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, ctx.inputs, h, w_ih)
         WORKSPACE.release(grads, dh_all)
-        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh
+        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh, None, None
 
 
 class FusedRecurrent:
@@ -409,9 +480,18 @@ class FusedRecurrent:
 
     def uses_fused(self, input) -> bool:
         """Whether forward(input) runs the fused Function (layers it does not cover always run nn's)."""
-        if self.kernel == "torch" or not isinstance(input, torch.Tensor) or input.dim() != 3:
-            return False
-        if input.dtype not in (torch.float32, torch.float64) or not self.batch_first or not self.bias:
+        return isinstance(input, torch.Tensor) and input.dim() == 3 and self._fused_for(input)
+
+    def folds(self, embedding: nn.Embedding) -> bool:
+        """Whether forward(tokens, embedding=embedding) folds the lookup into the first layer's input product
+        (TokenInputs): when it trains fused, for a plain lookup (no max_norm, per-frequency scaling or sparse
+        gradient). Inference looks up first, as nn.Embedding's own call (hooks, the parameter summary)."""
+        plain = embedding.max_norm is None and not embedding.scale_grad_by_freq and not embedding.sparse
+        return plain and torch.is_grad_enabled() and self._fused_for(embedding.weight)
+
+    def _fused_for(self, input: torch.Tensor) -> bool:
+        """uses_fused for an input of `input`'s dtype, device and requires_grad."""
+        if self.kernel == "torch" or input.dtype not in (torch.float32, torch.float64) or not self.batch_first or not self.bias:
             return False
         if self.bidirectional or self.proj_size or getattr(self, "nonlinearity", "tanh") != "tanh":
             return False
@@ -424,21 +504,30 @@ class FusedRecurrent:
             return training or not self.nn_kernel_is_fused(input)
         return training and not self.nn_kernel_is_fused(input)
 
-    def forward(self, input, hx=None):
-        if not self.uses_fused(input):
+    def forward(self, input, hx=None, embedding: nn.Embedding | None = None):
+        """nn's forward; with `embedding`, `input` is token ids [B, T] to look up in it (folded where `folds`)."""
+        if embedding is not None and not self.folds(embedding):
+            input, embedding = embedding(input), None
+        if embedding is None and not self.uses_fused(input):
             return super().forward(input, hx)
         lstm = isinstance(self, nn.LSTM)
+        like = input if embedding is None else embedding.weight
         if hx is None:
-            zeros = input.new_zeros(self.num_layers, input.shape[0], self.hidden_size)
+            zeros = like.new_zeros(self.num_layers, input.shape[0], self.hidden_size)
             hx = (zeros, zeros) if lstm else zeros
-        self.check_forward_args(input, hx, None)
+        if embedding is None:
+            self.check_forward_args(input, hx, None)
         states = hx if lstm else (hx,)
         x, finals = input, []
         for layer in range(self.num_layers):
             if layer:
                 x = F.dropout(x, self.dropout, self.training)
             weights = (getattr(self, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            x, *final = self.function.apply(x, *(s[layer] for s in states), *weights)
+            initial = [s[layer] for s in states]
+            if layer == 0 and embedding is not None:
+                x, *final = self.function.apply(embedding.weight, *initial, *weights, x, embedding.padding_idx)
+            else:
+                x, *final = self.function.apply(x, *initial, *weights)
             finals.append(final)
         state = tuple(torch.stack(parts) for parts in zip(*finals))
         return x, state if lstm else state[0]

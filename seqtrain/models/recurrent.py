@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from seqtrain.config import EncoderModel, ModelSettings
 from seqtrain.models.cells import LoopRNN
-from seqtrain.models.fused import FusedGRU, FusedLSTM, FusedRNN
+from seqtrain.models.fused import FusedGRU, FusedLSTM, FusedRecurrent, FusedRNN
 from seqtrain.models.init import keras_recurrent_
 
 CELLS = {"rnn": FusedRNN, "lstm": FusedLSTM, "gru": FusedGRU}
@@ -134,7 +134,7 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
     lengths = lengths.to(x.device).unsqueeze(1)
     index = torch.where(steps < lengths, lengths - 1 - steps, steps)
-    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+    return x.gather(1, index.view(*index.shape, *[1] * (x.dim() - 2)).expand_as(x))
 
 
 def padding_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
@@ -187,15 +187,19 @@ class RecurrentEncoder(nn.Module):
         return self.hidden * self.directions
 
     def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor, zero_padding: bool = True
+        self, x: torch.Tensor, lengths: torch.Tensor, zero_padding: bool = True, embedding: nn.Embedding | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return outputs [B, T, H*dirs] and each sequence's last state [B, H*dirs].
 
         Outputs are zero at padding unless `zero_padding=False`, for callers
         that never read them there (it saves a pass over the outputs). For the
         backward direction the 'last' state is the one after reading the whole
-        sequence backwards, i.e. at its first token.
+        sequence backwards, i.e. at its first token. With `embedding`, x is
+        token ids [B, T] to look up in it: the first layer folds the lookup into
+        its input product where it can (FusedRecurrent.folds).
         """
+        if embedding is not None and not self.folds(embedding):
+            x, embedding = embedding(x), None
         if self.stacks():
             x, last = self._packed_stack(x, lengths)
         else:
@@ -204,12 +208,18 @@ class RecurrentEncoder(nn.Module):
             for index, layer in enumerate(self.layers):
                 if index:
                     x = self.between(x)
-                outputs, finals = zip(*(run(rnn, x, lengths, reverse=d == "bwd") for d, rnn in layer.items()))
+                lookup = embedding if index == 0 else None
+                outputs, finals = zip(*(run(rnn, x, lengths, d == "bwd", lookup) for d, rnn in layer.items()))
                 x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
             last = torch.cat(finals, dim=-1)
         if zero_padding:
             x = x * padding_mask(lengths.to(x.device), x.shape[1]).unsqueeze(-1).to(x.dtype)
         return x, last
+
+    def folds(self, embedding: nn.Embedding) -> bool:
+        """Whether every direction of the first layer takes token ids with `embedding` and folds the lookup."""
+        first = self.layers[0].values()
+        return self.packing != "on" and all(isinstance(rnn, FusedRecurrent) and rnn.folds(embedding) for rnn in first)
 
     def stacks(self) -> bool:
         """Whether forward runs every layer and direction in one kernel call: packing, and no dropout between layers to draw."""
@@ -238,17 +248,17 @@ class RecurrentEncoder(nn.Module):
         return outputs, torch.cat(list(last), dim=-1)
 
     @staticmethod
-    def _masked(rnn: nn.RNNBase, x, lengths, reverse: bool):
+    def _masked(rnn: nn.RNNBase, x, lengths, reverse: bool, embedding: nn.Embedding | None = None):
         if reverse:
             x = reverse_padded(x, lengths)
-        out, _ = rnn(x)
+        out, _ = rnn(x) if embedding is None else rnn(x, embedding=embedding)
         last = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1]
         if reverse:
             out = reverse_padded(out, lengths)
         return out, last
 
     @staticmethod
-    def _packed(rnn: nn.RNNBase, x, lengths, reverse: bool):
+    def _packed(rnn: nn.RNNBase, x, lengths, reverse: bool, embedding: None = None):
         if reverse:
             x = reverse_padded(x, lengths)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
