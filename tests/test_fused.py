@@ -84,31 +84,38 @@ def test_wide_layers_on_two_threads_match_nn(cell, loop):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("function,gates,cell_state", [(RNNFunction, 1, False), (GRUFunction, 3, False), (LSTMFunction, 4, True)])
-def test_gradcheck_in_float64(function, gates, cell_state, loop):
+def leaf(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+def float64_layer(gates: int, cell_state: bool, batch: int = 2, inputs: int = 4, hidden: int = 3):
+    """(initial states, weights) of one float64 layer with `gates` gates, for gradcheck."""
     torch.manual_seed(0)
-    batch, steps, inputs, hidden = 2, 3, 4, 3
-    leaf = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
     states = (leaf(batch, hidden), leaf(batch, hidden)) if cell_state else (leaf(batch, hidden),)
     weights = (leaf(gates * hidden, inputs), leaf(gates * hidden, hidden), leaf(gates * hidden), leaf(gates * hidden))
-    assert torch.autograd.gradcheck(function.apply, (leaf(batch, steps, inputs), *states, *weights))
+    return states, weights
 
 
-@pytest.mark.parametrize("function,gates,cell_state", [(RNNFunction, 1, False), (GRUFunction, 3, False), (LSTMFunction, 4, True)])
+LAYER_FUNCTIONS = [(RNNFunction, 1, False), (GRUFunction, 3, False), (LSTMFunction, 4, True)]
+
+
+@pytest.mark.parametrize("function,gates,cell_state", LAYER_FUNCTIONS)
+def test_gradcheck_in_float64(function, gates, cell_state, loop):
+    states, weights = float64_layer(gates, cell_state)
+    assert torch.autograd.gradcheck(function.apply, (leaf(2, 3, 4), *states, *weights))
+
+
+@pytest.mark.parametrize("function,gates,cell_state", LAYER_FUNCTIONS)
 def test_gradcheck_of_the_folded_embedding_in_float64(function, gates, cell_state, loop):
     """Token ids into an embedding table (TokenInputs): repeated tokens and a padding row whose gradient stays zero."""
-    torch.manual_seed(0)
-    batch, hidden, vocab, inputs = 2, 3, 6, 4
-    leaf = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
-    states = (leaf(batch, hidden), leaf(batch, hidden)) if cell_state else (leaf(batch, hidden),)
-    weights = (leaf(gates * hidden, inputs), leaf(gates * hidden, hidden), leaf(gates * hidden), leaf(gates * hidden))
+    states, weights = float64_layer(gates, cell_state)
     tokens = torch.tensor([[1, 3, 1, 0], [5, 5, 0, 0]])
 
     def folded(table, *rest):
         return function.apply(table, *rest, tokens, None)
 
-    assert torch.autograd.gradcheck(folded, (leaf(vocab, inputs), *states, *weights))
-    table = leaf(vocab, inputs)
+    assert torch.autograd.gradcheck(folded, (leaf(6, 4), *states, *weights))
+    table = leaf(6, 4)
     out = function.apply(table, *states, *weights, tokens, 0)[0]
     (d_table,) = torch.autograd.grad(out.sum(), table)
     assert d_table[0].abs().sum() == 0 and d_table[2].abs().sum() == 0  # padding row, and a token never seen
