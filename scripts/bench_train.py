@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from seqtrain.data.batching import SequenceLoader, bucket_batches, pad_batch
+from seqtrain.models.fused_loop import compiled_loop
 from seqtrain.tasks import build_config, make_task
 from seqtrain.tasks.classification import ClassifierMeta
 from seqtrain.training.tensorboard import RunLogger
@@ -191,10 +192,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    compiled = compiled_loop() is not None  # built (or loaded) now, not inside the first seqtrain round
     seqs, targets, source = reviews(args.data_dir, args.examples)
     mean_len = sum(len(s) for s in seqs) / len(seqs)
     print(f"data: {source}, {len(seqs)} reviews, mean length {mean_len:.0f} tokens (cap {MAX_LEN}); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, fused loop {'compiled' if compiled else 'in Python'}")
     contenders = {
         "pad500": train_pad500,
         "bucketed": train_bucketed,

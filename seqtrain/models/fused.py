@@ -101,15 +101,15 @@ class DenseInputs:
         """out [T*B, G*H] = rows @ w.T + b."""
         loop(self.rows).matmul(self.rows, w.t(), b, out)
 
-    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, input_needed: bool, weight_needed: bool):
-        """(dx [B, T, I], dW_ih) from the input product's gate gradients [T*B, G*H]: each ONE product over all rows."""
+    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs):
+        """(dx [B, T, I], dW_ih, db_ih) from the input product's gate gradients [T*B, G*H]: each ONE product (or
+        sum) over all rows."""
         dx = None
-        if input_needed:
-            steps_batch = grads.shape[0]
-            dx = grads.new_empty(steps_batch, w_ih.shape[1])
+        if needs.input:
+            dx = grads.new_empty(grads.shape[0], w_ih.shape[1])
             loop(grads).matmul(grads, w_ih, None, dx)
             dx = dx.view(-1, self.batch, w_ih.shape[1]).transpose(0, 1)
-        return dx, (grads.t() @ self.rows if weight_needed else None)
+        return dx, (grads.t() @ self.rows if needs.w_ih else None), _row_sums(grads, needs.b_ih or needs.b_hh)
 
 
 class TokenInputs:
@@ -124,23 +124,32 @@ class TokenInputs:
 
     def __init__(self, table: torch.Tensor, tokens: torch.Tensor, padding_idx: int | None):
         self.table, self.padding_idx = table, padding_idx
-        self.distinct, index = torch.unique(tokens.t(), return_inverse=True)
-        self.index = index.view(-1)
+        self.distinct, self.index = _distinct(tokens.t().reshape(-1), table.shape[0])
         self.rows = table.index_select(0, self.distinct)
         self.buffers = ()
 
     def project(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
         torch.index_select(torch.addmm(b, self.rows, w.t()), 0, self.index, out=out)
 
-    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, input_needed: bool, weight_needed: bool):
-        """(d table [V, I], dW_ih) through the per-token sums of the gate gradients [T*B, G*H]."""
-        per_token = grads.new_zeros(self.distinct.numel(), grads.shape[1]).index_add_(0, self.index, grads)
+    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs):
+        """(d table [V, I], dW_ih, db_ih) through the per-token sums of the gate gradients [T*B, G*H]."""
+        per_token = grads.new_zeros(self.distinct.numel(), grads.shape[1])
+        loop(grads).index_add_rows(grads, self.index, per_token)
         d_table = None
-        if input_needed:
+        if needs.input:
             d_table = grads.new_zeros(self.table.shape).index_copy_(0, self.distinct, per_token @ w_ih)
             if self.padding_idx is not None:
                 d_table[self.padding_idx] = 0  # nn.Embedding never trains its padding row
-        return d_table, (per_token.t() @ self.rows if weight_needed else None)
+        dw_ih = per_token.t() @ self.rows if needs.w_ih else None
+        return d_table, dw_ih, _row_sums(per_token, needs.b_ih or needs.b_hh)
+
+
+def _distinct(tokens: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the distinct ids in increasing order, each token's position among them), in O(tokens + vocab), no sort."""
+    seen = torch.zeros(vocab, dtype=torch.long, device=tokens.device)
+    seen[tokens] = 1
+    distinct = seen.nonzero().squeeze(1)
+    return distinct, (seen.cumsum(0) - 1)[tokens]
 
 
 def _inputs(x: torch.Tensor, tokens: torch.Tensor | None, padding_idx: int | None) -> DenseInputs | TokenInputs:
@@ -225,16 +234,13 @@ def _recurrent_weight_grad(ctx, grads: torch.Tensor, h: torch.Tensor) -> torch.T
 
 
 def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor):
-    """dx (or the embedding table's gradient) and dW_ih from the input side's gate gradients [T, B, G*H]."""
-    needs = _needs(ctx)
-    return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, needs.input, needs.w_ih)
+    """dx (or the embedding table's gradient), dW_ih and the bias sums from the input side's gate gradients [T, B, G*H]."""
+    return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, _needs(ctx))
 
 
 def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor):
     """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM)."""
-    dx, dw_ih = _input_grads(ctx, grads, inputs, w_ih)
-    needs = _needs(ctx)
-    db = _row_sums(grads, needs.b_ih or needs.b_hh)
+    dx, dw_ih, db = _input_grads(ctx, grads, inputs, w_ih)
     return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h), db, (db.clone() if db is not None else None)
 
 
@@ -250,6 +256,11 @@ class PythonLoop:
     def matmul(a, b, bias, out) -> None:
         """out = a @ b (+ bias in every row)."""
         torch.mm(a, b, out=out) if bias is None else torch.addmm(bias, a, b, out=out)
+
+    @staticmethod
+    def index_add_rows(rows, index, out) -> None:
+        """out[index[r]] += rows[r]."""
+        out.index_add_(0, index, rows)
 
     @staticmethod
     def lstm_forward(gates, h, cc, tanh_c, w_rec) -> None:
@@ -417,8 +428,7 @@ class GRUFunction(torch.autograd.Function):
         dh_prev = loop(h).gru_backward(acts, h, rec, dh_all, grads, w_hh)
         dw_hh, db_hh = _recurrent_weight_grad(ctx, grads, h), _row_sums(grads, _needs(ctx).b_hh)
         grads[..., n] = dh_all  # the input product sees n's gradient before r multiplies it
-        dx, dw_ih = _input_grads(ctx, grads, ctx.inputs, w_ih)
-        db_ih = _row_sums(grads, _needs(ctx).b_ih)
+        dx, dw_ih, db_ih = _input_grads(ctx, grads, ctx.inputs, w_ih)
         WORKSPACE.release(grads, dh_all)
         return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh, None, None
 

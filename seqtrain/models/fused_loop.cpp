@@ -353,6 +353,27 @@ void matmul(const at::Tensor& a, const at::Tensor& b_, const std::optional<at::T
   });
 }
 
+// out[index[r]] += rows[r] for every row r of rows [N, G] (out [U, G], index [N] in [0, U)): the gate
+// gradients summed per distinct token. torch's index_add_ expands the index to every element of `rows` and
+// scatters element by element; a row at a time is one vectorised pass.
+void index_add_rows(const at::Tensor& rows, const at::Tensor& index_, at::Tensor out) {
+  const at::Tensor index = index_.to(at::kLong).contiguous();
+  check_contiguous({rows, out});
+  const int64_t n = rows.size(0), width = rows.size(1);
+  const int64_t* at = index.data_ptr<int64_t>();
+  FLOATING_TYPES(rows, "index_add_rows", [&] {
+    const scalar_t* R in = rows.data_ptr<scalar_t>();
+    scalar_t* R sums = out.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < n; ++r) {
+      scalar_t* R target = sums + at[r] * width;
+      const scalar_t* R source = in + r * width;
+      for (int64_t k = 0; k < width; ++k) {
+        target[k] += source[k];
+      }
+    }
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(seqtrain_fused_loop, m) {
@@ -363,6 +384,7 @@ TORCH_LIBRARY(seqtrain_fused_loop, m) {
   m.def("gru_backward(Tensor acts, Tensor h, Tensor rec, Tensor(a!) dh_all, Tensor(b!) grads, Tensor w_hh) -> Tensor",
         &gru_backward);
   m.def("matmul(Tensor a, Tensor b, Tensor? bias, Tensor(a!) out) -> ()", &matmul);
+  m.def("index_add_rows(Tensor rows, Tensor index, Tensor(a!) out) -> ()", &index_add_rows);
   m.def("rnn_forward(Tensor(a!) h, Tensor w_rec) -> ()", &rnn_forward);
   m.def("rnn_backward(Tensor h, Tensor(a!) dh_all, Tensor(b!) grads, Tensor w_hh) -> Tensor", &rnn_backward);
 }
