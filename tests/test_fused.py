@@ -68,13 +68,14 @@ def test_outputs_and_every_gradient_match_nn(cell, size, layers, zero_state, loo
         torch.testing.assert_close(got, expected, **TOL)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_wide_layers_on_two_threads_match_nn(cell, loop):
-    """Wide steps split their products and gate arithmetic between threads, in blocks that need not divide the batch."""
+@pytest.mark.parametrize("cell,hidden", [("rnn", 256), ("lstm", 256), ("gru", 256), ("lstm", 16), ("gru", 16)])
+def test_layers_on_two_threads_match_nn(cell, hidden, loop):
+    """Two threads split the batch rows (41: not evenly), each summing its own part of a small dW_hh in the loop
+    (hidden 16) or leaving a large one to one product afterwards (256)."""
     torch.manual_seed(0)
-    reference, fused = pair(cell, 6, 256)
-    x = torch.randn(40, 3, 6, requires_grad=True)
-    weights = torch.randn(40, 3, 256)
+    reference, fused = pair(cell, 6, hidden)
+    x = torch.randn(41, 3, 6, requires_grad=True)
+    weights = torch.randn(41, 3, hidden)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
