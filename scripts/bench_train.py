@@ -146,7 +146,7 @@ def keras_backend() -> str | None:
     return os.environ.setdefault("KERAS_BACKEND", default)
 
 
-def train_keras(seqs, targets) -> float:
+def train_keras(seqs, targets, threads: int) -> float:
     """Keras 3 on the same reviews, padded to 500 as `pad_sequences` does, in a process of its own.
 
     Each round starts a fresh Python process that times one epoch of `model.fit` after a warm-up
@@ -157,13 +157,21 @@ def train_keras(seqs, targets) -> float:
     with tempfile.TemporaryDirectory() as folder:
         arrays = Path(folder) / "reviews.pt"
         torch.save({"x": front_padded(seqs, torch.int32), "y": targets.float()}, arrays)
-        worker = subprocess.run([sys.executable, __file__, "--keras-worker", str(arrays)],
+        worker = subprocess.run([sys.executable, __file__, "--keras-worker", str(arrays), "--threads", str(threads)],
                                 capture_output=True, text=True, check=True, env=os.environ.copy())
     return float(worker.stdout.strip().splitlines()[-1])
 
 
-def keras_worker(arrays: str) -> None:
-    """One Keras epoch over the saved reviews; prints samples per second as the last line."""
+def keras_worker(arrays: str, threads: int) -> None:
+    """One Keras epoch over the saved reviews on `threads` threads (0: the backend's default); prints samples per
+    second as the last line."""
+    if threads and keras_backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif threads:
+        torch.set_num_threads(threads)
     import keras
 
     data = torch.load(arrays, weights_only=True)
@@ -183,12 +191,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keras-examples", type=int, default=640, help="reviews for the (slow) Keras run")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads for the PyTorch contenders (0: torch's default; `seqtrain fit` picks 1 for "
-                        "this model); the Keras process keeps its own default")
+                        help="threads for every contender, Keras' process included (0: each framework's default; "
+                        "`seqtrain fit` picks 1 for this model)")
     parser.add_argument("--keras-worker", metavar="ARRAYS", help=argparse.SUPPRESS)  # the Keras round's own process
     args = parser.parse_args()
     if args.keras_worker:
-        return keras_worker(args.keras_worker)
+        return keras_worker(args.keras_worker, args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -210,7 +218,7 @@ def main() -> None:
     else:
         # On its torch backend Keras runs this LSTM step by step in Python: time it on fewer reviews.
         subset = len(seqs) if backend == "tensorflow" else min(len(seqs), args.keras_examples)
-        contenders[f"keras-{backend}"] = lambda s, t: train_keras(s[:subset], t[:subset])
+        contenders[f"keras-{backend}"] = lambda s, t: train_keras(s[:subset], t[:subset], args.threads)
         print(f"keras 3 on the {backend} backend, {subset} reviews")
     best = {name: 0.0 for name in contenders}
     for round_ in range(args.rounds):
