@@ -101,11 +101,19 @@ class DenseInputs:
         """out [T*B, G*H] = rows @ w.T + b."""
         loop(self.rows).matmul(self.rows, w.t(), b, out)
 
-    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs):
+    def per_step(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple:
+        """(x [T, B, I], w.T, b): the loop forms each step's input product itself, while the step is in cache."""
+        return self.rows.view(-1, self.batch, self.rows.shape[1]), w.t(), b
+
+    def input_grad(self, like: torch.Tensor, needs: Needs) -> torch.Tensor | None:
+        """The buffer [B, T, I] the loop writes dx into step by step, where it is needed."""
+        steps, size = self.rows.shape[0] // self.batch, self.rows.shape[1]
+        return like.new_empty(self.batch, steps, size) if needs.input else None
+
+    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs, dx: torch.Tensor | None = None):
         """(dx [B, T, I], dW_ih, db_ih) from the input product's gate gradients [T*B, G*H]: each ONE product (or
-        sum) over all rows."""
-        dx = None
-        if needs.input:
+        sum) over all rows; dx as given where the loop has formed it."""
+        if needs.input and dx is None:
             dx = grads.new_empty(grads.shape[0], w_ih.shape[1])
             loop(grads).matmul(grads, w_ih, None, dx)
             dx = dx.view(-1, self.batch, w_ih.shape[1]).transpose(0, 1)
@@ -131,7 +139,16 @@ class TokenInputs:
     def project(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
         torch.index_select(torch.addmm(b, self.rows, w.t()), 0, self.index, out=out)
 
-    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs):
+    def per_step(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple:
+        """Nothing for the loop: the product is taken per distinct token, into out [T*B, G*H], here."""
+        self.project(w, b, out)
+        return ()
+
+    def input_grad(self, like: torch.Tensor, needs: Needs) -> None:
+        """None: the table's gradient comes from the per-token sums, after the loop."""
+        return None
+
+    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs, dx: None = None):
         """(d table [V, I], dW_ih, db_ih) through the per-token sums of the gate gradients [T*B, G*H]."""
         per_token = grads.new_zeros(self.distinct.numel(), grads.shape[1])
         loop(grads).index_add_rows(grads, self.index, per_token)
@@ -233,14 +250,16 @@ def _recurrent_weight_grad(ctx, grads: torch.Tensor, h: torch.Tensor) -> torch.T
     return rows.t() @ h[:-1].reshape(rows.shape[0], -1)
 
 
-def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor):
+def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor, dx=None):
     """dx (or the embedding table's gradient), dW_ih and the bias sums from the input side's gate gradients [T, B, G*H]."""
-    return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, _needs(ctx))
+    return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, _needs(ctx), dx)
 
 
-def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor):
-    """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM)."""
-    dx, dw_ih, db = _input_grads(ctx, grads, inputs, w_ih)
+def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor,
+                       dx: torch.Tensor | None = None):
+    """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM); dx where given
+    is the one the loop formed."""
+    dx, dw_ih, db = _input_grads(ctx, grads, inputs, w_ih, dx)
     return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h), db, (db.clone() if db is not None else None)
 
 
@@ -263,7 +282,9 @@ class PythonLoop:
         out.index_add_(0, index, rows)
 
     @staticmethod
-    def lstm_forward(gates, h, cc, tanh_c, w_rec) -> None:
+    def lstm_forward(gates, h, cc, tanh_c, w_rec, x=None, w_in=None, bias=None) -> None:
+        if x is not None:  # in Python, all steps' input products at once
+            PythonLoop.matmul(x.view(-1, x.shape[2]), w_in, bias, gates.view(-1, gates.shape[2]))
         hidden = h.shape[2]
         minus_one = h.new_tensor(-1.0)
         i, f, gg, o = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(4))
@@ -275,7 +296,7 @@ class PythonLoop:
             torch.mul(o[t], _tanh_from_sigmoid_(torch.sigmoid(c, out=tcs[t]), minus_one), out=hs[t + 1])
 
     @staticmethod
-    def lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh) -> torch.Tensor:
+    def lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih=None, dx=None) -> torch.Tensor:
         steps, batch, hidden = tanh_c.shape
         i, f, g, o = acts.split(hidden, 2)
         # dgates = [dc*g*i', dc*c_prev*f', dc*i*g', dh*tanh(c)*o'] and dc = dc_next*f + dh*o*tanh'(c)
@@ -294,6 +315,8 @@ class PythonLoop:
             dc.mul_(forget[t])
             dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
         WORKSPACE.release(dc_from_dh)
+        if dx is not None:  # in Python, all steps' at once
+            dx.transpose(0, 1).copy_((grads.view(-1, grads.shape[2]) @ w_ih).view(steps, batch, -1))
         return dh_prev
 
     @staticmethod
@@ -372,13 +395,13 @@ class LSTMFunction(torch.autograd.Function):
         ctx.first_weight = 3
         inputs = _inputs(x, tokens, padding_idx)
         gates = WORKSPACE.empty(x, steps, batch, 4 * hidden)  # pre-activations, then activations i, f, g, o
-        inputs.project(_doubled(w_ih, *g), _doubled(b_ih + b_hh, *g), gates.view(steps * batch, -1))
+        per_step = inputs.per_step(_doubled(w_ih, *g), _doubled(b_ih + b_hh, *g), gates.view(steps * batch, -1))
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         cc = WORKSPACE.empty(x, steps + 1, batch, hidden)  # 2c: sigmoid(2c) gives tanh(c) = 2*sigmoid(2c) - 1
         tanh_c = WORKSPACE.empty(x, steps, batch, hidden)
         h[0] = h0
         torch.mul(c0, 2, out=cc[0])
-        loop(x).lstm_forward(gates, h, cc, tanh_c, _doubled(w_hh, *g).t())
+        loop(x).lstm_forward(gates, h, cc, tanh_c, _doubled(w_hh, *g).t(), *per_step)
         return *_finish_forward(ctx, w_ih, w_hh, inputs, (h, cc, gates, tanh_c), h), cc[steps] * 0.5
 
     @staticmethod
@@ -389,8 +412,9 @@ class LSTMFunction(torch.autograd.Function):
         grads = WORKSPACE.empty(acts, *acts.shape)
         dh_all = _hidden_grads(dout, dh_n, h)
         dc = dc_n.clone(memory_format=torch.contiguous_format) if dc_n is not None else h.new_zeros(h.shape[1:])
-        dh_prev = loop(h).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, ctx.inputs, h, w_ih)
+        dx = ctx.inputs.input_grad(h, _needs(ctx))
+        dh_prev = loop(h).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih, dx)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, ctx.inputs, h, w_ih, dx)
         WORKSPACE.release(grads, dh_all)
         return dx, dh_prev, dc, dw_ih, dw_hh, db_ih, db_hh, None, None
 
