@@ -101,9 +101,9 @@ class DenseInputs:
         """out [T*B, G*H] = rows @ w.T + b."""
         loop(self.rows).matmul(self.rows, w.t(), b, out)
 
-    def per_step(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple:
-        """(x [T, B, I], w.T, b): the loop forms each step's input product itself, while the step is in cache."""
-        return self.rows.view(-1, self.batch, self.rows.shape[1]), w.t(), b
+    def per_step(self, w: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x [T, B, I], w.T): the loop forms each step's input product itself, while the step is in cache."""
+        return self.rows.view(-1, self.batch, self.rows.shape[1]), w.t()
 
     def input_grad(self, like: torch.Tensor, needs: Needs) -> torch.Tensor | None:
         """The buffer [B, T, I] the loop writes dx into step by step, where it is needed."""
@@ -136,12 +136,13 @@ class TokenInputs:
         self.rows = table.index_select(0, self.distinct)
         self.buffers = ()
 
-    def project(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-        torch.index_select(torch.addmm(b, self.rows, w.t()), 0, self.index, out=out)
+    def project(self, w: torch.Tensor, b: torch.Tensor | None, out: torch.Tensor) -> None:
+        products = self.rows @ w.t() if b is None else torch.addmm(b, self.rows, w.t())
+        torch.index_select(products, 0, self.index, out=out)
 
-    def per_step(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple:
-        """Nothing for the loop: the product is taken per distinct token, into out [T*B, G*H], here."""
-        self.project(w, b, out)
+    def per_step(self, w: torch.Tensor, out: torch.Tensor) -> tuple:
+        """Nothing for the loop: the product (without bias) is taken per distinct token, into out [T*B, G*H], here."""
+        self.project(w, None, out)
         return ()
 
     def input_grad(self, like: torch.Tensor, needs: Needs) -> None:
@@ -282,9 +283,11 @@ class PythonLoop:
         out.index_add_(0, index, rows)
 
     @staticmethod
-    def lstm_forward(gates, h, cc, tanh_c, w_rec, x=None, w_in=None, bias=None) -> None:
-        if x is not None:  # in Python, all steps' input products at once
+    def lstm_forward(gates, h, cc, tanh_c, w_rec, bias, x=None, w_in=None) -> None:
+        if x is not None:  # in Python, all steps' input products at once, with the bias
             PythonLoop.matmul(x.view(-1, x.shape[2]), w_in, bias, gates.view(-1, gates.shape[2]))
+        else:
+            gates.add_(bias)
         hidden = h.shape[2]
         minus_one = h.new_tensor(-1.0)
         i, f, gg, o = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(4))
@@ -395,13 +398,13 @@ class LSTMFunction(torch.autograd.Function):
         ctx.first_weight = 3
         inputs = _inputs(x, tokens, padding_idx)
         gates = WORKSPACE.empty(x, steps, batch, 4 * hidden)  # pre-activations, then activations i, f, g, o
-        per_step = inputs.per_step(_doubled(w_ih, *g), _doubled(b_ih + b_hh, *g), gates.view(steps * batch, -1))
+        per_step = inputs.per_step(_doubled(w_ih, *g), gates.view(steps * batch, -1))
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         cc = WORKSPACE.empty(x, steps + 1, batch, hidden)  # 2c: sigmoid(2c) gives tanh(c) = 2*sigmoid(2c) - 1
         tanh_c = WORKSPACE.empty(x, steps, batch, hidden)
         h[0] = h0
         torch.mul(c0, 2, out=cc[0])
-        loop(x).lstm_forward(gates, h, cc, tanh_c, _doubled(w_hh, *g).t(), *per_step)
+        loop(x).lstm_forward(gates, h, cc, tanh_c, _doubled(w_hh, *g).t(), _doubled(b_ih + b_hh, *g), *per_step)
         return *_finish_forward(ctx, w_ih, w_hh, inputs, (h, cc, gates, tanh_c), h), cc[steps] * 0.5
 
     @staticmethod

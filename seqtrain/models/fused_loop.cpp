@@ -114,12 +114,14 @@ void check_contiguous(std::initializer_list<at::Tensor> buffers) {
 
 #define R __restrict__
 
-// One batch row of an LSTM step: i, f, g, o the four gates' pre-activations in, activations out.
+// One batch row of an LSTM step: i, f, g, o the four gates' pre-activations less the bias [4H] in, activations out.
 template <typename T>
-void lstm_forward_row(T* R i, T* R f, T* R g, T* R o, const T* R cc_prev, T* R cc_next, T* R tanh_c, T* R h_next,
-                      int64_t hidden) {
+void lstm_forward_row(T* R i, T* R f, T* R g, T* R o, const T* R bias, const T* R cc_prev, T* R cc_next,
+                      T* R tanh_c, T* R h_next, int64_t hidden) {
+  const T *R bi = bias, *R bf = bias + hidden, *R bg = bias + 2 * hidden, *R bo = bias + 3 * hidden;
   for (int64_t k = 0; k < hidden; ++k) {
-    const T ik = sigmoid(i[k]), fk = sigmoid(f[k]), gk = 2 * sigmoid(g[k]) - 1, ok = sigmoid(o[k]);
+    const T ik = sigmoid(i[k] + bi[k]), fk = sigmoid(f[k] + bf[k]), gk = 2 * sigmoid(g[k] + bg[k]) - 1;
+    const T ok = sigmoid(o[k] + bo[k]);
     i[k] = ik;
     f[k] = fk;
     g[k] = gk;
@@ -132,29 +134,26 @@ void lstm_forward_row(T* R i, T* R f, T* R g, T* R o, const T* R cc_prev, T* R c
   }
 }
 
-// gates [T, B, 4H]: input pre-activations (g doubled) in, activations i, f, g, o out; or, with `x`, out only:
-// step t's input pre-activations bias + x[t] @ w_in are formed in the loop, while the step's rows are in cache
-// (x [T, B, I], w_in [I, 4H] and bias [4H] g doubled). h [T+1, B, H] and cc [T+1, B, H] (2c) with step 0 given;
-// tanh_c [T, B, H]; w_rec [H, 4H] (g columns doubled).
+// gates [T, B, 4H]: the input's part of the pre-activations (g doubled) in, activations i, f, g, o out; or, with
+// `x`, out only: step t's input part x[t] @ w_in is formed in the loop, while the step's rows are in cache
+// (x [T, B, I], w_in [I, 4H] g doubled). bias [4H] (g doubled) is added in the gate arithmetic.
+// h [T+1, B, H] and cc [T+1, B, H] (2c) with step 0 given; tanh_c [T, B, H]; w_rec [H, 4H] (g columns doubled).
 void lstm_forward(at::Tensor gates, at::Tensor h, at::Tensor cc, at::Tensor tanh_c, const at::Tensor& w_rec_,
-                  const std::optional<at::Tensor>& x, const std::optional<at::Tensor>& w_in_,
-                  const std::optional<at::Tensor>& bias) {
+                  const at::Tensor& bias_, const std::optional<at::Tensor>& x, const std::optional<at::Tensor>& w_in_) {
   check_contiguous({gates, h, cc, tanh_c});
-  const at::Tensor w_rec = w_rec_.contiguous();
+  const at::Tensor w_rec = w_rec_.contiguous(), bias = bias_.contiguous();
   const at::Tensor w_in = x ? w_in_->contiguous() : at::Tensor();
   if (x) {
-    check_contiguous({*x, *bias});
+    check_contiguous({*x});
   }
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h.size(2), width = 4 * hidden;
   FLOATING_TYPES(gates, "lstm_forward", [&] {
+    const scalar_t* b_row = bias.data_ptr<scalar_t>();
     over_batch(batch, [&](int64_t begin, int64_t end) {
       for (int64_t t = 0; t < steps; ++t) {
         scalar_t* act = step<scalar_t>(gates, t);
         if (x) {
-          for (int64_t b = begin; b < end; ++b) {
-            std::memcpy(act + b * width, bias->data_ptr<scalar_t>(), width * sizeof(scalar_t));
-          }
-          product<scalar_t>(*x, t, w_in, gates, t, true, begin, end - begin);
+          product<scalar_t>(*x, t, w_in, gates, t, false, begin, end - begin);
         }
         product<scalar_t>(h, t, w_rec, gates, t, true, begin, end - begin);
         scalar_t* c_prev = step<scalar_t>(cc, t);
@@ -164,8 +163,8 @@ void lstm_forward(at::Tensor gates, at::Tensor h, at::Tensor cc, at::Tensor tanh
         for (int64_t b = begin; b < end; ++b) {
           scalar_t* row = act + b * width;
           const int64_t at = b * hidden;
-          lstm_forward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, c_prev + at, c_next + at, tc + at,
-                           h_next + at, hidden);
+          lstm_forward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, b_row, c_prev + at, c_next + at,
+                           tc + at, h_next + at, hidden);
         }
       }
     });
@@ -409,8 +408,8 @@ void index_add_rows(const at::Tensor& rows, const at::Tensor& index_, at::Tensor
 }  // namespace
 
 TORCH_LIBRARY(seqtrain_fused_loop, m) {
-  m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) cc, Tensor(d!) tanh_c, Tensor w_rec, Tensor? x=None, "
-        "Tensor? w_in=None, Tensor? bias=None) -> ()", &lstm_forward);
+  m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) cc, Tensor(d!) tanh_c, Tensor w_rec, Tensor bias, "
+        "Tensor? x=None, Tensor? w_in=None) -> ()", &lstm_forward);
   m.def("lstm_backward(Tensor acts, Tensor cc, Tensor tanh_c, Tensor(a!) dh_all, Tensor(b!) dc, Tensor(c!) grads, "
         "Tensor w_hh, Tensor? w_ih=None, Tensor(d!)? dx=None) -> Tensor", &lstm_backward);
   m.def("gru_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) rec, Tensor w_rec, Tensor b_hh) -> ()", &gru_forward);
