@@ -7,8 +7,11 @@ nn's parameters (same names, same layout, same gate order, so state_dicts
 load either way) and run each layer as one autograd.Function:
 
 - forward: the input projection of every step in one matrix product, then
-  per step one product into a preallocated buffer and the gate arithmetic;
-- backward: the recurrence in reverse computes only the gate gradients, then
+  per step one product into a preallocated buffer and the gate arithmetic
+  (the LSTM's compiled loop forms a dense input's projection step by step
+  instead, while the step's rows are in cache);
+- backward: the recurrence in reverse computes only the gate gradients (and,
+  in the LSTM's compiled loop, the input's gradient, step by step), then
   each weight gradient is ONE product over all B*T rows and each bias
   gradient one sum.
 
@@ -251,7 +254,8 @@ def _recurrent_weight_grad(ctx, grads: torch.Tensor, h: torch.Tensor) -> torch.T
     return rows.t() @ h[:-1].reshape(rows.shape[0], -1)
 
 
-def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor, dx=None):
+def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor,
+                 dx: torch.Tensor | None = None):
     """dx (or the embedding table's gradient), dW_ih and the bias sums from the input side's gate gradients [T, B, G*H]."""
     return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, _needs(ctx), dx)
 
