@@ -254,17 +254,14 @@ def _recurrent_weight_grad(ctx, grads: torch.Tensor, h: torch.Tensor) -> torch.T
     return rows.t() @ h[:-1].reshape(rows.shape[0], -1)
 
 
-def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor,
-                 dx: torch.Tensor | None = None):
+def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor):
     """dx (or the embedding table's gradient), dW_ih and the bias sums from the input side's gate gradients [T, B, G*H]."""
-    return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, _needs(ctx), dx)
+    return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, _needs(ctx))
 
 
-def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor,
-                       dx: torch.Tensor | None = None):
-    """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM); dx where given
-    is the one the loop formed."""
-    dx, dw_ih, db = _input_grads(ctx, grads, inputs, w_ih, dx)
+def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor):
+    """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM)."""
+    dx, dw_ih, db = _input_grads(ctx, grads, inputs, w_ih)
     return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h), db, (db.clone() if db is not None else None)
 
 
@@ -303,7 +300,7 @@ class PythonLoop:
             torch.mul(o[t], _tanh_from_sigmoid_(torch.sigmoid(c, out=tcs[t]), minus_one), out=hs[t + 1])
 
     @staticmethod
-    def lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih=None, dx=None) -> torch.Tensor:
+    def lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih=None, dx=None, db=None) -> torch.Tensor:
         steps, batch, hidden = tanh_c.shape
         i, f, g, o = acts.split(hidden, 2)
         # dgates = [dc*g*i', dc*c_prev*f', dc*i*g', dh*tanh(c)*o'] and dc = dc_next*f + dh*o*tanh'(c)
@@ -322,8 +319,11 @@ class PythonLoop:
             dc.mul_(forget[t])
             dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
         WORKSPACE.release(dc_from_dh)
+        rows = grads.view(-1, grads.shape[2])
         if dx is not None:  # in Python, all steps' at once
-            dx.transpose(0, 1).copy_((grads.view(-1, grads.shape[2]) @ w_ih).view(steps, batch, -1))
+            dx.transpose(0, 1).copy_((rows @ w_ih).view(steps, batch, -1))
+        if db is not None:
+            torch.sum(rows, 0, out=db)
         return dh_prev
 
     @staticmethod
@@ -419,11 +419,15 @@ class LSTMFunction(torch.autograd.Function):
         grads = WORKSPACE.empty(acts, *acts.shape)
         dh_all = _hidden_grads(dout, dh_n, h)
         dc = dc_n.clone(memory_format=torch.contiguous_format) if dc_n is not None else h.new_zeros(h.shape[1:])
-        dx = ctx.inputs.input_grad(h, _needs(ctx))
-        dh_prev = loop(h).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih, dx)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, ctx.inputs, h, w_ih, dx)
+        needs = _needs(ctx)
+        dx = ctx.inputs.input_grad(h, needs)
+        db = h.new_zeros(acts.shape[2]) if needs.b_ih or needs.b_hh else None
+        dh_prev = loop(h).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih, dx, db)
+        # the loop has summed the bias gradient
+        dx, dw_ih, _ = ctx.inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, needs._replace(b_ih=False, b_hh=False), dx)
+        dw_hh = _recurrent_weight_grad(ctx, grads, h)
         WORKSPACE.release(grads, dh_all)
-        return dx, dh_prev, dc, dw_ih, dw_hh, db_ih, db_hh, None, None
+        return dx, dh_prev, dc, dw_ih, dw_hh, db, (db.clone() if db is not None else None), None, None
 
 
 class GRUFunction(torch.autograd.Function):

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -189,21 +190,27 @@ void lstm_backward_row(const T* R i, const T* R f, const T* R g, const T* R o, c
 // acts [T, B, 4H] (i, f, g, o), cc [T+1, B, H], tanh_c [T, B, H]; dh_all [T, B, H]: the gradient from
 // above, to which each step adds the recurrent part; dc [B, H]: dc_n in, dc_0 out; grads [T, B, 4H]: the
 // pre-activation gradients out. With `dx` [B, T, I] (batch first, the layer's input gradient), also
-// dx[:, t] = grads[t] @ w_ih per step, while the step's gradients are in cache. Returns dh_0.
+// dx[:, t] = grads[t] @ w_ih per step, and with `db` [4H] (zeros in) the bias gradient, the sum of all rows of
+// grads, while the step's gradients are in cache. Returns dh_0.
 at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at::Tensor& tanh_c, at::Tensor dh_all,
                          at::Tensor dc, at::Tensor grads, const at::Tensor& w_hh_, const std::optional<at::Tensor>& w_ih_,
-                         std::optional<at::Tensor> dx) {
+                         std::optional<at::Tensor> dx, std::optional<at::Tensor> db) {
   const at::Tensor w_hh = w_hh_.contiguous();
   const at::Tensor w_ih = dx ? w_ih_->contiguous() : at::Tensor();
   check_contiguous({acts, cc, tanh_c, dh_all, dc, grads});
-  if (dx) {
-    check_contiguous({*dx});
+  for (const auto& out : {dx, db}) {
+    if (out) {
+      check_contiguous({*out});
+    }
   }
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = tanh_c.size(2), width = 4 * hidden;
   at::Tensor dh_prev = at::empty({batch, hidden}, dh_all.options());
+  std::mutex adding;
   FLOATING_TYPES(acts, "lstm_backward", [&] {
     scalar_t* dcp = dc.data_ptr<scalar_t>();
     over_batch(batch, [&](int64_t begin, int64_t end) {
+      std::vector<double> sums(db ? width : 0);  // this thread's rows' part of db, in double: 10^4..10^5 rows
+      double* R sum = sums.data();
       for (int64_t t = steps - 1; t >= 0; --t) {
         const scalar_t* act = step<scalar_t>(acts, t);
         const scalar_t* c_prev = step<scalar_t>(cc, t);
@@ -216,12 +223,24 @@ at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at:
           const int64_t at = b * hidden;
           lstm_backward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, c_prev + at, tc + at, dht + at,
                             dcp + at, grad, grad + hidden, grad + 2 * hidden, grad + 3 * hidden, hidden);
+          if (db) {
+            for (int64_t k = 0; k < width; ++k) {
+              sum[k] += grad[k];
+            }
+          }
         }
         product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, t != 0, begin, end - begin);
         if (dx) {
           const int64_t inputs = dx->size(2), stride = steps * inputs;
           product<scalar_t>(end - begin, width, out + begin * width, width, w_ih,
                             dx->data_ptr<scalar_t>() + begin * stride + t * inputs, stride, false);
+        }
+      }
+      if (db) {
+        const std::lock_guard<std::mutex> lock(adding);
+        scalar_t* total = db->data_ptr<scalar_t>();
+        for (int64_t k = 0; k < width; ++k) {
+          total[k] += static_cast<scalar_t>(sum[k]);
         }
       }
     });
@@ -411,7 +430,7 @@ TORCH_LIBRARY(seqtrain_fused_loop, m) {
   m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) cc, Tensor(d!) tanh_c, Tensor w_rec, Tensor bias, "
         "Tensor? x=None, Tensor? w_in=None) -> ()", &lstm_forward);
   m.def("lstm_backward(Tensor acts, Tensor cc, Tensor tanh_c, Tensor(a!) dh_all, Tensor(b!) dc, Tensor(c!) grads, "
-        "Tensor w_hh, Tensor? w_ih=None, Tensor(d!)? dx=None) -> Tensor", &lstm_backward);
+        "Tensor w_hh, Tensor? w_ih=None, Tensor(d!)? dx=None, Tensor(e!)? db=None) -> Tensor", &lstm_backward);
   m.def("gru_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) rec, Tensor w_rec, Tensor b_hh) -> ()", &gru_forward);
   m.def("gru_backward(Tensor acts, Tensor h, Tensor rec, Tensor(a!) dh_all, Tensor(b!) grads, Tensor w_hh) -> Tensor",
         &gru_backward);
