@@ -135,37 +135,33 @@ void lstm_forward_row(T* R i, T* R f, T* R g, T* R o, const T* R bias, const T* 
   }
 }
 
-// gates [T, B, 4H]: the input's part of the pre-activations (g doubled) in, activations i, f, g, o out; or, with
-// `x`, out only: step t's input part x[t] @ w_in is formed in the loop, while the step's rows are in cache
-// (x [T, B, I], w_in [I, 4H] g doubled). bias [4H] (g doubled) is added in the gate arithmetic.
-// h [T+1, B, H] and cc [T+1, B, H] (2c) with step 0 given; tanh_c [T, B, H]; w_rec [H, 4H] (g columns doubled).
-void lstm_forward(at::Tensor gates, at::Tensor h, at::Tensor cc, at::Tensor tanh_c, const at::Tensor& w_rec_,
-                  const at::Tensor& bias_, const std::optional<at::Tensor>& x, const std::optional<at::Tensor>& w_in_) {
-  check_contiguous({gates, h, cc, tanh_c});
-  const at::Tensor w_rec = w_rec_.contiguous(), bias = bias_.contiguous();
-  const at::Tensor w_in = x ? w_in_->contiguous() : at::Tensor();
-  if (x) {
-    check_contiguous({*x});
-  }
-  const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h.size(2), width = 4 * hidden;
+// xh [T+1, B, K]: step t's product input, [x_t, h_t] (K = I + H) or h_t alone (K = H), with h_0 given; each
+// step writes its state into the last H columns of the next. w_in [K, 4H]: [W_ih; W_hh]^T or W_hh^T, and bias
+// [4H], added in the gate arithmetic (g doubled in both). ONE product per step forms the input's and the state's
+// part together while the step is in cache; where xh holds the states alone, gates [T, B, 4H] holds the input's
+// part (g doubled) beforehand and the product adds to it. Activations i, f, g, o out in gates; cc [T+1, B, H]
+// (2c) with step 0 given; tanh_c [T, B, H].
+void lstm_forward(at::Tensor gates, at::Tensor xh, at::Tensor cc, at::Tensor tanh_c, const at::Tensor& w_in_,
+                  const at::Tensor& bias_) {
+  check_contiguous({gates, xh, cc, tanh_c});
+  const at::Tensor w_in = w_in_.contiguous(), bias = bias_.contiguous();
+  const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cc.size(2), width = 4 * hidden;
+  const int64_t columns = xh.size(2);
   FLOATING_TYPES(gates, "lstm_forward", [&] {
     const scalar_t* b_row = bias.data_ptr<scalar_t>();
     over_batch(batch, [&](int64_t begin, int64_t end) {
       for (int64_t t = 0; t < steps; ++t) {
+        product<scalar_t>(xh, t, w_in, gates, t, columns == hidden, begin, end - begin);
         scalar_t* act = step<scalar_t>(gates, t);
-        if (x) {
-          product<scalar_t>(*x, t, w_in, gates, t, false, begin, end - begin);
-        }
-        product<scalar_t>(h, t, w_rec, gates, t, true, begin, end - begin);
         scalar_t* c_prev = step<scalar_t>(cc, t);
         scalar_t* c_next = step<scalar_t>(cc, t + 1);
         scalar_t* tc = step<scalar_t>(tanh_c, t);
-        scalar_t* h_next = step<scalar_t>(h, t + 1);
+        scalar_t* h_next = step<scalar_t>(xh, t + 1) + columns - hidden;
         for (int64_t b = begin; b < end; ++b) {
           scalar_t* row = act + b * width;
           const int64_t at = b * hidden;
           lstm_forward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, b_row, c_prev + at, c_next + at,
-                           tc + at, h_next + at, hidden);
+                           tc + at, h_next + b * columns, hidden);
         }
       }
     });
@@ -427,8 +423,7 @@ void index_add_rows(const at::Tensor& rows, const at::Tensor& index_, at::Tensor
 }  // namespace
 
 TORCH_LIBRARY(seqtrain_fused_loop, m) {
-  m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) cc, Tensor(d!) tanh_c, Tensor w_rec, Tensor bias, "
-        "Tensor? x=None, Tensor? w_in=None) -> ()", &lstm_forward);
+  m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) xh, Tensor(c!) cc, Tensor(d!) tanh_c, Tensor w_in, Tensor bias) -> ()", &lstm_forward);
   m.def("lstm_backward(Tensor acts, Tensor cc, Tensor tanh_c, Tensor(a!) dh_all, Tensor(b!) dc, Tensor(c!) grads, "
         "Tensor w_hh, Tensor? w_ih=None, Tensor(d!)? dx=None, Tensor(e!)? db=None) -> Tensor", &lstm_backward);
   m.def("gru_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) rec, Tensor w_rec, Tensor b_hh) -> ()", &gru_forward);
