@@ -11,9 +11,9 @@ load either way) and run each layer as one autograd.Function:
   (the LSTM's compiled loop forms a dense input's projection step by step
   instead, while the step's rows are in cache);
 - backward: the recurrence in reverse computes only the gate gradients (and,
-  in the LSTM's compiled loop, the input's gradient, step by step), then
-  each weight gradient is ONE product over all B*T rows and each bias
-  gradient one sum.
+  in the LSTM's compiled loop, the input's and the bias gradient, step by
+  step), then each weight gradient is ONE product over all B*T rows (the
+  LSTM's two together) and each bias gradient one sum.
 
 The per-step loops run in C++ (fused_loop.cpp, compiled once per machine by
 fused_loop.py: one GEMM micro-kernel call and one pass of plain loops per

@@ -3,7 +3,8 @@
 //
 // Each function runs one layer's whole loop over time on buffers the Python
 // autograd Functions allocate and keep: per step one matrix product into the
-// step's slice of a preallocated buffer (torch's GEMM micro-kernel on float32),
+// step's slice of a preallocated buffer (torch's GEMM micro-kernel on float32;
+// the LSTM's backward adds a second, for the input's gradient),
 // then the gate arithmetic as one pass of plain loops over the rows, with no
 // temporaries and no per-operation dispatch. The conventions are those of
 // PythonLoop in fused.py, which this file must match number for number (within
