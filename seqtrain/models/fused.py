@@ -7,10 +7,13 @@ nn's parameters (same names, same layout, same gate order, so state_dicts
 load either way) and run each layer as one autograd.Function:
 
 - forward: the input projection of every step in one matrix product, then
-  per step one product into a preallocated buffer and the gate arithmetic;
-- backward: the recurrence in reverse computes only the gate gradients, then
-  each weight gradient is ONE product over all B*T rows and each bias
-  gradient one sum.
+  per step one product into a preallocated buffer and the gate arithmetic
+  (the LSTM's compiled loop forms a dense input's projection step by step
+  instead, while the step's rows are in cache);
+- backward: the recurrence in reverse computes only the gate gradients (and,
+  in the LSTM's compiled loop, the input's and the bias gradient, step by
+  step), then each weight gradient is ONE product over all B*T rows (the
+  LSTM's two together) and each bias gradient one sum.
 
 The per-step loops run in C++ (fused_loop.cpp, compiled once per machine by
 fused_loop.py: one GEMM micro-kernel call and one pass of plain loops per
@@ -88,28 +91,44 @@ WORKSPACE = Workspace()
 
 
 class DenseInputs:
-    """A layer's input [B, T, I] as [T*B, I] rows in time order (a copy), so every step's slice of a product is contiguous."""
+    """A layer's input [B, T, I] as [T*B, I] rows in time order (a copy), so every step's slice of a product is contiguous.
 
-    def __init__(self, x: torch.Tensor):
+    The copy goes into `into` [T, B, I] where given (the LSTM's columns beside its states), else a buffer of its own.
+    """
+
+    def __init__(self, x: torch.Tensor, into: torch.Tensor | None = None):
         batch, steps, size = x.shape
-        self.rows = WORKSPACE.empty(x, steps * batch, size)
-        self.rows.view(steps, batch, size).copy_(x.transpose(0, 1))
+        own = into is None
+        into = WORKSPACE.empty(x, steps, batch, size) if own else into
+        into.copy_(x.transpose(0, 1))
+        self.rows = into.view(steps * batch, size)
         self.batch = batch
-        self.buffers = (self.rows,)
+        self.buffers = (self.rows,) if own else ()
 
     def project(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
         """out [T*B, G*H] = rows @ w.T + b."""
         loop(self.rows).matmul(self.rows, w.t(), b, out)
 
-    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs):
+    def per_step(self, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """w: nothing is computed here, the loop forms each step's input product with the state's, in cache."""
+        return w
+
+    def input_grad(self, like: torch.Tensor, needs: Needs) -> torch.Tensor | None:
+        """The buffer [B, T, I] the loop writes dx into step by step, where it is needed."""
+        steps, size = self.rows.shape[0] // self.batch, self.rows.shape[1]
+        return like.new_empty(self.batch, steps, size) if needs.input else None
+
+    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs, dx: torch.Tensor | None = None,
+              dw_ih: torch.Tensor | None = None):
         """(dx [B, T, I], dW_ih, db_ih) from the input product's gate gradients [T*B, G*H]: each ONE product (or
-        sum) over all rows."""
-        dx = None
-        if needs.input:
+        sum) over all rows; dx and dW_ih as given where the layer has formed them."""
+        if needs.input and dx is None:
             dx = grads.new_empty(grads.shape[0], w_ih.shape[1])
             loop(grads).matmul(grads, w_ih, None, dx)
             dx = dx.view(-1, self.batch, w_ih.shape[1]).transpose(0, 1)
-        return dx, (grads.t() @ self.rows if needs.w_ih else None), _row_sums(grads, needs.b_ih or needs.b_hh)
+        if needs.w_ih and dw_ih is None:
+            dw_ih = grads.t() @ self.rows
+        return dx, dw_ih, _row_sums(grads, needs.b_ih or needs.b_hh)
 
 
 class TokenInputs:
@@ -128,10 +147,21 @@ class TokenInputs:
         self.rows = table.index_select(0, self.distinct)
         self.buffers = ()
 
-    def project(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-        torch.index_select(torch.addmm(b, self.rows, w.t()), 0, self.index, out=out)
+    def project(self, w: torch.Tensor, b: torch.Tensor | None, out: torch.Tensor) -> None:
+        products = self.rows @ w.t() if b is None else torch.addmm(b, self.rows, w.t())
+        torch.index_select(products, 0, self.index, out=out)
 
-    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs):
+    def per_step(self, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """No columns of w for the loop: the product (without bias) is taken per distinct token, into out
+        [T*B, G*H], here."""
+        self.project(w, None, out)
+        return w[:, :0]
+
+    def input_grad(self, like: torch.Tensor, needs: Needs) -> None:
+        """None: the table's gradient comes from the per-token sums, after the loop."""
+        return None
+
+    def grads(self, grads: torch.Tensor, w_ih: torch.Tensor, needs: Needs, dx: None = None, dw_ih: None = None):
         """(d table [V, I], dW_ih, db_ih) through the per-token sums of the gate gradients [T*B, G*H]."""
         per_token = grads.new_zeros(self.distinct.numel(), grads.shape[1])
         loop(grads).index_add_rows(grads, self.index, per_token)
@@ -152,9 +182,11 @@ def _distinct(tokens: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Ten
     return distinct, (seen.cumsum(0) - 1)[tokens]
 
 
-def _inputs(x: torch.Tensor, tokens: torch.Tensor | None, padding_idx: int | None) -> DenseInputs | TokenInputs:
-    """The rows a layer's input product reads: x itself, or with `tokens` the rows of the embedding table x."""
-    return DenseInputs(x) if tokens is None else TokenInputs(x, tokens, padding_idx)
+def _inputs(x: torch.Tensor, tokens: torch.Tensor | None, padding_idx: int | None,
+            into: torch.Tensor | None = None) -> DenseInputs | TokenInputs:
+    """The rows a layer's input product reads: x itself (copied into `into` where given), or with `tokens` the rows
+    of the embedding table x."""
+    return DenseInputs(x, into) if tokens is None else TokenInputs(x, tokens, padding_idx)
 
 
 def _finish_forward(ctx, w_ih: torch.Tensor, w_hh: torch.Tensor, inputs, buffers: tuple, h: torch.Tensor):
@@ -263,19 +295,19 @@ class PythonLoop:
         out.index_add_(0, index, rows)
 
     @staticmethod
-    def lstm_forward(gates, h, cc, tanh_c, w_rec) -> None:
-        hidden = h.shape[2]
-        minus_one = h.new_tensor(-1.0)
+    def lstm_forward(gates, xh, cc, tanh_c, w_in, bias) -> None:
+        hidden, add = cc.shape[2], xh.shape[2] == cc.shape[2]  # xh of states alone: gates holds the input's part
+        minus_one = cc.new_tensor(-1.0)
         i, f, gg, o = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(4))
-        hs, ccs, tcs = h.unbind(0), cc.unbind(0), tanh_c.unbind(0)
+        xhs, hs, ccs, tcs = xh.unbind(0), xh[..., -hidden:].unbind(0), cc.unbind(0), tanh_c.unbind(0)
         for t, a in enumerate(gates.unbind(0)):
-            a.addmm_(hs[t], w_rec).sigmoid_()
+            (a.addmm_(xhs[t], w_in) if add else torch.mm(xhs[t], w_in, out=a)).add_(bias).sigmoid_()
             _tanh_from_sigmoid_(gg[t], minus_one)
             c = torch.mul(f[t], ccs[t], out=ccs[t + 1]).addcmul_(i[t], gg[t], value=2)
             torch.mul(o[t], _tanh_from_sigmoid_(torch.sigmoid(c, out=tcs[t]), minus_one), out=hs[t + 1])
 
     @staticmethod
-    def lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh) -> torch.Tensor:
+    def lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih=None, dx=None, db=None) -> torch.Tensor:
         steps, batch, hidden = tanh_c.shape
         i, f, g, o = acts.split(hidden, 2)
         # dgates = [dc*g*i', dc*c_prev*f', dc*i*g', dh*tanh(c)*o'] and dc = dc_next*f + dh*o*tanh'(c)
@@ -294,6 +326,11 @@ class PythonLoop:
             dc.mul_(forget[t])
             dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
         WORKSPACE.release(dc_from_dh)
+        rows = grads.view(-1, grads.shape[2])
+        if dx is not None:  # in Python, all steps' at once
+            dx.transpose(0, 1).copy_((rows @ w_ih).view(steps, batch, -1))
+        if db is not None:
+            torch.sum(rows, 0, out=db)
         return dh_prev
 
     @staticmethod
@@ -370,29 +407,42 @@ class LSTMFunction(torch.autograd.Function):
         hidden = w_hh.shape[1]
         g = (2 * hidden, 3 * hidden)  # PyTorch's gate order i, f, g, o: only g is a tanh
         ctx.first_weight = 3
-        inputs = _inputs(x, tokens, padding_idx)
+        width = 0 if tokens is not None else x.shape[2]  # the input's columns in each step's product
+        xh = WORKSPACE.empty(x, steps + 1, batch, width + hidden)  # [x_t, h_t]: ONE product per step reads both
+        inputs = _inputs(x, tokens, padding_idx, xh[:steps, :, :width])
         gates = WORKSPACE.empty(x, steps, batch, 4 * hidden)  # pre-activations, then activations i, f, g, o
-        inputs.project(_doubled(w_ih, *g), _doubled(b_ih + b_hh, *g), gates.view(steps * batch, -1))
-        h = WORKSPACE.empty(x, steps + 1, batch, hidden)
+        front = inputs.per_step(_doubled(w_ih, *g), gates.view(steps * batch, -1))
+        h = xh[..., width:]
         cc = WORKSPACE.empty(x, steps + 1, batch, hidden)  # 2c: sigmoid(2c) gives tanh(c) = 2*sigmoid(2c) - 1
         tanh_c = WORKSPACE.empty(x, steps, batch, hidden)
         h[0] = h0
         torch.mul(c0, 2, out=cc[0])
-        loop(x).lstm_forward(gates, h, cc, tanh_c, _doubled(w_hh, *g).t())
-        return *_finish_forward(ctx, w_ih, w_hh, inputs, (h, cc, gates, tanh_c), h), cc[steps] * 0.5
+        w_in = torch.cat((front, _doubled(w_hh, *g)), 1).t()
+        loop(x).lstm_forward(gates, xh, cc, tanh_c, w_in, _doubled(b_ih + b_hh, *g))
+        return *_finish_forward(ctx, w_ih, w_hh, inputs, (xh, cc, gates, tanh_c), h), cc[steps] * 0.5
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dh_n, dc_n):
         w_ih, w_hh = ctx.saved_tensors
-        h, cc, acts, tanh_c = ctx.saved
+        xh, cc, acts, tanh_c = ctx.saved
+        width = xh.shape[2] - w_hh.shape[1]
         grads = WORKSPACE.empty(acts, *acts.shape)
-        dh_all = _hidden_grads(dout, dh_n, h)
-        dc = dc_n.clone(memory_format=torch.contiguous_format) if dc_n is not None else h.new_zeros(h.shape[1:])
-        dh_prev = loop(h).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, ctx.inputs, h, w_ih)
+        dh_all = _hidden_grads(dout, dh_n, xh[..., width:])
+        dc = dc_n.clone(memory_format=torch.contiguous_format) if dc_n is not None else cc.new_zeros(cc.shape[1:])
+        needs = _needs(ctx)
+        dx = ctx.inputs.input_grad(cc, needs)
+        db = cc.new_zeros(acts.shape[2]) if needs.b_ih or needs.b_hh else None
+        dh_prev = loop(cc).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih, dx, db)
+        rows = grads.view(-1, grads.shape[-1])
+        # dW_ih and dW_hh as ONE product over all B*T rows of the gate gradients and each step's [x_t, h_t]
+        dw = rows.t() @ xh[:-1].view(rows.shape[0], -1) if needs.w_ih or needs.w_hh else None
+        dw_ih = dw[:, :width] if needs.w_ih and width else None
+        # the loop has summed the bias gradient
+        dx, dw_ih, _ = ctx.inputs.grads(rows, w_ih, needs._replace(b_ih=False, b_hh=False), dx, dw_ih)
         WORKSPACE.release(grads, dh_all)
-        return dx, dh_prev, dc, dw_ih, dw_hh, db_ih, db_hh, None, None
+        dw_hh = dw[:, width:] if needs.w_hh else None
+        return dx, dh_prev, dc, dw_ih, dw_hh, db, (db.clone() if db is not None else None), None, None
 
 
 class GRUFunction(torch.autograd.Function):

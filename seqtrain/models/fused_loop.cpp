@@ -3,7 +3,8 @@
 //
 // Each function runs one layer's whole loop over time on buffers the Python
 // autograd Functions allocate and keep: per step one matrix product into the
-// step's slice of a preallocated buffer (torch's GEMM micro-kernel on float32),
+// step's slice of a preallocated buffer (torch's GEMM micro-kernel on float32;
+// the LSTM's backward adds a second, for the input's gradient),
 // then the gate arithmetic as one pass of plain loops over the rows, with no
 // temporaries and no per-operation dispatch. The conventions are those of
 // PythonLoop in fused.py, which this file must match number for number (within
@@ -22,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -79,22 +81,29 @@ inline T* step(const at::Tensor& x, int64_t t) {
   return x.data_ptr<T>() + t * x.stride(0);
 }
 
+// c = a @ b, or c += a @ b with `add`, for a [rows, k] and c [rows, n] at row strides lda and ldc, b [k, n]
+// contiguous. float goes straight to torch's CPU GEMM micro-kernel (oneDNN's brgemm where the CPU has it, else
+// BLAS) on pointers: no per-call dispatch, checks or views, which at a hidden size of 32 cost as much as the
+// product itself.
+template <typename T>
+void product(int64_t rows, int64_t k, const T* a, int64_t lda, const at::Tensor& b, T* c, int64_t ldc, bool add) {
+  const int64_t n = b.size(1);
+  if constexpr (std::is_same_v<T, float>) {
+    at::native::cpublas::brgemm(rows, n, k, lda, n, ldc, add, a, b.data_ptr<float>(), c);
+  } else {
+    const at::Tensor in = at::from_blob(const_cast<T*>(a), {rows, k}, {lda, 1}, b.options());
+    at::Tensor out = at::from_blob(c, {rows, n}, {ldc, 1}, b.options());
+    add ? out.addmm_(in, b) : out.copy_(at::mm(in, b));
+  }
+}
+
 // Rows [start, start + rows) of c[tc] = a[ta] @ b, or += with `add`, for steps of contiguous [T, m, k] and
-// [T, m, n] buffers (a 2-D one is its own step 0) and b [k, n]. float goes straight to torch's CPU GEMM
-// micro-kernel (oneDNN's brgemm where the CPU has it, else BLAS) on pointers: no per-call dispatch, checks or
-// views, which at a hidden size of 32 cost as much as the product itself.
+// [T, m, n] buffers (a 2-D one is its own step 0) and b [k, n].
 template <typename T>
 void product(const at::Tensor& a, int64_t ta, const at::Tensor& b, const at::Tensor& c, int64_t tc, bool add,
              int64_t start, int64_t rows) {
-  if constexpr (std::is_same_v<T, float>) {
-    const int64_t k = a.size(-1), n = b.size(1);
-    at::native::cpublas::brgemm(rows, n, k, k, n, n, add, step<float>(a, ta) + start * k, b.data_ptr<float>(),
-                                step<float>(c, tc) + start * n);
-  } else {
-    const at::Tensor in = (a.dim() == 3 ? a.select(0, ta) : a).narrow(0, start, rows);
-    at::Tensor out = (c.dim() == 3 ? c.select(0, tc) : c).narrow(0, start, rows);
-    add ? out.addmm_(in, b) : at::mm_out(out, in, b);
-  }
+  const int64_t k = a.size(-1), n = b.size(1);
+  product<T>(rows, k, step<T>(a, ta) + start * k, k, b, step<T>(c, tc) + start * n, n, add);
 }
 
 void check_contiguous(std::initializer_list<at::Tensor> buffers) {
@@ -107,12 +116,14 @@ void check_contiguous(std::initializer_list<at::Tensor> buffers) {
 
 #define R __restrict__
 
-// One batch row of an LSTM step: i, f, g, o the four gates' pre-activations in, activations out.
+// One batch row of an LSTM step: i, f, g, o the four gates' pre-activations less the bias [4H] in, activations out.
 template <typename T>
-void lstm_forward_row(T* R i, T* R f, T* R g, T* R o, const T* R cc_prev, T* R cc_next, T* R tanh_c, T* R h_next,
-                      int64_t hidden) {
+void lstm_forward_row(T* R i, T* R f, T* R g, T* R o, const T* R bias, const T* R cc_prev, T* R cc_next,
+                      T* R tanh_c, T* R h_next, int64_t hidden) {
+  const T *R bi = bias, *R bf = bias + hidden, *R bg = bias + 2 * hidden, *R bo = bias + 3 * hidden;
   for (int64_t k = 0; k < hidden; ++k) {
-    const T ik = sigmoid(i[k]), fk = sigmoid(f[k]), gk = 2 * sigmoid(g[k]) - 1, ok = sigmoid(o[k]);
+    const T ik = sigmoid(i[k] + bi[k]), fk = sigmoid(f[k] + bf[k]), gk = 2 * sigmoid(g[k] + bg[k]) - 1;
+    const T ok = sigmoid(o[k] + bo[k]);
     i[k] = ik;
     f[k] = fk;
     g[k] = gk;
@@ -125,26 +136,33 @@ void lstm_forward_row(T* R i, T* R f, T* R g, T* R o, const T* R cc_prev, T* R c
   }
 }
 
-// gates [T, B, 4H]: input pre-activations (g doubled) in, activations i, f, g, o out.
-// h [T+1, B, H] and cc [T+1, B, H] (2c) with step 0 given; tanh_c [T, B, H]; w_rec [H, 4H] (g columns doubled).
-void lstm_forward(at::Tensor gates, at::Tensor h, at::Tensor cc, at::Tensor tanh_c, const at::Tensor& w_rec_) {
-  check_contiguous({gates, h, cc, tanh_c});
-  const at::Tensor w_rec = w_rec_.contiguous();
-  const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h.size(2);
+// xh [T+1, B, K]: step t's product input, [x_t, h_t] (K = I + H) or h_t alone (K = H), with h_0 given; each
+// step writes its state into the last H columns of the next. w_in [K, 4H]: [W_ih; W_hh]^T or W_hh^T, and bias
+// [4H], added in the gate arithmetic (g doubled in both). ONE product per step forms the input's and the state's
+// part together while the step is in cache; where xh holds the states alone, gates [T, B, 4H] holds the input's
+// part (g doubled) beforehand and the product adds to it. Activations i, f, g, o out in gates; cc [T+1, B, H]
+// (2c) with step 0 given; tanh_c [T, B, H].
+void lstm_forward(at::Tensor gates, at::Tensor xh, at::Tensor cc, at::Tensor tanh_c, const at::Tensor& w_in_,
+                  const at::Tensor& bias_) {
+  check_contiguous({gates, xh, cc, tanh_c});
+  const at::Tensor w_in = w_in_.contiguous(), bias = bias_.contiguous();
+  const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cc.size(2), width = 4 * hidden;
+  const int64_t columns = xh.size(2);
   FLOATING_TYPES(gates, "lstm_forward", [&] {
+    const scalar_t* b_row = bias.data_ptr<scalar_t>();
     over_batch(batch, [&](int64_t begin, int64_t end) {
       for (int64_t t = 0; t < steps; ++t) {
-        product<scalar_t>(h, t, w_rec, gates, t, true, begin, end - begin);
+        product<scalar_t>(xh, t, w_in, gates, t, columns == hidden, begin, end - begin);
         scalar_t* act = step<scalar_t>(gates, t);
         scalar_t* c_prev = step<scalar_t>(cc, t);
         scalar_t* c_next = step<scalar_t>(cc, t + 1);
         scalar_t* tc = step<scalar_t>(tanh_c, t);
-        scalar_t* h_next = step<scalar_t>(h, t + 1);
+        scalar_t* h_next = step<scalar_t>(xh, t + 1) + columns - hidden;
         for (int64_t b = begin; b < end; ++b) {
-          scalar_t* row = act + b * 4 * hidden;
+          scalar_t* row = act + b * width;
           const int64_t at = b * hidden;
-          lstm_forward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, c_prev + at, c_next + at, tc + at,
-                           h_next + at, hidden);
+          lstm_forward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, b_row, c_prev + at, c_next + at,
+                           tc + at, h_next + b * columns, hidden);
         }
       }
     });
@@ -168,16 +186,28 @@ void lstm_backward_row(const T* R i, const T* R f, const T* R g, const T* R o, c
 
 // acts [T, B, 4H] (i, f, g, o), cc [T+1, B, H], tanh_c [T, B, H]; dh_all [T, B, H]: the gradient from
 // above, to which each step adds the recurrent part; dc [B, H]: dc_n in, dc_0 out; grads [T, B, 4H]: the
-// pre-activation gradients out. Returns dh_0.
+// pre-activation gradients out. With `dx` [B, T, I] (batch first, the layer's input gradient), also
+// dx[:, t] = grads[t] @ w_ih per step, and with `db` [4H] (zeros in) the bias gradient, the sum of all rows of
+// grads, while the step's gradients are in cache. Returns dh_0.
 at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at::Tensor& tanh_c, at::Tensor dh_all,
-                         at::Tensor dc, at::Tensor grads, const at::Tensor& w_hh_) {
+                         at::Tensor dc, at::Tensor grads, const at::Tensor& w_hh_, const std::optional<at::Tensor>& w_ih_,
+                         std::optional<at::Tensor> dx, std::optional<at::Tensor> db) {
   const at::Tensor w_hh = w_hh_.contiguous();
+  const at::Tensor w_ih = dx ? w_ih_->contiguous() : at::Tensor();
   check_contiguous({acts, cc, tanh_c, dh_all, dc, grads});
-  const int64_t steps = acts.size(0), batch = acts.size(1), hidden = tanh_c.size(2);
+  for (const auto& out : {dx, db}) {
+    if (out) {
+      check_contiguous({*out});
+    }
+  }
+  const int64_t steps = acts.size(0), batch = acts.size(1), hidden = tanh_c.size(2), width = 4 * hidden;
   at::Tensor dh_prev = at::empty({batch, hidden}, dh_all.options());
+  std::mutex adding;
   FLOATING_TYPES(acts, "lstm_backward", [&] {
     scalar_t* dcp = dc.data_ptr<scalar_t>();
     over_batch(batch, [&](int64_t begin, int64_t end) {
+      std::vector<double> sums(db ? width : 0);  // this thread's rows' part of db, in double: 10^4..10^5 rows
+      double* R sum = sums.data();
       for (int64_t t = steps - 1; t >= 0; --t) {
         const scalar_t* act = step<scalar_t>(acts, t);
         const scalar_t* c_prev = step<scalar_t>(cc, t);
@@ -185,13 +215,30 @@ at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at:
         const scalar_t* dht = step<scalar_t>(dh_all, t);
         scalar_t* out = step<scalar_t>(grads, t);
         for (int64_t b = begin; b < end; ++b) {
-          const scalar_t* row = act + b * 4 * hidden;
-          scalar_t* grad = out + b * 4 * hidden;
+          const scalar_t* row = act + b * width;
+          scalar_t* grad = out + b * width;
           const int64_t at = b * hidden;
           lstm_backward_row(row, row + hidden, row + 2 * hidden, row + 3 * hidden, c_prev + at, tc + at, dht + at,
                             dcp + at, grad, grad + hidden, grad + 2 * hidden, grad + 3 * hidden, hidden);
+          if (db) {
+            for (int64_t k = 0; k < width; ++k) {
+              sum[k] += grad[k];
+            }
+          }
         }
         product<scalar_t>(grads, t, w_hh, t ? dh_all : dh_prev, t ? t - 1 : 0, t != 0, begin, end - begin);
+        if (dx) {
+          const int64_t inputs = dx->size(2), stride = steps * inputs;
+          product<scalar_t>(end - begin, width, out + begin * width, width, w_ih,
+                            dx->data_ptr<scalar_t>() + begin * stride + t * inputs, stride, false);
+        }
+      }
+      if (db) {
+        const std::lock_guard<std::mutex> lock(adding);
+        scalar_t* total = db->data_ptr<scalar_t>();
+        for (int64_t k = 0; k < width; ++k) {
+          total[k] += static_cast<scalar_t>(sum[k]);
+        }
       }
     });
   });
@@ -377,9 +424,9 @@ void index_add_rows(const at::Tensor& rows, const at::Tensor& index_, at::Tensor
 }  // namespace
 
 TORCH_LIBRARY(seqtrain_fused_loop, m) {
-  m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) cc, Tensor(d!) tanh_c, Tensor w_rec) -> ()", &lstm_forward);
+  m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) xh, Tensor(c!) cc, Tensor(d!) tanh_c, Tensor w_in, Tensor bias) -> ()", &lstm_forward);
   m.def("lstm_backward(Tensor acts, Tensor cc, Tensor tanh_c, Tensor(a!) dh_all, Tensor(b!) dc, Tensor(c!) grads, "
-        "Tensor w_hh) -> Tensor", &lstm_backward);
+        "Tensor w_hh, Tensor? w_ih=None, Tensor(d!)? dx=None, Tensor(e!)? db=None) -> Tensor", &lstm_backward);
   m.def("gru_forward(Tensor(a!) gates, Tensor(b!) h, Tensor(c!) rec, Tensor w_rec, Tensor b_hh) -> ()", &gru_forward);
   m.def("gru_backward(Tensor acts, Tensor h, Tensor rec, Tensor(a!) dh_all, Tensor(b!) grads, Tensor w_hh) -> Tensor",
         &gru_backward);
