@@ -23,7 +23,6 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
-#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -187,7 +186,7 @@ void lstm_backward_row(const T* R i, const T* R f, const T* R g, const T* R o, c
 // acts [T, B, 4H] (i, f, g, o), cc [T+1, B, H], tanh_c [T, B, H]; dh_all [T, B, H]: the gradient from
 // above, to which each step adds the recurrent part; dc [B, H]: dc_n in, dc_0 out; grads [T, B, 4H]: the
 // pre-activation gradients out. With `dx` [B, T, I] (batch first, the layer's input gradient), also
-// dx[:, t] = grads[t] @ w_ih per step, and with `db` [4H] (zeros in) the bias gradient, the sum of all rows of
+// dx[:, t] = grads[t] @ w_ih per step, and with `db` [4H] the bias gradient, the sum of all rows of
 // grads, while the step's gradients are in cache. Returns dh_0.
 at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at::Tensor& tanh_c, at::Tensor dh_all,
                          at::Tensor dc, at::Tensor grads, const at::Tensor& w_hh_, const std::optional<at::Tensor>& w_ih_,
@@ -202,12 +201,13 @@ at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at:
   }
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = tanh_c.size(2), width = 4 * hidden;
   at::Tensor dh_prev = at::empty({batch, hidden}, dh_all.options());
-  std::mutex adding;
+  // each thread's rows' part of db, in double (10^4..10^5 rows), added in thread order after the loop: the
+  // same sum whichever thread finishes first
+  std::vector<double> partial_sums(db ? at::get_num_threads() * width : 0, 0.0);
   FLOATING_TYPES(acts, "lstm_backward", [&] {
     scalar_t* dcp = dc.data_ptr<scalar_t>();
     over_batch(batch, [&](int64_t begin, int64_t end) {
-      std::vector<double> sums(db ? width : 0);  // this thread's rows' part of db, in double: 10^4..10^5 rows
-      double* R sum = sums.data();
+      double* R sum = db ? partial_sums.data() + at::get_thread_num() * width : nullptr;
       for (int64_t t = steps - 1; t >= 0; --t) {
         const scalar_t* act = step<scalar_t>(acts, t);
         const scalar_t* c_prev = step<scalar_t>(cc, t);
@@ -233,14 +233,17 @@ at::Tensor lstm_backward(const at::Tensor& acts, const at::Tensor& cc, const at:
                             dx->data_ptr<scalar_t>() + begin * stride + t * inputs, stride, false);
         }
       }
-      if (db) {
-        const std::lock_guard<std::mutex> lock(adding);
-        scalar_t* total = db->data_ptr<scalar_t>();
-        for (int64_t k = 0; k < width; ++k) {
-          total[k] += static_cast<scalar_t>(sum[k]);
-        }
-      }
     });
+    if (db) {
+      scalar_t* total = db->data_ptr<scalar_t>();
+      for (int64_t k = 0; k < width; ++k) {
+        double column = 0;
+        for (size_t part = k; part < partial_sums.size(); part += width) {
+          column += partial_sums[part];
+        }
+        total[k] = static_cast<scalar_t>(column);
+      }
+    }
   });
   return dh_prev;
 }
