@@ -271,7 +271,7 @@ def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_
 
 
 def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor):
-    """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (RNN, LSTM)."""
+    """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (the RNN's)."""
     dx, dw_ih, db = _input_grads(ctx, grads, inputs, w_ih)
     return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h), db, (db.clone() if db is not None else None)
 
@@ -432,7 +432,7 @@ class LSTMFunction(torch.autograd.Function):
         dc = dc_n.clone(memory_format=torch.contiguous_format) if dc_n is not None else cc.new_zeros(cc.shape[1:])
         needs = _needs(ctx)
         dx = ctx.inputs.input_grad(cc, needs)
-        db = cc.new_zeros(acts.shape[2]) if needs.b_ih or needs.b_hh else None
+        db = cc.new_empty(acts.shape[2]) if needs.b_ih or needs.b_hh else None  # the loop writes it
         dh_prev = loop(cc).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih, dx, db)
         rows = grads.view(-1, grads.shape[-1])
         # dW_ih and dW_hh as ONE product over all B*T rows of the gate gradients and each step's [x_t, h_t]

@@ -376,9 +376,9 @@ at::Tensor rnn_backward(const at::Tensor& h, at::Tensor dh_all, at::Tensor grads
   return dh_prev;
 }
 
-// out = a @ b (+ bias in every row) for a [m, k] and b [k, n]; for float32, in blocks of rows:
-// the products over all steps (input projections, dx) through the same micro-kernel as the steps' products,
-// which beats torch's BLAS call at these narrow shapes.
+// out = a @ b (+ bias in every row) for a [m, k] and b [k, n]; for float32, in blocks of rows: the GRU's and
+// RNN's products over all steps (input projections, dx) through the steps' `product`, which beats torch's BLAS
+// call at these narrow shapes.
 void matmul(const at::Tensor& a, const at::Tensor& b_, const std::optional<at::Tensor>& bias, at::Tensor out) {
   if (a.scalar_type() != at::kFloat) {
     bias ? at::addmm_out(out, *bias, a, b_) : at::mm_out(out, a, b_);
@@ -397,8 +397,7 @@ void matmul(const at::Tensor& a, const at::Tensor& b_, const std::optional<at::T
           std::memcpy(c + row * n, bias_row, n * sizeof(float));
         }
       }
-      at::native::cpublas::brgemm(rows, n, k, k, n, n, bias_row != nullptr, a.data_ptr<float>() + start * k,
-                                  b.data_ptr<float>(), c);
+      product<float>(rows, k, a.data_ptr<float>() + start * k, k, b, c, n, bias_row != nullptr);
     }
   });
 }
