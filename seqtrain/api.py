@@ -196,27 +196,33 @@ KINDS = {bool: "True or False", int: "an integer", float: "a number", str: "a st
 def typed(schema: Schema, settings: dict[str, Any]) -> dict[str, Any]:
     """Keyword settings checked against their fields' types (the CLI's flags are typed by Typer).
 
-    A path is taken for a string and an integer for a float; anything else of the wrong type is refused in one
-    line naming the flag. Names the schema lacks pass through: `Config.update` refuses them with its own line.
+    Names the schema lacks pass through: `Config.update` refuses them with its own line.
     """
     fields = schema.fields()
     checked = {}
     for key, value in settings.items():
         name = key.rpartition(".")[2]
-        if name in fields:
-            hint = fields[name][2]
-            optional = type(None) in typing.get_args(hint)
-            kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint) if optional else hint
-            if kind is str and isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            elif kind is float and type(value) is int:
-                value = float(value)
-            fits = (value is None and optional) or (isinstance(value, kind) and not (kind is int and type(value) is bool))
-            if kind in KINDS and not fits:
-                flag = "--" + name.replace("_", "-")
-                raise SeqtrainError(f"{flag} must be {KINDS[kind]}{' or None' if optional else ''}, not {value!r}")
-        checked[key] = value
+        checked[key] = typed_value(name, fields[name][2], value) if name in fields else value
     return checked
+
+
+def typed_value(name: str, hint: Any, value: Any) -> Any:
+    """`value` as setting `name` of type `hint` takes it: a path for a string, an integer for a float; anything
+    else of the wrong type is refused in one line naming the flag (types other than bool, int, float and str,
+    optional or not, are left to the setting's own checks)."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    kind = next((t for t in args if t is not type(None)), hint) if optional else hint
+    if kind not in KINDS or (value is None and optional):
+        return value
+    if kind is str and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if kind is float and type(value) is int:
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and type(value) is bool):
+        return value
+    flag = "--" + name.replace("_", "-")
+    raise SeqtrainError(f"{flag} must be {KINDS[kind]}{' or None' if optional else ''}, not {value!r}")
 
 
 def console_of(progress: bool | Console | None) -> Console | None:

@@ -1,9 +1,11 @@
 """The Python API: fit, load and use models from code, checked like the CLI's flags and silent by default."""
 
 import json
+import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,3 +235,16 @@ def test_tasks_lists_abilities_and_settings_with_each_tasks_defaults():
     assert found["sine"].settings["hidden"].default == 32 and found["imdb"].settings["hidden"].default == 96
     assert "window" in found["sine"].settings and "window" not in found["imdb"].settings
     assert found["imdb"].settings["cell"].choices == ("rnn", "lstm", "gru")
+
+
+def test_the_guides_error_examples_are_what_fit_raises(tmp_path, monkeypatch):
+    """docs/python-api.md quotes `>>> seqtrain.fit(...)` lines with the SeqtrainError each raises: they must hold."""
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    examples = re.findall(r"^>>> (seqtrain\.fit\(.*\))\nSeqtrainError: (.*)$", guide, re.MULTILINE)
+    assert len(examples) >= 4
+    monkeypatch.chdir(tmp_path)  # where a run folder would go, were one made
+    for call, message in examples:
+        with pytest.raises(SeqtrainError) as raised:
+            eval(call, {"seqtrain": seqtrain})
+        assert str(raised.value) == message, call
+    assert not any(tmp_path.iterdir())
