@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from seqtrain.inference import Trained
     from seqtrain.tasks.classification import Prediction
 
+__all__ = ["Callback", "Model", "Run", "Setting", "TaskInfo", "fit", "list_tasks", "load"]
+
 #: A per-epoch callback: called as `callback(epoch, metrics)` after each epoch's checkpoints are written, with the
 #: 1-based epoch and its metrics (`train_loss`, `val_loss`, `val_accuracy`, ...); returning `True` stops the run there.
 Callback = Callable[[int, dict[str, float]], Any]
