@@ -227,6 +227,20 @@ def test_load_and_generate_text(tmp_path):
         model.generate(length=-1)
 
 
+def test_load_and_translate_like_the_cli(tmp_path):
+    run = seqtrain.fit("dates", num_pairs=300, epochs=1, max_steps=5, hidden=16, embed_dim=16, batch_size=32,
+                       logdir=tmp_path)
+    model = seqtrain.load(run.run_dir)
+    texts = ["3 may 1998", "july 14, 2021"]
+    greedy, beam = model.translate(texts), model.translate(texts, beam=2, max_len=12)
+    assert len(greedy) == len(beam) == 2 and all(isinstance(t, str) for t in greedy + beam)
+    assert model.translate("3 may 1998") == greedy[:1] and model.translate([]) == []
+    printed = invoke("translate", run.run_dir, *texts, "--beam", "2", "--max-len", "12").output.splitlines()
+    assert printed == beam
+    with pytest.raises(SeqtrainError, match="^--beam must be at least 1, not 0$"):
+        model.translate(texts, beam=0)
+
+
 def test_tasks_lists_abilities_and_settings_with_each_tasks_defaults():
     found = seqtrain.list_tasks()
     assert {"imdb", "sine", "charlm", "translate"} <= set(found)
