@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from seqtrain import api
 from seqtrain.errors import SeqtrainError
 from seqtrain_cli.options import SummaryCommand, TaskCommand, with_settings
 
@@ -57,21 +58,17 @@ def friendly(func):
 
 
 def use_threads(threads: int) -> None:
-    """Check --threads of the commands that run a trained model; the count is set where the model loads (load_trained)."""
-    if threads < 0:
-        raise SeqtrainError(f"--threads must be 0 (chosen from the model) or positive, not {threads}")
+    """Check --threads of the commands that run a trained model before any input is read; the count is set where
+    the model loads (load_trained)."""
+    from seqtrain.inference import check_threads
+
+    check_threads(threads)
 
 
 RunArg = Annotated[Optional[str], typer.Argument(help="A run folder, a checkpoint file, or a run name under --logdir [default: latest].")]
 LogdirOpt = Annotated[str, typer.Option("--logdir", help="Folder that holds the run directories.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 chooses from the model (1 for every default model: fastest when other jobs share the cores).")]
-
-
-#: what `--resume` may change: how long to train, where, and where the data is now
-RESUMABLE = {
-    "epochs", "device", "patience", "threads", "data", "data_dir", "cache_dir", "mirror", "save_every", "max_bad_steps",
-}
 
 
 @app.command(cls=TaskCommand)
@@ -88,30 +85,7 @@ def fit(
 
     The flags shown are those of the task given with --task (default imdb), with its defaults.
     """
-    from seqtrain.tasks import build_config, config_from_dict, make_task, read_config
-    from seqtrain.training.runs import follow_latest, resolve_checkpoint, resume_point
-    from seqtrain.training.trainer import Trainer
-
-    if resume is not None:
-        if task or config_file:
-            raise SeqtrainError("--resume continues a run with its own task and settings: drop --task and --config")
-        run = resolve_checkpoint(str(resume), prefer="last.pt").parent
-        config = config_from_dict(resume_point(run)[1]["config"])
-        ignored = sorted(set(overrides) - RESUMABLE)
-        if ignored:
-            flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
-            raise SeqtrainError(f"--resume keeps the run's settings; drop {flags} (only epochs, device, patience, threads, save-every, max-bad-steps and data locations may change)")
-        config.update(overrides)
-    elif config_file is not None:
-        config = read_config(follow_latest(config_file))
-        if task and task != config.task:
-            raise SeqtrainError(f"{config_file} is a '{config.task}' config; drop --task {task} or use another file")
-        config.update(overrides)
-        run = None
-    else:
-        config = build_config(task or "imdb", overrides)
-        run = None
-    result = Trainer(make_task(config), None if quiet else console).fit(resume=run)
+    result = api.fit(task, config=config_file, resume=resume, progress=not quiet and console, **(overrides or {}))
     if result.interrupted:  # so `seqtrain fit ... && next-step` does not carry on
         raise typer.Exit(130)
 
@@ -128,15 +102,11 @@ def evaluate(
 ) -> None:
     """Score a trained model on the held-out data (its best checkpoint by default)."""
     use_threads(threads)
-    from seqtrain.inference import evaluate_checkpoint
     from seqtrain.training.progress import metrics_table
-    from seqtrain.training.runs import resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(run, logdir)
-    if split not in ("test", "val"):
-        raise SeqtrainError(f"--split must be test or val, not '{split}'")
-    rows, config = evaluate_checkpoint(checkpoint, split, device, data, console, threads)
-    console.print(metrics_table(f"{config.task}: {checkpoint}", rows))
+    model = api.load(run, logdir=logdir, device=device, threads=threads)
+    rows = model.evaluate(split, data=data, progress=console)
+    console.print(metrics_table(f"{model.task}: {model.checkpoint}", rows))
 
 
 def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
@@ -152,11 +122,9 @@ def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
 
 
 def load_run_for(run: str | None, logdir: str, device: str, ability: str, threads: int):
-    """The run's task (metadata loaded) and model, refusing runs whose task does not do `ability`."""
-    from seqtrain.inference import load_trained
-    from seqtrain.training.runs import resolve_checkpoint
-
-    trained = load_trained(resolve_checkpoint(run, logdir), device, threads)
+    """The run's task (metadata loaded) and model, refusing runs whose task does not do `ability`: for a command
+    that calls its task's method itself rather than through `api.Model`."""
+    trained = api.load(run, logdir=logdir, device=device, threads=threads).trained
     return trained.require(ability), trained
 
 
@@ -178,15 +146,11 @@ def predict(
     probabilities in the second, most likely first; '-' where no label reaches the threshold.
     """
     use_threads(threads)
-    if top_k < 1:
-        raise SeqtrainError(f"--top-k must be at least 1, not {top_k}")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise SeqtrainError(f"--threshold must be between 0 and 1, not {threshold}")
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
-    task, trained = load_run_for(run, logdir, device, "predict", threads)
-    for text, predictions in zip(lines, task.predict(trained.model, lines, trained.device, top_k, threshold)):
+    model = api.load(run, logdir=logdir, device=device, threads=threads)
+    for text, predictions in zip(lines, model.predict(lines, top_k=top_k, threshold=threshold)):
         shown = text if len(text) <= 70 else text[:67] + "..."
         labels = ",".join(p.label for p in predictions) or "-"
         probabilities = ",".join(f"{p.probability:.3f}" for p in predictions) or "-"
@@ -204,8 +168,8 @@ def forecast(
 ) -> None:
     """Forecast the values after the end of a CSV with a trained forecasting model: one 'step<TAB>value' line each."""
     use_threads(threads)
-    task, trained = load_run_for(run, logdir, device, "forecast", threads)
-    for step, value in enumerate(task.forecast(trained.model, data, trained.device), start=1):
+    model = api.load(run, logdir=logdir, device=device, threads=threads)
+    for step, value in enumerate(model.forecast(data), start=1):
         typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
 
 
@@ -231,8 +195,8 @@ def translate(
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to translate: pass texts, --file FILE, or '-' with text on stdin")
-    task, trained = load_run_for(run, logdir, device, "translate", threads)
-    for output in task.translate(trained.model, lines, trained.device, beam, length_penalty, max_len):
+    model = api.load(run, logdir=logdir, device=device, threads=threads)
+    for output in model.translate(lines, beam=beam, length_penalty=length_penalty, max_len=max_len):
         console.print(output, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -259,12 +223,10 @@ def generate(
     from seqtrain.tasks import REGISTRY
     from seqtrain.training.runs import latest_run_of
 
-    if length < 0:
-        raise SeqtrainError(f"--length must be 0 or more, not {length}")
     if run is None:
         run = str(latest_run_of(logdir, {name for name, cls in REGISTRY.items() if cls.ability == "generate"}))
-    task, trained = load_run_for(run, logdir, device, "generate", threads)
-    stream(task.generate(trained.model, prime, length, temperature, top_k, seed))
+    model = api.load(run, logdir=logdir, device=device, threads=threads)
+    stream(model.generate(prime, length=length, temperature=temperature, top_k=top_k, seed=seed, stream=True))
 
 
 def stream(pieces: Iterable[str]) -> None:
@@ -359,14 +321,12 @@ def summary(
 @app.command()
 def tasks() -> None:
     """List the tasks `seqtrain fit --task` knows, with the defaults each one sets."""
-    from seqtrain.tasks import REGISTRY
-
     table = Table(title="tasks (seqtrain fit --task T --help lists T's flags)")
     table.add_column("task")
     table.add_column("what it trains")
     table.add_column("its defaults")
-    for name, cls in sorted(REGISTRY.items()):
-        table.add_row(name, cls.description, ", ".join(f"{k}={v}" for k, v in cls.defaults.items()))
+    for name, info in api.list_tasks().items():
+        table.add_row(name, info.description, ", ".join(f"{k}={v}" for k, v in info.defaults.items()))
     console.print(table)
 
 

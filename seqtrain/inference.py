@@ -2,7 +2,10 @@
 
 Each task declares one `ability` (predict, generate, translate, forecast)
 and implements the method of that name; a command asks `require` for it, so
-the CLI never inspects task types.
+the CLI never inspects task types. An ability method takes the model first,
+and the model's device as a parameter named `device` if it needs one; the
+Python API's `Model` offers it as `model.<ability>(...)` with those two filled
+in, so a new ability needs no change there.
 """
 
 from __future__ import annotations
@@ -48,10 +51,18 @@ class Trained:
         """The task, if its models do `ability`; else one line naming the command that fits this run."""
         if self.task.ability != ability:
             other = COMMANDS.get(self.task.ability or "", "seqtrain evaluate {run}").format(run=self.checkpoint.parent)
+            method = f"model.{self.task.ability or 'evaluate'}(...)"
             raise SeqtrainError(
-                f"{self.checkpoint} is a '{self.config.task}' model, which does not {ability}; use `{other}`"
+                f"{self.checkpoint} is a '{self.config.task}' model, which does not {ability}; use `{other}` "
+                f"(in Python: {method})"
             )
         return self.task
+
+
+def check_threads(threads: int) -> None:
+    """Refuse a --threads count below 0 (0 chooses from the model)."""
+    if threads < 0:
+        raise SeqtrainError(f"--threads must be 0 (chosen from the model) or positive, not {threads}")
 
 
 def load_trained(checkpoint: Path, device: str = "auto", threads: int | None = None) -> Trained:
@@ -59,6 +70,8 @@ def load_trained(checkpoint: Path, device: str = "auto", threads: int | None = N
 
     `threads` (the commands' --threads; 0 chooses from the model as a run does) sets torch's CPU threads; None leaves them.
     """
+    if threads is not None:
+        check_threads(threads)
     blob = load_checkpoint(checkpoint)
     task = make_task(config_from_dict(blob["config"]))
     dev = resolve_device(device)
@@ -69,17 +82,22 @@ def load_trained(checkpoint: Path, device: str = "auto", threads: int | None = N
     return Trained(task, model.to(dev).eval(), dev, checkpoint)
 
 
-def evaluate_checkpoint(
-    checkpoint: Path, split: str, device: str, data: str | None, console: Console | None, threads: int | None = None
-) -> tuple[dict[str, dict[str, float]], Config]:
+def evaluate_trained(
+    trained: Trained, split: str, data: str | None, console: Console | None
+) -> dict[str, dict[str, float]]:
     """Rows for the report: the model's metrics on `split`, then the task's extra rows for that split
-    (e.g. the forecasting baselines 'naive test', 'linear test')."""
-    trained = load_trained(checkpoint, device, threads)
+    (e.g. the forecasting baselines 'naive test', 'linear test'). `data` points a copy of the run's config
+    at the data's new place; the loaded model's own config is left as it is."""
+    if split not in ("test", "val"):
+        raise SeqtrainError(f"--split must be test or val, not '{split}'")
     task = trained.task
     if data is not None:
         if not isinstance(task.config.data, SourceData):
             raise SeqtrainError(f"task '{task.name}' makes its own data: drop --data")
-        task.config.data.data, task.config.data.data_dir = data, None
+        config = config_from_dict(task.config.to_dict())
+        config.data.data, config.data.data_dir = data, None
+        task = make_task(config)
+        task.meta = trained.task.meta
     loaded = task.prepare(task.meta, quiet=console is None)
     loader = loaded.test if split == "test" else loaded.val
     if loader is None:
@@ -88,4 +106,4 @@ def evaluate_checkpoint(
     extra = task.extra_rows(trained.model, loaded)
     for group in (split, "all"):
         rows.update({f"{name} {split}" if group == split else name: values for name, values in extra.get(group, {}).items()})
-    return rows, task.config
+    return rows

@@ -347,6 +347,10 @@ class TextClassificationTask(Task):
     ) -> list[list[Prediction]]:
         """Per text: the `top_k` most likely labels with their probabilities (one label per text), or every
         label at or above the threshold (multi-label; the run's own threshold unless given)."""
+        if top_k < 1:
+            raise SeqtrainError(f"--top-k must be at least 1, not {top_k}")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise SeqtrainError(f"--threshold must be between 0 and 1, not {threshold}")
         meta = self.meta
         vocab = Vocab(meta.vocab)
         cut = meta.max_len

@@ -17,8 +17,9 @@ import os
 import random
 import shutil
 import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from seqtrain.training.device import apply_threads, detach_state, move, resolve_
 from seqtrain.training.distributed import World
 from seqtrain.training.guard import StepGuard
 from seqtrain.training.progress import epoch_progress, format_stats, metrics_table
+from seqtrain.training.result import Run
 from seqtrain.training.runs import clear_leftovers, new_run_dir, point_latest, resume_point
 from seqtrain.training.tensorboard import RunLogger
 
@@ -133,18 +135,6 @@ class Tally:
 
 
 @dataclass
-class FitResult:
-    run_dir: Path
-    test: dict[str, float]
-    best_val: dict[str, float]
-    epochs: int
-    interrupted: bool
-    wall_time: float
-    extra: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Session:
     """What one call of `fit` works with, built by set-up and restore."""
 
@@ -180,10 +170,17 @@ class NullLogger:
 
 
 class Trainer:
-    def __init__(self, task: Task, console: Console | None = None):
+    def __init__(
+        self, task: Task, console: Console | None = None,
+        callbacks: Sequence[Callable[[int, dict[str, float]], Any]] = (),
+    ):
+        """`callbacks` run after each epoch's checkpoints, on the first process: `callback(epoch, metrics)`, with
+        the epoch's `train_*` and `val_*` metrics; one returning True stops the run there, as early stopping does."""
         self.task = task
         self.config = task.config
         self.console = console
+        self.callbacks = list(callbacks)
+        self.stopped_by_callback = False  # ... agreed by every rank
         self.world = World()
         self.signalled = False  # Ctrl-C seen by this process
         self.stop_requested = False  # ... and agreed by every rank: stop after this step
@@ -191,7 +188,7 @@ class Trainer:
         self.scheduled: dict[str, Callable[[int], float]] = {}
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
 
-    def fit(self, resume: Path | None = None) -> FitResult:
+    def fit(self, resume: Path | None = None) -> Run:
         """Train (or continue `resume`, a run folder), then test the best checkpoint once."""
         self.world = distributed.join(self.config.train.device)
         if not self.world.main:
@@ -202,7 +199,7 @@ class Trainer:
         finally:
             distributed.leave(self.world)
 
-    def _fit(self, resume: Path | None) -> FitResult:
+    def _fit(self, resume: Path | None) -> Run:
         """The four parts: set up, one epoch at a time, finish."""
         session = self._set_up(resume)
         try:
@@ -359,7 +356,9 @@ class Trainer:
     # ----------------------------------------------------------------- epochs
     def _epochs(self, s: Session) -> bool:
         """Train epoch after epoch; True if Ctrl-C stopped the run (after saving `last.pt`)."""
-        previous_handler = signal.signal(signal.SIGINT, self._on_interrupt)
+        # Only the main thread may handle signals: a run started from another thread (a library user's) leaves Ctrl-C as it is.
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous_handler = signal.signal(signal.SIGINT, self._on_interrupt) if main_thread else None
         try:
             while s.state.epoch < self.config.train.epochs:
                 if self._epoch(s):
@@ -367,8 +366,12 @@ class Trainer:
                 if self.config.train.patience and s.state.bad_epochs >= self.config.train.patience:
                     self._say(f"early stop: no better validation {self.task.monitor} for {s.state.bad_epochs} epochs")
                     break
+                if self.stopped_by_callback:
+                    self._say(f"stopped by a callback after epoch {s.state.epoch}")
+                    break
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
+            if main_thread:
+                signal.signal(signal.SIGINT, previous_handler)
         return False
 
     def _epoch(self, s: Session) -> bool:
@@ -398,16 +401,27 @@ class Trainer:
             state.bad_epochs += 1
         self._save(s, LAST)
         s.log.flush()
-        self.stop_requested = distributed.total(self.world, [float(self.signalled)])[0] > 0  # Ctrl-C during validation
+        stop = self._call_back(state.epoch, train_metrics, val_metrics)
+        # Ctrl-C during validation, or a callback's stop, anywhere
+        interrupted, stopped = distributed.total(self.world, [float(self.signalled), float(stop)])
+        self.stop_requested, self.stopped_by_callback = interrupted > 0, stopped > 0
         if self.stop_requested:
             self._interrupted(s)
         return self.stop_requested
+
+    def _call_back(self, epoch: int, train_metrics: dict[str, float], val_metrics: dict[str, float]) -> bool:
+        """Run the callbacks (first process only); True if one asked to stop (returned True, the bool)."""
+        if not self.world.main:
+            return False
+        metrics = {**{f"train_{k}": v for k, v in train_metrics.items()}, **{f"val_{k}": v for k, v in val_metrics.items()}}
+        answers = [callback(epoch, dict(metrics)) for callback in self.callbacks]
+        return any(answer is True for answer in answers)
 
     def _interrupted(self, s: Session) -> None:
         self._say(f"[yellow]interrupted[/]: saved {s.run_dir / LAST}; continue with `seqtrain fit --resume {s.run_dir}`")
 
     # ----------------------------------------------------------------- finish
-    def _finish(self, s: Session, interrupted: bool) -> FitResult:
+    def _finish(self, s: Session, interrupted: bool) -> Run:
         """Test the best checkpoint once, write metrics.json and the hparams summary, print the report."""
         test_metrics: dict[str, float] = {}
         extra: dict[str, dict[str, dict[str, float]]] = {}
@@ -421,8 +435,8 @@ class Trainer:
                 extra = self.task.extra_rows(s.model, s.data)
                 warnings = worse_than_baselines(self.task, s.state.best_val, test_metrics, extra)
                 self._report(s, test_metrics, extra, warnings)
-        return FitResult(
-            s.run_dir, test_metrics, s.state.best_val, s.state.epoch, interrupted, s.wall_time(), extra, warnings
+        return Run(
+            s.run_dir, self.task.name, test_metrics, s.state.best_val, s.state.epoch, interrupted, s.wall_time(), extra, warnings
         )
 
     def _report(self, s: Session, test_metrics: dict[str, float], extra: dict, warnings: list[str]) -> None:
