@@ -4,8 +4,8 @@
     python scripts/screenshots.py --only seams progress # a subset
 
 - seams.svg: drawn here from the list below (no tool needed).
-- progress.svg: a real short run's console, recorded by rich itself (`Console(record=True)` and
-  `save_svg`), which is what `seqtrain fit` prints through; no terminal recorder is needed.
+- progress.svg: a real short run in a real terminal (Debian's tmux, `apt-get install tmux`: the run in a
+  100x32 pane, its last screen taken with `capture-pane`), turned into SVG by rich (`Console.export_svg`).
 - tensorboard-*.png: real runs' TensorBoard (scalars, the HParams table, the embedding projector),
   served by `tensorboard` and photographed by Debian's headless Chromium (`apt-get install chromium`).
 """
@@ -69,17 +69,28 @@ def seams_svg() -> str:
     return "\n".join(parts) + "\n"
 
 
-def progress_svg(work: Path) -> str:
-    """A real short run of the sine forecaster, its console recorded as SVG by rich."""
+def progress_svg(work: Path, command: str = "seqtrain fit --task sine --epochs 3 --threads 1") -> str:
+    """A real short run in a real terminal: tmux runs it in a 100x32 pane, capture-pane keeps the last screen with
+    its colours, and rich turns that screen into SVG (Console.export_svg)."""
     from rich.console import Console
+    from rich.text import Text
 
-    from seqtrain.tasks import build_config, make_task
-    from seqtrain.training.trainer import Trainer
-
-    console = Console(record=True, width=100, force_terminal=True, color_system="truecolor")
-    config = build_config("sine", {"epochs": 3, "threads": 1, "logdir": str(work / "progress-runs")})
-    Trainer(make_task(config), console).fit()
-    return console.export_svg(title="seqtrain fit --task sine --epochs 3")
+    if shutil.which("tmux") is None:
+        raise SystemExit("tmux not found: apt-get install tmux")
+    session = f"seqtrain-shot-{os.getpid()}"
+    done = work / "progress.done"
+    shell = f"cd {work} && {command}; touch {done}; sleep 600"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "32", shell], check=True)
+    try:
+        while not done.exists():
+            time.sleep(1)
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", session], check=True,
+                                capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    console = Console(record=True, width=100, file=open(os.devnull, "w"))
+    console.print(Text.from_ansi(screen.rstrip() + "\n"))
+    return console.export_svg(title=command)
 
 
 def free_port() -> int:
