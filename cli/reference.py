@@ -3,6 +3,7 @@ every `seqtrain …` example against it, so neither can drift from the flags the
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import typer.main
@@ -14,6 +15,7 @@ Command = Any  # a Click command as Typer builds it (Typer ships its own copy of
 Parameter = Any
 
 
+@functools.cache
 def commands() -> dict[str, Command]:
     """Every `seqtrain` subcommand by name, as Click sees it after Typer built it."""
     from seqtrain_cli.main import app
@@ -21,6 +23,7 @@ def commands() -> dict[str, Command]:
     return dict(typer.main.get_command(app).commands)
 
 
+@functools.cache
 def task_settings(task: str) -> dict[str, tuple[str, object, str]]:
     """Setting name -> (section, the task's default, help) for one task, in schema order."""
     from seqtrain.tasks import task_class

@@ -99,15 +99,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def train_for_tensorboard(logdir: Path, corpus: Path) -> None:
-    """Real runs to show: two forecasters differing in width (scalars, HParams), word vectors (projector)."""
-    fit = [sys.executable, "-m", "seqtrain", "fit", "--logdir", str(logdir), "--threads", "1", "--quiet"]
-    for hidden in ("16", "32"):
-        subprocess.run(fit + ["--task", "sine", "--epochs", "4", "--hidden", hidden], check=True)
-    subprocess.run(fit + ["--task", "word2vec", "--text", str(corpus), "--epochs", "2"], check=True)
+def train_for_tensorboard(work: Path, corpus: Path) -> tuple[Path, Path]:
+    """Real runs to show: two forecasters that differ in their cell (scalars, HParams), and word vectors (projector)."""
+    forecasts, vectors = work / "forecasts", work / "vectors"
+    fit = [sys.executable, "-m", "seqtrain", "fit", "--threads", "1", "--quiet"]
+    for cell in ("gru", "lstm"):
+        subprocess.run(fit + ["--logdir", str(forecasts), "--task", "sine", "--epochs", "4", "--cell", cell], check=True)
+    subprocess.run(fit + ["--logdir", str(vectors), "--task", "word2vec", "--text", str(corpus), "--epochs", "2"],
+                   check=True)
+    return forecasts, vectors
 
 
-def shoot(url: str, out: Path, wait_ms: int = 12000, size: str = "1280,800") -> None:
+def shoot(url: str, out: Path, wait_ms: int = 25000, size: str = "1280,800") -> None:
     """One headless Chromium screenshot of `url`, after `wait_ms` of the page's own time to render."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -118,30 +121,35 @@ def shoot(url: str, out: Path, wait_ms: int = 12000, size: str = "1280,800") -> 
                        check=True, capture_output=True, timeout=120)
 
 
-def tensorboard_pngs(work: Path, out: Path, corpus: Path) -> list[Path]:
-    logdir = work / "runs"
-    train_for_tensorboard(logdir, corpus)
+def serve(logdir: Path) -> tuple[subprocess.Popen, str]:
+    """A TensorBoard server on a free local port, once it answers."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port),
                                "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}/"
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(base, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        shots = {"tensorboard-scalars.png": "#timeseries", "tensorboard-hparams.png": "#hparams",
-                 "tensorboard-projector.png": "#projector"}
-        written = []
-        for name, tab in shots.items():
-            shoot(base + tab, out / name)
-            written.append(out / name)
-        return written
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    base = f"http://127.0.0.1:{port}/"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(base, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    return server, base
+
+
+def tensorboard_pngs(work: Path, out: Path, corpus: Path) -> None:
+    forecasts, vectors = train_for_tensorboard(work, corpus)
+    # forceSVG: TensorBoard draws its charts as SVG, which headless Chromium renders in time (WebGL ones stay blank)
+    shots = {forecasts: {"tensorboard-scalars.png": "?forceSVG=true&tagFilter=epoch%2Fval%2F#timeseries",
+                         "tensorboard-hparams.png": "#hparams"},
+             vectors: {"tensorboard-projector.png": "#projector"}}
+    for logdir, pages in shots.items():
+        server, base = serve(logdir)
+        try:
+            for name, page in pages.items():
+                shoot(base + page, out / name, size="1440,900")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def main() -> None:
