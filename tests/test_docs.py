@@ -146,3 +146,16 @@ def test_the_readme_links_to_pages_and_headings_that_exist():
         if anchor:
             headings = re.findall(r"^#+ (.+?)(?: \{[^}]*\})?$", (ROOT / path).read_text(), re.M)
             assert anchor in {toc.slugify(h, "-") for h in headings}, f"README.md links to {target}: no such heading"
+
+
+def test_the_committed_seams_figure_is_the_one_the_script_draws():
+    import importlib.util
+    import xml.etree.ElementTree as ElementTree
+
+    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "scripts" / "screenshots.py")
+    screenshots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(screenshots)
+    drawn = screenshots.seams_svg()
+    texts = [t.text for t in ElementTree.fromstring(drawn).iter("{http://www.w3.org/2000/svg}text")]
+    assert texts == [label for seam in screenshots.SEAMS for label in seam]
+    assert (ROOT / "docs" / "assets" / "seams.svg").read_text() == drawn, "run python scripts/screenshots.py --only seams"
