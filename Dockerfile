@@ -5,7 +5,8 @@
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 
 WORKDIR /opt/seqtrain
-COPY pyproject.toml README.md ./
+# LICENSE: pyproject.toml declares it (license-files), so the build needs it
+COPY pyproject.toml README.md LICENSE ./
 COPY seqtrain ./seqtrain
 COPY cli ./cli
 # The base image's CUDA torch satisfies the torch requirement, so pip keeps it.
