@@ -21,11 +21,33 @@ app = typer.Typer(
     name="seqtrain",
     help="Train recurrent sequence models (RNN, LSTM, GRU) from the command line.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console()
 errors = Console(stderr=True)
+
+#: commands that only run a trained model: they load the compiled recurrent loop where it is built, never wait for a build
+RUN_ONLY_COMMANDS = {"evaluate", "predict", "forecast", "translate", "generate", "summary", "similar", "analogy", "tasks"}
+
+
+def show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"seqtrain {version('seqtrain')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Train recurrent sequence models (RNN, LSTM, GRU) from the command line."""
+    if ctx.invoked_subcommand in RUN_ONLY_COMMANDS:
+        from seqtrain.models.fused_loop import use_prebuilt_only
+
+        use_prebuilt_only()
 
 
 def friendly(func):
@@ -114,6 +136,15 @@ def fit(
     result = Trainer(make_task(config), None if quiet else console).fit(resume=run)
     if result.interrupted:  # so `seqtrain fit ... && next-step` does not carry on
         raise typer.Exit(130)
+
+
+@app.command()
+@friendly
+def build() -> None:
+    """Compile the fused layers' recurrent loop for this install now (about a minute, once), so no command waits for it."""
+    from seqtrain.models.fused_loop import build as build_loop
+
+    typer.echo(f"the compiled recurrent loop is ready in {build_loop()}")
 
 
 @app.command()
