@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqtrain.errors import SeqtrainError
@@ -62,7 +63,7 @@ def friendly(func):
         try:
             return func(*args, **kwargs)
         except SeqtrainError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         except KeyboardInterrupt:
             errors.print("[yellow]aborted[/]")
@@ -71,7 +72,7 @@ def friendly(func):
             if os.environ.get("SEQTRAIN_DEBUG"):
                 raise
             where = f": {exc.filename}" if exc.filename else ""
-            errors.print(f"[bold red]error:[/] {exc.strerror or exc}{where} (run with SEQTRAIN_DEBUG=1 for the traceback)",
+            errors.print(f"[bold red]error:[/] {escape(str(exc.strerror or exc) + where)} (run with SEQTRAIN_DEBUG=1 for the traceback)",
                          highlight=False, soft_wrap=True)
             raise typer.Exit(1)
 
@@ -96,6 +97,14 @@ RESUMABLE = {
 }
 
 
+#: what a bare `seqtrain fit` is about to do (measured: docs/first-run.md)
+DEFAULT_FIT = (
+    "No --task given: training the default task, imdb (IMDB review sentiment, 3 epochs), on its 84 MB download "
+    "(cached for later runs): about 10 minutes on a 2-core CPU. Ctrl-C stops it. "
+    "A one-minute first run: seqtrain fit --task sine"
+)
+
+
 @app.command(cls=TaskCommand)
 @friendly
 @with_settings("train", "model", "data")
@@ -104,6 +113,7 @@ def fit(
     config_file: Annotated[Optional[Path], typer.Option("--config", help="Re-run the settings of a run's config.toml; flags override them.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder from its last checkpoint.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the run's config.toml and exit without training.")] = False,
     overrides: dict | None = None,
 ) -> None:
     """Train a model; writes checkpoints, TensorBoard events and metrics.json into a new run folder.
@@ -133,7 +143,13 @@ def fit(
     else:
         config = build_config(task or "imdb", overrides)
         run = None
-    result = Trainer(make_task(config), None if quiet else console).fit(resume=run)
+    chosen = make_task(config)
+    if print_config:
+        typer.echo(config.to_toml(), nl=False)
+        return
+    if not (task or config_file or resume or quiet):
+        console.print(DEFAULT_FIT, highlight=False, markup=False, soft_wrap=True)
+    result = Trainer(chosen, None if quiet else console).fit(resume=run)
     if result.interrupted:  # so `seqtrain fit ... && next-step` does not carry on
         raise typer.Exit(130)
 
@@ -160,14 +176,16 @@ def evaluate(
     """Score a trained model on the held-out data (its best checkpoint by default)."""
     use_threads(threads)
     from seqtrain.inference import evaluate_checkpoint
-    from seqtrain.training.progress import metrics_table
+    from seqtrain.tasks import task_class
+    from seqtrain.training.progress import metrics_tables
     from seqtrain.training.runs import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(run, logdir)
     if split not in ("test", "val"):
         raise SeqtrainError(f"--split must be test or val, not '{split}'")
     rows, config = evaluate_checkpoint(checkpoint, split, device, data, console, threads)
-    console.print(metrics_table(f"{config.task}: {checkpoint}", rows))
+    for table in metrics_tables(escape(f"{config.task}: {checkpoint}"), rows, task_class(config.task).metric_names):
+        console.print(table)
 
 
 def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
@@ -218,7 +236,7 @@ def predict(
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
     task, trained = load_run_for(run, logdir, device, "predict", threads)
     for text, predictions in zip(lines, task.predict(trained.model, lines, trained.device, top_k, threshold)):
-        shown = text if len(text) <= 70 else text[:67] + "..."
+        shown = text if len(text) <= 70 or not sys.stdout.isatty() else text[:67] + "..."  # a file or pipe gets it all
         labels = ",".join(p.label for p in predictions) or "-"
         probabilities = ",".join(f"{p.probability:.3f}" for p in predictions) or "-"
         typer.echo(f"{labels}\t{probabilities}\t{shown}")  # tab-separated, for pipes
@@ -233,11 +251,14 @@ def forecast(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
 ) -> None:
-    """Forecast the values after the end of a CSV with a trained forecasting model: one 'step<TAB>value' line each."""
+    """Forecast the values after the end of a CSV with a trained forecasting model: one 'time<TAB>value' line each
+    (the times after the CSV's last, at its own step, for a run with --time-col; else steps 1, 2, ...)."""
     use_threads(threads)
     task, trained = load_run_for(run, logdir, device, "forecast", threads)
-    for step, value in enumerate(task.forecast(trained.model, data, trained.device), start=1):
-        typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
+    values = task.forecast(trained.model, data, trained.device)
+    times = task.forecast_times(data) or range(1, len(values) + 1)
+    for when, value in zip(times, values):
+        typer.echo(f"{when}\t{value:.6g}")  # tab-separated, for pipes
 
 
 @app.command()
@@ -373,15 +394,15 @@ def summary(
         trained = load_trained(resolve_checkpoint(run, logdir), "cpu")
         task_obj, model = trained.task, trained.model
     result = summarize(model, *task_obj.example_input(model))
-    table = Table(title=f"{type(model).__name__} ({task_obj.name}); shapes for one example batch", title_justify="left")
+    table = Table(title=escape(f"{type(model).__name__} ({task_obj.name}); shapes for one example batch"), title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output shape")
     table.add_column("Param #", justify="right")
     for row in result.rows:
-        table.add_row(f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}")
+        table.add_row(escape(f"{row.name} ({row.kind})"), escape(row.output_shape), f"{row.params:,}")
     console.print(table)
     for note in result.notes:
-        console.print(note, soft_wrap=True)
+        console.print(note, soft_wrap=True, markup=False)
     console.print(f"Total params: {result.total:,}")
     console.print(f"Trainable params: {result.trainable:,}")
     console.print(f"Non-trainable params: {result.total - result.trainable:,}")
@@ -397,7 +418,7 @@ def tasks() -> None:
     table.add_column("what it trains")
     table.add_column("its defaults")
     for name, cls in sorted(REGISTRY.items()):
-        table.add_row(name, cls.description, ", ".join(f"{k}={v}" for k, v in cls.defaults.items()))
+        table.add_row(name, escape(cls.description), escape(", ".join(f"{k}={v}" for k, v in cls.defaults.items())))
     console.print(table)
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from torch import nn
 
 from seqtrain.config import Config, SourceData
+from seqtrain.data.sources import given_sources
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks import config_from_dict, make_task
 from seqtrain.tasks.base import Task
@@ -69,6 +70,14 @@ def load_trained(checkpoint: Path, device: str = "auto", threads: int | None = N
     return Trained(task, model.to(dev).eval(), dev, checkpoint)
 
 
+def check_recorded_sources(data: SourceData, config: Path) -> None:
+    """One line naming the run's config, not a flag the user never typed, where the data it was trained on moved."""
+    for flag, value in given_sources(data):
+        if not Path(value).expanduser().exists():
+            key = flag.removeprefix("--").replace("-", "_")
+            raise SeqtrainError(f"{value} ({key} in {config}) does not exist: pass --data with where that data is now")
+
+
 def evaluate_checkpoint(
     checkpoint: Path, split: str, device: str, data: str | None, console: Console | None, threads: int | None = None
 ) -> tuple[dict[str, dict[str, float]], Config]:
@@ -80,6 +89,8 @@ def evaluate_checkpoint(
         if not isinstance(task.config.data, SourceData):
             raise SeqtrainError(f"task '{task.name}' makes its own data: drop --data")
         task.config.data.data, task.config.data.data_dir = data, None
+    elif isinstance(task.config.data, SourceData):
+        check_recorded_sources(task.config.data, checkpoint.parent / "config.toml")
     loaded = task.prepare(task.meta, quiet=console is None)
     loader = loaded.test if split == "test" else loaded.val
     if loader is None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import make, shared_data
 from seqtrain.config import ForecastModel
-from seqtrain.data.series import Windows, WindowLoader, read_columns, sine_series, split_points, window_starts
+from seqtrain.data.series import Windows, WindowLoader, next_times, read_columns, sine_series, split_points, window_starts
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.cells import LoopRNN
 from seqtrain.models.forecaster import Forecaster
@@ -105,6 +105,23 @@ def test_read_columns_sorts_by_time_and_puts_the_target_first(tmp_path):
 # The first three years of the classic airline-passengers file (Box & Jenkins), in its own layout.
 AIRLINE_1949_1951 = [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125, 149,
                      170, 170, 158, 133, 114, 140, 145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166]
+
+
+@pytest.mark.parametrize(
+    "stamps, every, expected",
+    [
+        (["1949-03", "1949-01", "1949-02"], 1, ["1949-04", "1949-05"]),  # monthly, rows out of order
+        (["2024-01-31", "2024-02-29", "2024-03-31"], 1, ["2024-04-30", "2024-05-31"]),  # month ends
+        (["2020-01-01", "2021-01-01", "2022-01-01"], 1, ["2023-01-01", "2024-01-01"]),  # yearly
+        (["01.01.2009 00:10:00", "01.01.2009 00:20:00", "01.01.2009 00:30:00"], 2, ["01.01.2009 00:50:00", "01.01.2009 01:10:00"]),
+        (["2024-03-30 23:00", "2024-03-31 00:00", "2024-03-31 01:00"], 1, ["2024-03-31 02:00:00", "2024-03-31 03:00:00"]),
+        (["2024-03-31T01:00:00+02:00", "2024-03-31T02:00:00+02:00"], 1, ["2024-03-31T03:00:00+02:00", "2024-03-31T04:00:00+02:00"]),
+    ],
+)
+def test_next_times_continue_the_series_at_its_own_step_and_format(tmp_path, stamps, every, expected):
+    path = tmp_path / "series.csv"
+    path.write_text("when,v\n" + "".join(f"{stamp},{i}\n" for i, stamp in enumerate(stamps)))
+    assert next_times(path, "when", every, 2) == expected
 
 
 def write_airline_csv(path: Path, order: list[int]) -> Path:
@@ -355,7 +372,7 @@ def test_csv_series_reports_original_units(tmp_path):
     result = invoke("forecast", run, "--data", ordered)
     assert result.exit_code == 0, result.output
     printed = [line.split("\t") for line in result.output.strip().splitlines()]
-    assert [step for step, _ in printed] == ["1", "2"]
+    assert [when for when, _ in printed] == [line.split(",")[0] for line in lines[-2:]]  # the cut rows' days
     trained = load_trained(run / "best.pt", "cpu")
     model, meta = trained.model, trained.task.meta
     test = trained.task.prepare(meta, quiet=True).windows["test"]

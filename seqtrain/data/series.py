@@ -7,8 +7,10 @@ cost no memory beyond the record itself.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -126,15 +128,7 @@ def read_columns(path: Path, target: str, features: str | None, time_col: str | 
     time column), or None (the target alone). With `time_col`, rows are
     sorted by its timestamps; then every `every`-th row is kept.
     """
-    if not path.is_file():
-        raise SeqtrainError(f"--data {path} does not exist")
-    # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column's name.
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
-        reader = csv.reader(handle, skipinitialspace=True)
-        header = [name.strip() for name in next(reader, [])]
-        rows = [row for row in reader if row]
-    if not header:
-        raise SeqtrainError(f"{path} is empty; expected a header row of column names")
+    header, rows = _read_csv(path)
     position = {name: i for i, name in enumerate(header)}
     if features == "all":
         wanted = [name for name in header if name not in (target, time_col)]
@@ -169,6 +163,82 @@ def read_columns(path: Path, target: str, features: str | None, time_col: str | 
         stamps = [_timestamp(row[position[time_col]].strip(), time_col, path, line) for line, row in enumerate(rows, start=2)]
         values = values[np.argsort(np.array(stamps), kind="stable")]
     return names, values[:: max(every, 1)].astype(np.float32)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A CSV file's column names and its non-empty rows."""
+    if not path.is_file():
+        raise SeqtrainError(f"--data {path} does not exist")
+    # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column's name.
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        header = [name.strip() for name in next(reader, [])]
+        rows = [row for row in reader if row]
+    if not header:
+        raise SeqtrainError(f"{path} is empty; expected a header row of column names")
+    return header, rows
+
+
+def next_times(path: Path, time_col: str, every: int, count: int) -> list[str]:
+    """The `count` times after the last row of a CSV's time column (the rows read_columns keeps), at the
+    series' own step, written as the file writes its times.
+
+    The step is the most common gap between consecutive rows; where the rows fall on one day of the month at one
+    time of day (or on each month's last day) and are at least 28 days apart, it is a whole number of calendar
+    months (monthly, quarterly, yearly data).
+    """
+    header, rows = _read_csv(path)
+    if time_col not in header:
+        raise SeqtrainError(f"--time-col: no column '{time_col}' in {path}; its columns are {', '.join(header)}")
+    column = header.index(time_col)
+    texts = [row[column].strip() for row in rows]
+    stamps = [_timestamp(text, time_col, path, line) for line, text in enumerate(texts, start=2)]
+    order = np.argsort(np.array(stamps), kind="stable")[:: max(every, 1)]
+    times = [_aware(_parse_time(texts[i])) for i in order]
+    if len(times) < 2:
+        raise SeqtrainError(f"{path} has fewer than two times in '{time_col}': no step to continue the series by")
+    last, like = times[-1], texts[order[-1]]
+    pairs = list(zip(times, times[1:]))
+    month_ends = all(t.day == calendar.monthrange(t.year, t.month)[1] for t in times)
+    same_day = len({t.day for t in times}) == 1 or month_ends
+    if same_day and len({t.timetz() for t in times}) == 1 and all((b - a).days >= 28 for a, b in pairs):
+        months = _most_common([(b.year - a.year) * 12 + b.month - a.month for a, b in pairs])
+        return [_format_like(_add_months(last, months * k, month_ends), like) for k in range(1, count + 1)]
+    step = _most_common([b - a for a, b in pairs])
+    return [_format_like(last + step * k, like) for k in range(1, count + 1)]
+
+
+def _most_common(values: list):
+    """The most common of the last 10,000 values (the series' recent step)."""
+    return Counter(values[-10_000:]).most_common(1)[0][0]
+
+
+def _add_months(when: datetime, months: int, month_end: bool) -> datetime:
+    """`when` moved by calendar months: to the month's last day for a month-end series, else the same day
+    where the month has it."""
+    year, month = divmod(when.year * 12 + when.month - 1 + months, 12)
+    days = calendar.monthrange(year, month + 1)[1]
+    return when.replace(year=year, month=month + 1, day=days if month_end else min(when.day, days))
+
+
+def _aware(when: datetime) -> datetime:
+    """A time without an offset read as UTC, as _timestamp orders it (so gaps across a DST change stay even)."""
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _format_like(when: datetime, text: str) -> str:
+    """`when` written the way `text` (one of the series' times) is."""
+    for fmt in TIME_FORMATS:
+        try:
+            datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return when.strftime(fmt)
+    naive = _parse_time(text).tzinfo is None
+    shown = when.replace(tzinfo=None) if naive else when
+    if len(text) <= 10:
+        return shown.date().isoformat()
+    return shown.isoformat(sep="T" if "T" in text else " ")
 
 
 def _timestamp(text: str, column: str, path: Path, line: int) -> float:

@@ -23,7 +23,9 @@ from torch import nn
 from seqtrain.config import ForecastModel, ForecastTrain, Schema, SeriesData, WindowData
 from seqtrain.data.download import cache_dir, download, extract, source_key
 from seqtrain.data.sources import local_source
-from seqtrain.data.series import Windows, WindowLoader, fit_normalization, read_columns, sine_series, split_points
+from seqtrain.data.series import (
+    Windows, WindowLoader, fit_normalization, next_times, read_columns, sine_series, split_points,
+)
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.forecaster import Forecaster
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
@@ -172,6 +174,15 @@ class ForecastTask(Task):
         if predicted.dim() == 3:
             predicted = predicted[:, -1]
         return (predicted[0] * float(std[0]) + float(mean[0])).tolist()
+
+    def forecast_times(self, path: Path) -> list[str] | None:
+        """When each forecast value falls: the times after the CSV's last row, at its own step (--time-col);
+        None for a series without a time column."""
+        data = self.config.data
+        time_col = getattr(data, "time_col", None)
+        if time_col is None:
+            return None
+        return next_times(Path(path).expanduser(), time_col, getattr(data, "every", 1), self.meta.horizon)
 
     def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
         return data.baselines
