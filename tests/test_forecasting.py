@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -423,3 +424,18 @@ def test_jena_downloads_through_a_mirror(tmp_path):
     assert meta["target"] == "T (degC)" and len(meta["features"]) == 11  # 12 columns minus the time stamp
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 < metrics["extra"]["test"]["naive"]["mae"] < 3  # degrees Celsius, one hour ahead in January
+
+
+def test_forecast_plots_run_on_the_series_time_axis(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "hourly.csv"
+    lines = [f"{np.datetime64('2024-01-01T00:00') + np.timedelta64(i, 'h')},{np.sin(i / 5):.3f}" for i in range(120)]
+    path.write_text("time,v\n" + "\n".join(lines) + "\n")
+    task = make("csv-series", data=str(path), target="v", time_col="time", window=6, horizon=2, hidden=4)
+    data = task.prepare(quiet=True)
+    figures = []
+    log = SimpleNamespace(scalars=lambda *a: None, figure=lambda tag, figure, step: figures.append(figure))
+    task.on_epoch_end(task.build_model(data.meta), data, log, 1)
+    axis = figures[0].axes[-1]
+    assert axis.get_xlabel() == "hours from the last input"
+    assert list(axis.lines[0].get_xdata()) == [-5, -4, -3, -2, -1, 0] and list(axis.lines[1].get_xdata()) == [1, 2]

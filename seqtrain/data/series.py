@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -179,14 +179,33 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def next_times(path: Path, time_col: str, every: int, count: int) -> list[str]:
-    """The `count` times after the last row of a CSV's time column (the rows read_columns keeps), at the
-    series' own step, written as the file writes its times.
+@dataclass(frozen=True)
+class Step:
+    """A series' step between rows: whole calendar months (`months` > 0), else a fixed `duration`."""
 
-    The step is the most common gap between consecutive rows; where the rows fall on one day of the month at one
-    time of day (or on each month's last day) and are at least 28 days apart, it is a whole number of calendar
-    months (monthly, quarterly, yearly data).
-    """
+    months: int
+    duration: timedelta
+    month_end: bool = False
+
+    def after(self, when: datetime, steps: int) -> datetime:
+        """The time `steps` rows after `when`."""
+        if self.months:
+            return _add_months(when, self.months * steps, self.month_end)
+        return when + self.duration * steps
+
+    def unit(self) -> tuple[str, float]:
+        """The step as (unit, size in that unit), for a plot's axis: ('hours', 1.0) for hourly rows, ('minutes', 10.0)."""
+        if self.months:
+            return ("years", self.months / 12) if self.months % 12 == 0 else ("months", float(self.months))
+        seconds = self.duration.total_seconds()
+        for name, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+            if seconds >= size:
+                return name, seconds / size
+        return "seconds", seconds
+
+
+def series_times(path: Path, time_col: str, every: int) -> tuple[list[datetime], str]:
+    """A CSV's times in order, every `every`-th (the rows read_columns keeps), and the last one as written."""
     header, rows = _read_csv(path)
     if time_col not in header:
         raise SeqtrainError(f"--time-col: no column '{time_col}' in {path}; its columns are {', '.join(header)}")
@@ -197,15 +216,27 @@ def next_times(path: Path, time_col: str, every: int, count: int) -> list[str]:
     times = [_aware(_parse_time(texts[i])) for i in order]
     if len(times) < 2:
         raise SeqtrainError(f"{path} has fewer than two times in '{time_col}': no step to continue the series by")
-    last, like = times[-1], texts[order[-1]]
+    return times, texts[order[-1]]
+
+
+def series_step(times: list[datetime]) -> Step:
+    """The most common gap between consecutive times; where they fall on one day of the month at one time of
+    day (or on each month's last day) and are at least 28 days apart, a whole number of calendar months
+    (monthly, quarterly, yearly data)."""
     pairs = list(zip(times, times[1:]))
     month_ends = all(t.day == calendar.monthrange(t.year, t.month)[1] for t in times)
     same_day = len({t.day for t in times}) == 1 or month_ends
     if same_day and len({t.timetz() for t in times}) == 1 and all((b - a).days >= 28 for a, b in pairs):
-        months = _most_common([(b.year - a.year) * 12 + b.month - a.month for a, b in pairs])
-        return [_format_like(_add_months(last, months * k, month_ends), like) for k in range(1, count + 1)]
-    step = _most_common([b - a for a, b in pairs])
-    return [_format_like(last + step * k, like) for k in range(1, count + 1)]
+        return Step(_most_common([(b.year - a.year) * 12 + b.month - a.month for a, b in pairs]), timedelta(0), month_ends)
+    return Step(0, _most_common([b - a for a, b in pairs]))
+
+
+def next_times(path: Path, time_col: str, every: int, count: int) -> list[str]:
+    """The `count` times after the last row of a CSV's time column, at the series' own step, written as the
+    file writes its times."""
+    times, like = series_times(path, time_col, every)
+    step = series_step(times)
+    return [_format_like(step.after(times[-1], k), like) for k in range(1, count + 1)]
 
 
 def _most_common(values: list):
