@@ -97,7 +97,7 @@ RESUMABLE = {
 }
 
 
-#: what a bare `seqtrain fit` is about to do (measured: docs/first-run.md)
+#: what a bare `seqtrain fit` is about to do (a 2-core CPU's time, download included; docs/first-run.md)
 DEFAULT_FIT = (
     "No --task given: training the default task, imdb (IMDB review sentiment, 3 epochs), on its 84 MB download "
     "(cached for later runs): about 10 minutes on a 2-core CPU. Ctrl-C stops it. "

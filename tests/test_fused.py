@@ -417,6 +417,7 @@ def fake_builder(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setattr(cpp_extension, "load", load)
     monkeypatch.setattr(fused_loop, "_loop", fused_loop._UNSET)
+    monkeypatch.setattr(fused_loop, "_may_build", True)  # as in a fresh process (a CLI command run here may have cleared it)
     return calls
 
 
@@ -432,7 +433,6 @@ def test_a_build_says_so_in_one_line_and_a_loaded_build_says_nothing(tmp_path, m
 
 def test_a_command_that_runs_a_trained_model_does_not_wait_for_a_build(tmp_path, monkeypatch, capsys):
     calls = fake_builder(monkeypatch, tmp_path)
-    monkeypatch.setattr(fused_loop, "_may_build", True)
     fused_loop.use_prebuilt_only()
     assert fused_loop.compiled_loop() is None and calls == []
     assert "seqtrain build" in capsys.readouterr().err
