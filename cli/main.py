@@ -418,7 +418,7 @@ def tasks() -> None:
     table.add_column("what it trains")
     table.add_column("its defaults")
     for name, cls in sorted(REGISTRY.items()):
-        table.add_row(name, escape(cls.description), escape(", ".join(f"{k}={v}" for k, v in cls.defaults.items())))
+        table.add_row(escape(name), escape(cls.description), escape(", ".join(f"{k}={v}" for k, v in cls.defaults.items())))
     console.print(table)
 
 

@@ -1,12 +1,14 @@
 """What the CLI prints: whole texts into pipes, nothing cut at 80 columns, markup never eating user text,
 runs that evaluate from any folder, and the small conventions (--version, --print-config, the bare fit)."""
 
+import ast
 import csv
 import io
 import random
 import re
 import shutil
 import tomllib
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -155,3 +157,46 @@ def test_bare_fit_says_what_it_is_about_to_do(monkeypatch):
     assert result.exit_code == 0, result.output
     assert started == ["imdb"]
     assert "training the default task, imdb" in result.output and "seqtrain fit --task sine" in result.output
+
+
+def unescaped_values(source: str) -> list[str]:
+    """Values put into rich markup unescaped: an f-string argument of print/_say/add_row/Table(title=) whose
+    {value} is neither wrapped in escape() nor formatted as a number (a format spec), and a variable passed
+    to _say/add_row as it is; none where markup=False. (print(table) prints an object; a title passed on is
+    its caller's to escape.)"""
+    found = []
+
+    def escaped(node: ast.AST) -> bool:
+        return isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "escape"
+
+    def visit(node: ast.AST) -> None:
+        if escaped(node):
+            return
+        if isinstance(node, ast.FormattedValue) and node.format_spec is None and not escaped(node.value):
+            found.append(f"line {node.lineno}: {{{ast.unparse(node.value)}}}")
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    for call in ast.walk(ast.parse(source)):
+        if not isinstance(call, ast.Call) or not isinstance(call.func, (ast.Attribute, ast.Name)):
+            continue
+        called = call.func.attr if isinstance(call.func, ast.Attribute) else call.func.id
+        if called not in ("print", "_say", "add_row", "Table") or called == "print" and isinstance(call.func, ast.Name):
+            continue  # the builtin print knows no markup
+        if any(k.arg == "markup" and getattr(k.value, "value", None) is False for k in call.keywords):
+            continue
+        for argument in [*call.args, *(k.value for k in call.keywords if k.arg == "title")]:
+            if called in ("_say", "add_row") and isinstance(argument, (ast.Name, ast.Attribute, ast.Subscript)):
+                found.append(f"line {argument.lineno}: {ast.unparse(argument)}")  # text from a variable: escape it
+            visit(argument)
+    return found
+
+
+def test_every_rich_message_escapes_the_values_it_prints():
+    assert unescaped_values('console.print(f"saved {path}")') == ["line 1: {path}"]  # the check finds one
+    assert unescaped_values("self._say(note)") == ["line 1: note"]
+    assert unescaped_values('console.print(f"[b]{escape(str(path))}[/] {count:,}")') == []
+    root = Path(__file__).parents[1]
+    found = {str(path.relative_to(root)): unescaped_values(path.read_text())
+             for folder in ("seqtrain", "cli") for path in sorted((root / folder).rglob("*.py"))}
+    assert {path: values for path, values in found.items() if values} == {}

@@ -264,13 +264,13 @@ class Trainer:
         self.global_step = state.global_step
         processes = f"  processes {self.world.size}" if self.world.parallel else ""
         self._say(
-            f"run [bold]{escape(str(run_dir))}[/]  device {device}{processes}  {threads}  parameters {sum(p.numel() for p in model.parameters()):,}"
+            f"run [bold]{escape(str(run_dir))}[/]  {escape(f'device {device}{processes}  {threads}')}  parameters {sum(p.numel() for p in model.parameters()):,}"
         )
         if not checkpoint:
             for note in self.task.notes():
                 self._say(escape(note))
         elif state.position:
-            self._say(f"resuming epoch {state.epoch + 1} after its batch {state.position} (step {state.global_step})")
+            self._say(f"resuming epoch {state.epoch + 1:d} after its batch {state.position:d} (step {state.global_step:d})")
         last_good = f"{path} (step {state.global_step})" if checkpoint else "none yet"
         return Session(
             run_dir, device, data, model, net, optimizer, self.scheduler, scaler, log, state, tally, last_good, started,
@@ -366,7 +366,7 @@ class Trainer:
                 if self._epoch(s):
                     return True
                 if self.config.train.patience and s.state.bad_epochs >= self.config.train.patience:
-                    self._say(f"early stop: no better validation {self.task.monitor} for {s.state.bad_epochs} epochs")
+                    self._say(escape(f"early stop: no better validation {self.task.monitor} for {s.state.bad_epochs} epochs"))
                     break
         finally:
             signal.signal(signal.SIGINT, previous_handler)
