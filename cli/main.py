@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqtrain import api
@@ -22,11 +23,33 @@ app = typer.Typer(
     name="seqtrain",
     help="Train recurrent sequence models (RNN, LSTM, GRU) from the command line.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console()
 errors = Console(stderr=True)
+
+#: commands that only run a trained model: they load the compiled recurrent loop where it is built, never wait for a build
+RUN_ONLY_COMMANDS = {"evaluate", "predict", "forecast", "translate", "generate", "summary", "similar", "analogy", "tasks"}
+
+
+def show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"seqtrain {version('seqtrain')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Train recurrent sequence models (RNN, LSTM, GRU) from the command line."""
+    if ctx.invoked_subcommand in RUN_ONLY_COMMANDS:
+        from seqtrain.models.fused_loop import use_prebuilt_only
+
+        use_prebuilt_only()
 
 
 def friendly(func):
@@ -41,7 +64,7 @@ def friendly(func):
         try:
             return func(*args, **kwargs)
         except SeqtrainError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         except KeyboardInterrupt:
             errors.print("[yellow]aborted[/]")
@@ -50,7 +73,7 @@ def friendly(func):
             if os.environ.get("SEQTRAIN_DEBUG"):
                 raise
             where = f": {exc.filename}" if exc.filename else ""
-            errors.print(f"[bold red]error:[/] {exc.strerror or exc}{where} (run with SEQTRAIN_DEBUG=1 for the traceback)",
+            errors.print(f"[bold red]error:[/] {escape(str(exc.strerror or exc) + where)} (run with SEQTRAIN_DEBUG=1 for the traceback)",
                          highlight=False, soft_wrap=True)
             raise typer.Exit(1)
 
@@ -71,6 +94,14 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cud
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 chooses from the model (1 for every default model: fastest when other jobs share the cores).")]
 
 
+#: what a bare `seqtrain fit` is about to do (a 2-core CPU's time, download included; docs/first-run.md)
+DEFAULT_FIT = (
+    "No --task given: training the default task, imdb (IMDB review sentiment, 3 epochs), on its 84 MB download "
+    "(cached for later runs): about 10 minutes on a 2-core CPU. Ctrl-C stops it. "
+    "A one-minute first run: seqtrain fit --task sine"
+)
+
+
 @app.command(cls=TaskCommand)
 @friendly
 @with_settings("train", "model", "data")
@@ -79,15 +110,33 @@ def fit(
     config_file: Annotated[Optional[Path], typer.Option("--config", help="Re-run the settings of a run's config.toml; flags override them.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder from its last checkpoint.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the run's config.toml and exit without training.")] = False,
     overrides: dict | None = None,
 ) -> None:
     """Train a model; writes checkpoints, TensorBoard events and metrics.json into a new run folder.
 
     The flags shown are those of the task given with --task (default imdb), with its defaults.
     """
+    if print_config:
+        from seqtrain.tasks import make_task
+
+        chosen, _ = api.settings_for(task, config_file, resume, overrides or {})
+        typer.echo(make_task(chosen).config.to_toml(), nl=False)
+        return
+    if not (task or config_file or resume or quiet):
+        console.print(DEFAULT_FIT, highlight=False, markup=False, soft_wrap=True)
     result = api.fit(task, config=config_file, resume=resume, progress=not quiet and console, **(overrides or {}))
     if result.interrupted:  # so `seqtrain fit ... && next-step` does not carry on
         raise typer.Exit(130)
+
+
+@app.command()
+@friendly
+def build() -> None:
+    """Compile the fused layers' recurrent loop for this install now (about a minute, once), so no command waits for it."""
+    from seqtrain.models.fused_loop import build as build_loop
+
+    typer.echo(f"the compiled recurrent loop is ready in {build_loop()}")
 
 
 @app.command()
@@ -102,11 +151,13 @@ def evaluate(
 ) -> None:
     """Score a trained model on the held-out data (its best checkpoint by default)."""
     use_threads(threads)
-    from seqtrain.training.progress import metrics_table
+    from seqtrain.tasks import task_class
+    from seqtrain.training.progress import metrics_tables
 
     model = api.load(run, logdir=logdir, device=device, threads=threads)
     rows = model.evaluate(split, data=data, progress=console)
-    console.print(metrics_table(f"{model.task}: {model.checkpoint}", rows))
+    for table in metrics_tables(escape(f"{model.task}: {model.checkpoint}"), rows, task_class(model.task).metric_names):
+        console.print(table)
 
 
 def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
@@ -151,7 +202,7 @@ def predict(
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
     model = api.load(run, logdir=logdir, device=device, threads=threads)
     for text, predictions in zip(lines, model.predict(lines, top_k=top_k, threshold=threshold)):
-        shown = text if len(text) <= 70 else text[:67] + "..."
+        shown = text if len(text) <= 70 or not sys.stdout.isatty() else text[:67] + "..."  # a file or pipe gets it all
         labels = ",".join(p.label for p in predictions) or "-"
         probabilities = ",".join(f"{p.probability:.3f}" for p in predictions) or "-"
         typer.echo(f"{labels}\t{probabilities}\t{shown}")  # tab-separated, for pipes
@@ -166,11 +217,14 @@ def forecast(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
 ) -> None:
-    """Forecast the values after the end of a CSV with a trained forecasting model: one 'step<TAB>value' line each."""
+    """Forecast the values after the end of a CSV with a trained forecasting model: one 'time<TAB>value' line each
+    (the times after the CSV's last, at its own step, for a run with --time-col; else steps 1, 2, ...)."""
     use_threads(threads)
     model = api.load(run, logdir=logdir, device=device, threads=threads)
-    for step, value in enumerate(model.forecast(data), start=1):
-        typer.echo(f"{step}\t{value:.6g}")  # tab-separated, for pipes
+    values = model.forecast(data)
+    times = model.trained.task.forecast_times(data) or range(1, len(values) + 1)
+    for when, value in zip(times, values):
+        typer.echo(f"{when}\t{value:.6g}")  # tab-separated, for pipes
 
 
 @app.command()
@@ -304,15 +358,15 @@ def summary(
         trained = load_trained(resolve_checkpoint(run, logdir), "cpu")
         task_obj, model = trained.task, trained.model
     result = summarize(model, *task_obj.example_input(model))
-    table = Table(title=f"{type(model).__name__} ({task_obj.name}); shapes for one example batch", title_justify="left")
+    table = Table(title=escape(f"{type(model).__name__} ({task_obj.name}); shapes for one example batch"), title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output shape")
     table.add_column("Param #", justify="right")
     for row in result.rows:
-        table.add_row(f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}")
+        table.add_row(escape(f"{row.name} ({row.kind})"), escape(row.output_shape), f"{row.params:,}")
     console.print(table)
     for note in result.notes:
-        console.print(note, soft_wrap=True)
+        console.print(note, soft_wrap=True, markup=False)
     console.print(f"Total params: {result.total:,}")
     console.print(f"Trainable params: {result.trainable:,}")
     console.print(f"Non-trainable params: {result.total - result.trainable:,}")
@@ -326,7 +380,7 @@ def tasks() -> None:
     table.add_column("what it trains")
     table.add_column("its defaults")
     for name, info in api.list_tasks().items():
-        table.add_row(name, info.description, ", ".join(f"{k}={v}" for k, v in info.defaults.items()))
+        table.add_row(escape(name), escape(info.description), escape(", ".join(f"{k}={v}" for k, v in info.defaults.items())))
     console.print(table)
 
 

@@ -112,10 +112,36 @@ def task_on_command_line(args: list[str], default: str | None) -> str | None:
     return default
 
 
+#: below this many columns rich's four-column option panels cut long flag names; plain help wraps instead
+NARROW = 100
+
+
 class TaskCommand(typer.core.TyperCommand):
-    """A command whose setting flags (help, defaults) follow the task named on its command line."""
+    """A command whose setting flags (help, defaults) follow the task named on its command line.
+
+    On a terminal narrower than NARROW its help is plain text (flag, then its help wrapped beside or below it),
+    in the same panels, so no flag name or help text is cut.
+    """
 
     default_task: str | None = "imdb"
+
+    def format_help(self, ctx, formatter) -> None:
+        from rich.console import Console
+
+        if Console().width >= NARROW:
+            return super().format_help(ctx, formatter)
+        return super(typer.core.TyperCommand, self).format_help(ctx, formatter)
+
+    def format_options(self, ctx, formatter) -> None:
+        """The plain help's options, one section per panel (Options, Training, Model, Data)."""
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                panels.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
+        for panel, records in panels.items():
+            with formatter.section(panel):
+                formatter.write_dl(records)
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         from seqtrain.tasks import REGISTRY

@@ -326,6 +326,8 @@ class Config:
     train: Any
     model: Any
     data: Any
+    #: setting -> the location as the user typed it, where the run records it resolved (config.toml shows both)
+    typed: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def create(cls, task: str, schema: Schema, defaults: dict[str, Any] | None = None) -> Config:
@@ -386,7 +388,8 @@ class Config:
             lines.append(f"\n[{section}]")
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 if value is not None:  # TOML has no null: an absent key reads back as None
-                    lines.append(f"{key} = {_toml_value(value)}")
+                    typed = f"  # typed: {self.typed[key]}" if section == "data" and key in self.typed else ""
+                    lines.append(f"{key} = {_toml_value(value)}{typed}")
         return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from torch import nn
 
 from seqtrain.config import Config, SourceData
+from seqtrain.data.sources import given_sources
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks import config_from_dict, make_task
 from seqtrain.tasks.base import Task
@@ -82,6 +83,14 @@ def load_trained(checkpoint: Path, device: str = "auto", threads: int | None = N
     return Trained(task, model.to(dev).eval(), dev, checkpoint)
 
 
+def check_recorded_sources(data: SourceData, config: Path) -> None:
+    """One line naming the run's config, not a flag the user never typed, where the data it was trained on moved."""
+    for flag, value in given_sources(data):
+        if not Path(value).expanduser().exists():
+            key = flag.removeprefix("--").replace("-", "_")
+            raise SeqtrainError(f"{value} ({key} in {config}) does not exist: pass --data with where that data is now")
+
+
 def evaluate_trained(
     trained: Trained, split: str, data: str | None, console: Console | None
 ) -> dict[str, dict[str, float]]:
@@ -98,6 +107,8 @@ def evaluate_trained(
         config.data.data, config.data.data_dir = data, None
         task = make_task(config)
         task.meta = trained.task.meta
+    elif isinstance(task.config.data, SourceData):
+        check_recorded_sources(task.config.data, trained.checkpoint.parent / "config.toml")
     loaded = task.prepare(task.meta, quiet=console is None)
     loader = loaded.test if split == "test" else loaded.val
     if loader is None:

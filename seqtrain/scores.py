@@ -32,7 +32,7 @@ class Counts:
         precision = tp / (tp + fp).clamp(min=1)
         recall = tp / (tp + fn).clamp(min=1)
         f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
-        return {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
+        return {"precision": precision, "recall": recall, "f1": f1, "support": (self.tp + self.fn).long()}  # a count
 
     def macro_f1(self) -> float:
         """Mean F1 over the classes that occur in the truth or the predictions of this pass."""

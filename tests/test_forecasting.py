@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import make, shared_data
 from seqtrain.config import ForecastModel
-from seqtrain.data.series import Windows, WindowLoader, read_columns, sine_series, split_points, window_starts
+from seqtrain.data.series import Windows, WindowLoader, next_times, read_columns, sine_series, split_points, window_starts
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.cells import LoopRNN
 from seqtrain.models.forecaster import Forecaster
@@ -105,6 +106,23 @@ def test_read_columns_sorts_by_time_and_puts_the_target_first(tmp_path):
 # The first three years of the classic airline-passengers file (Box & Jenkins), in its own layout.
 AIRLINE_1949_1951 = [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125, 149,
                      170, 170, 158, 133, 114, 140, 145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166]
+
+
+@pytest.mark.parametrize(
+    "stamps, every, expected",
+    [
+        (["1949-03", "1949-01", "1949-02"], 1, ["1949-04", "1949-05"]),  # monthly, rows out of order
+        (["2024-01-31", "2024-02-29", "2024-03-31"], 1, ["2024-04-30", "2024-05-31"]),  # month ends
+        (["2020-01-01", "2021-01-01", "2022-01-01"], 1, ["2023-01-01", "2024-01-01"]),  # yearly
+        (["01.01.2009 00:10:00", "01.01.2009 00:20:00", "01.01.2009 00:30:00"], 2, ["01.01.2009 00:50:00", "01.01.2009 01:10:00"]),
+        (["2024-03-30 23:00", "2024-03-31 00:00", "2024-03-31 01:00"], 1, ["2024-03-31 02:00:00", "2024-03-31 03:00:00"]),
+        (["2024-03-31T01:00:00+02:00", "2024-03-31T02:00:00+02:00"], 1, ["2024-03-31T03:00:00+02:00", "2024-03-31T04:00:00+02:00"]),
+    ],
+)
+def test_next_times_continue_the_series_at_its_own_step_and_format(tmp_path, stamps, every, expected):
+    path = tmp_path / "series.csv"
+    path.write_text("when,v\n" + "".join(f"{stamp},{i}\n" for i, stamp in enumerate(stamps)))
+    assert next_times(path, "when", every, 2) == expected
 
 
 def write_airline_csv(path: Path, order: list[int]) -> Path:
@@ -355,7 +373,7 @@ def test_csv_series_reports_original_units(tmp_path):
     result = invoke("forecast", run, "--data", ordered)
     assert result.exit_code == 0, result.output
     printed = [line.split("\t") for line in result.output.strip().splitlines()]
-    assert [step for step, _ in printed] == ["1", "2"]
+    assert [when for when, _ in printed] == [line.split(",")[0] for line in lines[-2:]]  # the cut rows' days
     trained = load_trained(run / "best.pt", "cpu")
     model, meta = trained.model, trained.task.meta
     test = trained.task.prepare(meta, quiet=True).windows["test"]
@@ -406,3 +424,18 @@ def test_jena_downloads_through_a_mirror(tmp_path):
     assert meta["target"] == "T (degC)" and len(meta["features"]) == 11  # 12 columns minus the time stamp
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 < metrics["extra"]["test"]["naive"]["mae"] < 3  # degrees Celsius, one hour ahead in January
+
+
+def test_forecast_plots_run_on_the_series_time_axis(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "hourly.csv"
+    lines = [f"{np.datetime64('2024-01-01T00:00') + np.timedelta64(i, 'h')},{np.sin(i / 5):.3f}" for i in range(120)]
+    path.write_text("time,v\n" + "\n".join(lines) + "\n")
+    task = make("csv-series", data=str(path), target="v", time_col="time", window=6, horizon=2, hidden=4)
+    data = task.prepare(quiet=True)
+    figures = []
+    log = SimpleNamespace(scalars=lambda *a: None, figure=lambda tag, figure, step: figures.append(figure))
+    task.on_epoch_end(task.build_model(data.meta), data, log, 1)
+    axis = figures[0].axes[-1]
+    assert axis.get_xlabel() == "hours from the last input"
+    assert list(axis.lines[0].get_xdata()) == [-5, -4, -3, -2, -1, 0] and list(axis.lines[1].get_xdata()) == [1, 2]

@@ -1,6 +1,7 @@
 """The fused CPU kernel (models/fused.py) against nn.RNN/LSTM/GRU: same outputs, same gradients, same parameters."""
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -386,3 +387,56 @@ def test_on_cuda_auto_keeps_cudnn_and_fused_matches_it(cell, monkeypatch):
     assert not make_rnn(cell, 5, 8).cuda().uses_fused(x) and fused.uses_fused(x)
     for expected, got in zip(run(reference, x, state, weights), run(fused, x, state, weights), strict=True):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_two_installs_build_into_two_folders(tmp_path, monkeypatch):
+    """build.ninja records the source's path: installs in two places (same text) must not share a build folder."""
+    flags = fused_loop.compile_flags()
+    here = fused_loop.build_name(flags)
+    copy = tmp_path / "other-install" / "fused_loop.cpp"
+    copy.parent.mkdir()
+    copy.write_bytes(fused_loop.SOURCE.read_bytes())
+    monkeypatch.setattr(fused_loop, "SOURCE", copy)
+    assert fused_loop.build_name(flags) != here
+    assert fused_loop.build_name(flags + ["-O2"]) != fused_loop.build_name(flags)
+
+
+def fake_builder(monkeypatch, tmp_path):
+    """cpp_extension.load replaced by one that writes the library where it is missing (as ninja would, in
+    milliseconds); returns the names it was called with."""
+    from torch.utils import cpp_extension
+
+    calls = []
+
+    def load(name, sources, build_directory, **kwargs):
+        calls.append(name)
+        library = Path(build_directory) / f"{name}.so"
+        if not library.exists():
+            library.write_bytes(b"built")
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(cpp_extension, "load", load)
+    monkeypatch.setattr(fused_loop, "_loop", fused_loop._UNSET)
+    monkeypatch.setattr(fused_loop, "_may_build", True)  # as in a fresh process (a CLI command run here may have cleared it)
+    return calls
+
+
+def test_a_build_says_so_in_one_line_and_a_loaded_build_says_nothing(tmp_path, monkeypatch, capsys):
+    calls = fake_builder(monkeypatch, tmp_path)
+    assert fused_loop.compiled_loop() is not None and len(calls) == 1
+    notice = capsys.readouterr().err
+    assert notice.count("\n") == 1 and "compiling the recurrent loop into" in notice and str(tmp_path) in notice
+    monkeypatch.setattr(fused_loop, "_loop", fused_loop._UNSET)
+    fused_loop.compiled_loop()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_command_that_runs_a_trained_model_does_not_wait_for_a_build(tmp_path, monkeypatch, capsys):
+    calls = fake_builder(monkeypatch, tmp_path)
+    fused_loop.use_prebuilt_only()
+    assert fused_loop.compiled_loop() is None and calls == []
+    assert "seqtrain build" in capsys.readouterr().err
+    lstm = fused.FusedLSTM(3, 4, batch_first=True)
+    with torch.no_grad():
+        assert not lstm.uses_fused(torch.zeros(1, 2, 3))  # nn's kernel, not the slow Python loop
+    assert fused_loop.build() == tmp_path / fused_loop.build_name(fused_loop.compile_flags()) and calls

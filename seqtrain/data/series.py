@@ -7,11 +7,13 @@ cost no memory beyond the record itself.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -126,15 +128,7 @@ def read_columns(path: Path, target: str, features: str | None, time_col: str | 
     time column), or None (the target alone). With `time_col`, rows are
     sorted by its timestamps; then every `every`-th row is kept.
     """
-    if not path.is_file():
-        raise SeqtrainError(f"--data {path} does not exist")
-    # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column's name.
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
-        reader = csv.reader(handle, skipinitialspace=True)
-        header = [name.strip() for name in next(reader, [])]
-        rows = [row for row in reader if row]
-    if not header:
-        raise SeqtrainError(f"{path} is empty; expected a header row of column names")
+    header, rows = _read_csv(path)
     position = {name: i for i, name in enumerate(header)}
     if features == "all":
         wanted = [name for name in header if name not in (target, time_col)]
@@ -169,6 +163,113 @@ def read_columns(path: Path, target: str, features: str | None, time_col: str | 
         stamps = [_timestamp(row[position[time_col]].strip(), time_col, path, line) for line, row in enumerate(rows, start=2)]
         values = values[np.argsort(np.array(stamps), kind="stable")]
     return names, values[:: max(every, 1)].astype(np.float32)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A CSV file's column names and its non-empty rows."""
+    if not path.is_file():
+        raise SeqtrainError(f"--data {path} does not exist")
+    # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column's name.
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        header = [name.strip() for name in next(reader, [])]
+        rows = [row for row in reader if row]
+    if not header:
+        raise SeqtrainError(f"{path} is empty; expected a header row of column names")
+    return header, rows
+
+
+@dataclass(frozen=True)
+class Step:
+    """A series' step between rows: whole calendar months (`months` > 0), else a fixed `duration`."""
+
+    months: int
+    duration: timedelta
+    month_end: bool = False
+
+    def after(self, when: datetime, steps: int) -> datetime:
+        """The time `steps` rows after `when`."""
+        if self.months:
+            return _add_months(when, self.months * steps, self.month_end)
+        return when + self.duration * steps
+
+    def unit(self) -> tuple[str, float]:
+        """The step as (unit, size in that unit), for a plot's axis: ('hours', 1.0) for hourly rows, ('minutes', 10.0)."""
+        if self.months:
+            return ("years", self.months / 12) if self.months % 12 == 0 else ("months", float(self.months))
+        seconds = self.duration.total_seconds()
+        for name, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+            if seconds >= size:
+                return name, seconds / size
+        return "seconds", seconds
+
+
+def series_times(path: Path, time_col: str, every: int) -> tuple[list[datetime], str]:
+    """A CSV's times in order, every `every`-th (the rows read_columns keeps), and the last one as written."""
+    header, rows = _read_csv(path)
+    if time_col not in header:
+        raise SeqtrainError(f"--time-col: no column '{time_col}' in {path}; its columns are {', '.join(header)}")
+    column = header.index(time_col)
+    texts = [row[column].strip() for row in rows]
+    stamps = [_timestamp(text, time_col, path, line) for line, text in enumerate(texts, start=2)]
+    order = np.argsort(np.array(stamps), kind="stable")[:: max(every, 1)]
+    times = [_aware(_parse_time(texts[i])) for i in order]
+    if len(times) < 2:
+        raise SeqtrainError(f"{path} has fewer than two times in '{time_col}': no step to continue the series by")
+    return times, texts[order[-1]]
+
+
+def series_step(times: list[datetime]) -> Step:
+    """The most common gap between consecutive times; where they fall on one day of the month at one time of
+    day (or on each month's last day) and are at least 28 days apart, a whole number of calendar months
+    (monthly, quarterly, yearly data)."""
+    pairs = list(zip(times, times[1:]))
+    month_ends = all(t.day == calendar.monthrange(t.year, t.month)[1] for t in times)
+    same_day = len({t.day for t in times}) == 1 or month_ends
+    if same_day and len({t.timetz() for t in times}) == 1 and all((b - a).days >= 28 for a, b in pairs):
+        return Step(_most_common([(b.year - a.year) * 12 + b.month - a.month for a, b in pairs]), timedelta(0), month_ends)
+    return Step(0, _most_common([b - a for a, b in pairs]))
+
+
+def next_times(path: Path, time_col: str, every: int, count: int) -> list[str]:
+    """The `count` times after the last row of a CSV's time column, at the series' own step, written as the
+    file writes its times."""
+    times, like = series_times(path, time_col, every)
+    step = series_step(times)
+    return [_format_like(step.after(times[-1], k), like) for k in range(1, count + 1)]
+
+
+def _most_common(values: list):
+    """The most common of the last 10,000 values (the series' recent step)."""
+    return Counter(values[-10_000:]).most_common(1)[0][0]
+
+
+def _add_months(when: datetime, months: int, month_end: bool) -> datetime:
+    """`when` moved by calendar months: to the month's last day for a month-end series, else the same day
+    where the month has it."""
+    year, month = divmod(when.year * 12 + when.month - 1 + months, 12)
+    days = calendar.monthrange(year, month + 1)[1]
+    return when.replace(year=year, month=month + 1, day=days if month_end else min(when.day, days))
+
+
+def _aware(when: datetime) -> datetime:
+    """A time without an offset read as UTC, as _timestamp orders it (so gaps across a DST change stay even)."""
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _format_like(when: datetime, text: str) -> str:
+    """`when` written the way `text` (one of the series' times) is."""
+    for fmt in TIME_FORMATS:
+        try:
+            datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return when.strftime(fmt)
+    naive = _parse_time(text).tzinfo is None
+    shown = when.replace(tzinfo=None) if naive else when
+    if len(text) <= 10:
+        return shown.date().isoformat()
+    return shown.isoformat(sep="T" if "T" in text else " ")
 
 
 def _timestamp(text: str, column: str, path: Path, line: int) -> float:

@@ -9,6 +9,7 @@ import importlib
 import pkgutil
 
 from seqtrain.config import Config, read_toml
+from seqtrain.data.sources import resolve_locations
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import REGISTRY, Task
 
@@ -41,7 +42,8 @@ def read_config(path: str | Path) -> Config:
 
 
 def make_task(config: Config) -> Task:
-    """A fresh task object for one run, its settings checked before any data loads."""
+    """A fresh task object for one run, its settings checked before any data loads, its data locations absolute."""
+    config.typed.update(resolve_locations(config.data))
     task = task_class(config.task)(config)
     config.validate()
     task.validate()

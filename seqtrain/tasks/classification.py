@@ -328,7 +328,7 @@ class TextClassificationTask(Task):
         if split in ("val", "test") and counts is not None:
             per_class = counts.per_class()
             for i, label in enumerate(self.meta.labels):
-                rows.setdefault(split, {})[f"class {label}"] = {k: float(v[i]) for k, v in per_class.items()}
+                rows.setdefault(split, {})[f"class {label}"] = {k: v[i].item() for k, v in per_class.items()}
         return rows
 
     def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
@@ -401,7 +401,7 @@ def label_report(
     return lines
 
 
-NO_MATPLOTLIB = "confusion-matrix images are skipped: matplotlib is not installed (pip install matplotlib)"
+NO_MATPLOTLIB = "confusion-matrix images are skipped: matplotlib is not installed (pip install 'seqtrain[plot]')"
 
 
 def have_matplotlib() -> bool:

@@ -23,7 +23,10 @@ from torch import nn
 from seqtrain.config import ForecastModel, ForecastTrain, Schema, SeriesData, WindowData
 from seqtrain.data.download import cache_dir, download, extract, source_key
 from seqtrain.data.sources import local_source
-from seqtrain.data.series import Windows, WindowLoader, fit_normalization, read_columns, sine_series, split_points
+from seqtrain.data.series import (
+    Step, Windows, WindowLoader, fit_normalization, next_times, read_columns, series_step, series_times, sine_series,
+    split_points,
+)
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.forecaster import Forecaster
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
@@ -121,6 +124,8 @@ class ForecastTask(Task):
     metric_names = ("loss", "mse", "mae")
     headline = "mse"
     ability = "forecast"
+    source: Path | None = None  # the CSV a series was read from (csv-series, jena), for its time axis
+    step_found: Step | None = None
 
     def load(self, meta: ForecastMeta | None, quiet: bool) -> tuple[dict[str, Windows | None], ForecastMeta]:
         """The windows of each split (train, val, test) and the meta that rebuilds the model."""
@@ -173,6 +178,24 @@ class ForecastTask(Task):
             predicted = predicted[:, -1]
         return (predicted[0] * float(std[0]) + float(mean[0])).tolist()
 
+    def series_step(self) -> Step | None:
+        """The series' step between rows (from --time-col), for the plots' time axis; None without one. Read once."""
+        time_col = getattr(self.config.data, "time_col", None)
+        if time_col is None or self.source is None:
+            return None
+        if self.step_found is None:
+            self.step_found = series_step(series_times(self.source, time_col, self.config.data.every)[0])
+        return self.step_found
+
+    def forecast_times(self, path: Path) -> list[str] | None:
+        """When each forecast value falls: the times after the CSV's last row, at its own step (--time-col);
+        None for a series without a time column."""
+        data = self.config.data
+        time_col = getattr(data, "time_col", None)
+        if time_col is None:
+            return None
+        return next_times(Path(path).expanduser(), time_col, getattr(data, "every", 1), self.meta.horizon)
+
     def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
         return data.baselines
 
@@ -184,7 +207,7 @@ class ForecastTask(Task):
             for name, values in rows.items():
                 log.scalars(f"baseline/{split}/{name}", values, epoch)
         if data.windows.get("val") is not None:
-            plot_forecasts(model, data.windows["val"], data.meta, log, epoch)
+            plot_forecasts(model, data.windows["val"], data.meta, log, epoch, self.series_step())
 
 
 NO_MATPLOTLIB = "forecast plots are skipped: matplotlib is not installed (pip install 'seqtrain[plot]')"
@@ -194,8 +217,9 @@ def have_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def plot_forecasts(model: nn.Module, windows: Windows, meta: ForecastMeta, log, epoch: int) -> None:
-    """A TensorBoard figure of a few validation windows: input, truth, forecast and the naive forecast."""
+def plot_forecasts(model: nn.Module, windows: Windows, meta: ForecastMeta, log, epoch: int, step: Step | None = None) -> None:
+    """A TensorBoard figure of a few validation windows: input, truth, forecast and the naive forecast; on a time
+    axis (hours, days, months … from the last input) where the series has a time column, else in steps."""
     if not have_matplotlib():
         if epoch == 1:  # each run's TensorBoard says why it has no figures
             log.text("forecast/plot", NO_MATPLOTLIB, epoch)
@@ -215,8 +239,9 @@ def plot_forecasts(model: nn.Module, windows: Windows, meta: ForecastMeta, log, 
     if predicted.dim() == 3:
         predicted = predicted[:, -1]
     mean, std = float(meta.mean[0]), float(meta.std[0])
-    past = np.arange(-windows.window + 1, 1)
-    ahead = np.arange(1, windows.horizon + 1)
+    unit, size = step.unit() if step is not None else ("time steps", 1.0)
+    past = np.arange(-windows.window + 1, 1) * size
+    ahead = np.arange(1, windows.horizon + 1) * size
     figure, axes = plt.subplots(len(index), 1, figsize=(8, 2.2 * len(index)), squeeze=False)
     for row, axis in enumerate(axes[:, 0]):
         axis.plot(past, x[row, :, 0] * std + mean, ".-", color="tab:blue", label="input")
@@ -225,7 +250,7 @@ def plot_forecasts(model: nn.Module, windows: Windows, meta: ForecastMeta, log, 
         axis.plot(ahead, np.full(len(ahead), float(x[row, -1, 0]) * std + mean), ":", color="gray", label="naive")
         axis.set_ylabel(meta.target)
     axes[0, 0].legend(loc="upper left", fontsize="small", ncol=4)
-    axes[-1, 0].set_xlabel("time step (0 = last input)")
+    axes[-1, 0].set_xlabel(f"{unit} from the last input")
     figure.tight_layout()
     log.figure("forecast/val", figure, epoch)
     plt.close(figure)
@@ -294,6 +319,7 @@ class CsvSeriesTask(ForecastTask):
         if path is None:
             raise SeqtrainError("csv-series needs --data FILE and --target COLUMN (the column to forecast)")
         names, values = read_columns(path, d.target, d.features, d.time_col, d.every)
+        self.source = path
         return _split_series(values, d, meta, names, str(path))
 
 
@@ -344,4 +370,5 @@ class JenaTask(ForecastTask):
         d = self.config.data
         path = self.locate(quiet)
         names, values = read_columns(path, d.target, d.features, d.time_col, d.every)
+        self.source = path
         return _split_series(values, d, meta, names, str(path))

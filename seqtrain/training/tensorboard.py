@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
+# TensorBoard's writer reaches its file API through tensorboard.compat.tf, which imports TensorFlow where it is
+# installed: seconds of start-up and half a dozen lines of TensorFlow's logging on stderr before seqtrain's own
+# output. The marker module tensorboard.compat.notf (TensorBoard's own switch) makes it use its built-in stub,
+# which writes the same event files.
+sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402  (after the switch above)
+from torch.utils.tensorboard.summary import hparams  # noqa: E402
 
 
 class RunLogger:
@@ -33,17 +41,21 @@ class RunLogger:
         self.writer.add_figure(tag, figure, step)
 
     def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Write the hparams summary into this run's own event file.
+        """Write this run's hparams (a session) into its own event file, and its metrics as hparams/* scalars.
 
         SummaryWriter.add_hparams would open a new sub-folder, which shows as
-        a second run in TensorBoard; writing the three summaries here keeps
-        one run as one run.
+        a second run in TensorBoard; writing the summaries here keeps one run
+        as one run. No experiment summary is written: TensorBoard takes the
+        first one it finds as every run's schema, so with runs of several tasks
+        in one logdir the others lost their settings and metrics. Without one
+        it builds the table from all runs' sessions: every setting and metric
+        of every run.
         """
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in params.items()}
         metric_tags = {f"hparams/{k}": v for k, v in metrics.items()}
-        experiment, session_start, session_end = hparams(clean, metric_tags)
+        _, session_start, session_end = hparams(clean, metric_tags)
         file_writer = self.writer._get_file_writer()
-        for summary in (experiment, session_start, session_end):
+        for summary in (session_start, session_end):
             file_writer.add_summary(summary)
         for tag, value in metric_tags.items():
             self.writer.add_scalar(tag, value)

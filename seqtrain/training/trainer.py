@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import nn
 
 from seqtrain.config import TrainSettings
@@ -37,7 +38,7 @@ from seqtrain.training import distributed
 from seqtrain.training.device import apply_threads, detach_state, move, resolve_device
 from seqtrain.training.distributed import World
 from seqtrain.training.guard import StepGuard
-from seqtrain.training.progress import epoch_progress, format_stats, metrics_table
+from seqtrain.training.progress import epoch_progress, format_stats, metrics_tables
 from seqtrain.training.result import Run
 from seqtrain.training.runs import clear_leftovers, new_run_dir, point_latest, resume_point
 from seqtrain.training.tensorboard import RunLogger
@@ -216,7 +217,7 @@ class Trainer:
         if resume:
             path, checkpoint = resume_point(resume)
             if path.name != LAST:
-                self._say(f"[yellow]{resume / LAST} cannot be loaded: resuming from {path.name}[/]")
+                self._say(f"[yellow]{escape(str(resume / LAST))} cannot be loaded: resuming from {escape(path.name)}[/]")
         state = TrainState.from_dict(checkpoint["state"]) if checkpoint else TrainState()
         if checkpoint and state.epoch >= train.epochs and (resume / "metrics.json").exists():
             raise SeqtrainError(f"run {resume} already finished {state.epoch} epochs; pass a larger --epochs to continue")
@@ -260,13 +261,13 @@ class Trainer:
         self.global_step = state.global_step
         processes = f"  processes {self.world.size}" if self.world.parallel else ""
         self._say(
-            f"run [bold]{run_dir}[/]  device {device}{processes}  {threads}  parameters {sum(p.numel() for p in model.parameters()):,}"
+            f"run [bold]{escape(str(run_dir))}[/]  {escape(f'device {device}{processes}  {threads}')}  parameters {sum(p.numel() for p in model.parameters()):,}"
         )
         if not checkpoint:
             for note in self.task.notes():
-                self._say(note)
+                self._say(escape(note))
         elif state.position:
-            self._say(f"resuming epoch {state.epoch + 1} after its batch {state.position} (step {state.global_step})")
+            self._say(f"resuming epoch {state.epoch + 1:d} after its batch {state.position:d} (step {state.global_step:d})")
         last_good = f"{path} (step {state.global_step})" if checkpoint else "none yet"
         return Session(
             run_dir, device, data, model, net, optimizer, self.scheduler, scaler, log, state, tally, last_good, started,
@@ -364,10 +365,10 @@ class Trainer:
                 if self._epoch(s):
                     return True
                 if self.config.train.patience and s.state.bad_epochs >= self.config.train.patience:
-                    self._say(f"early stop: no better validation {self.task.monitor} for {s.state.bad_epochs} epochs")
+                    self._say(escape(f"early stop: no better validation {self.task.monitor} for {s.state.bad_epochs} epochs"))
                     break
                 if self.stopped_by_callback:
-                    self._say(f"stopped by a callback after epoch {s.state.epoch}")
+                    self._say(f"stopped by a callback after epoch {s.state.epoch:d}")
                     break
         finally:
             if main_thread:
@@ -418,7 +419,7 @@ class Trainer:
         return any(answer is True for answer in answers)
 
     def _interrupted(self, s: Session) -> None:
-        self._say(f"[yellow]interrupted[/]: saved {s.run_dir / LAST}; continue with `seqtrain fit --resume {s.run_dir}`")
+        self._say(f"[yellow]interrupted[/]: saved {escape(str(s.run_dir / LAST))}; continue with `seqtrain fit --resume {escape(str(s.run_dir))}`")
 
     # ----------------------------------------------------------------- finish
     def _finish(self, s: Session, interrupted: bool) -> Run:
@@ -455,14 +456,10 @@ class Trainer:
             rows = {"val": s.state.best_val, "test": test_metrics}
             rows.update({f"{name} {split}": values for split, named in extra.items() for name, values in named.items()})
             title = f"{self.task.name}: best epoch" + (" [bold red](worse than a baseline)[/]" if warnings else "")
-            # rows that share no metric with the task's own (e.g. per-class scores) get a table of their own
-            own = {name: values for name, values in rows.items() if set(values) & set(self.task.metric_names) or not values}
-            self.console.print(metrics_table(title, own))
-            if len(own) < len(rows):
-                others = {name: values for name, values in rows.items() if name not in own}
-                self.console.print(metrics_table(f"{self.task.name}: best epoch, more", others))
+            for table in metrics_tables(title, rows, self.task.metric_names):
+                self.console.print(table)
             for line in warnings:
-                self.console.print(f"[bold red]warning[/]: {line}", highlight=False, soft_wrap=True)
+                self.console.print(f"[bold red]warning[/]: {escape(line)}", highlight=False, soft_wrap=True)
 
     # ------------------------------------------------------------ passes
     def evaluate(self, model: nn.Module, loader: Loader, device: torch.device, label: str = "test") -> dict[str, float]:
@@ -680,6 +677,7 @@ class Trainer:
         self._say("[yellow]stopping after this step (Ctrl-C again to abort without saving)[/]")
 
     def _say(self, message: str) -> None:
+        """Print rich markup; every value from outside (paths, notes, labels) passes through escape()."""
         if self.console is not None:
             self.console.print(message)
 
