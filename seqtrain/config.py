@@ -229,6 +229,16 @@ class VocabFields:
 class ClassifierData(SourceData, VocabFields):
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.", at_least=0)
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.", at_least=0, below=1)
+    max_text_tokens: int = opt(
+        10_000, "Hard ceiling per text: a longer one keeps its first N tokens (a notice says how many were cut and "
+        "where); a text is read up to 50 bytes a token. The default keeps every IMDB and Reuters text whole.",
+        at_least=1,
+    )
+    batch_tokens: int = opt(
+        131_072, "Most padded tokens per batch (examples x the longest one's length): batches of long texts get "
+        "fewer examples, a text longer than this one of its own, so memory does not grow with the data; 0: "
+        "--batch-size alone decides.", at_least=0,
+    )
 
 
 @dataclass
