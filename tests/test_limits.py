@@ -1,0 +1,262 @@
+"""Bounded by design: budgets on texts, batches and extractions, records split where their formats split
+them, and damaged extractions rebuilt; each hostile input is one line, on small generated data."""
+
+import csv
+import io
+import json
+import logging
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import write_imdb
+from seqtrain.data.archives import Budget, unpack
+from seqtrain.data.batching import bucket_batches
+from seqtrain.data.download import extract
+from seqtrain.data.labelled import read_labelled
+from seqtrain.data.text import encode_texts, tokenize
+from seqtrain.errors import SeqtrainError
+from seqtrain_cli.main import app
+
+SMALL = ["--embed-dim", "16", "--hidden", "8", "--batch-size", "8", "--threads", "1", "--epochs", "1", "-q"]
+#: characters that str.splitlines() breaks at but csv and JSON Lines do not
+LINE_LIKE = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result, [line for line in result.output.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------ records and lines
+@pytest.mark.parametrize("char", LINE_LIKE, ids=[f"U+{ord(c):04X}" for c in LINE_LIKE])
+def test_a_line_like_character_inside_a_csv_text_stays_inside_it(tmp_path, char):
+    path = tmp_path / "d.csv"
+    rows = [["text", "label"], [f"before{char}after", "a"], ["plain", "b"]]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    data = read_labelled(path)
+    assert data.texts == [f"before{char}after", "plain"] and data.labels == [["a"], ["b"]]
+
+
+@pytest.mark.parametrize("char", [c for c in LINE_LIKE if c != "\r"], ids=lambda c: f"U+{ord(c):04X}")
+def test_a_line_like_character_inside_a_json_line_stays_inside_it(tmp_path, char):
+    path = tmp_path / "d.jsonl"
+    lines = [json.dumps({"text": f"one{char}two", "label": "a"}, ensure_ascii=False), json.dumps({"text": "x", "label": "b"})]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert read_labelled(path).texts == [f"one{char}two", "x"]
+
+
+def test_latin1_ellipsis_byte_keeps_the_true_line_number(tmp_path):
+    # 0x85 is U+0085 under latin-1: splitlines() broke the row there and reported errors lines off
+    path = tmp_path / "reviews.csv"
+    body = b"text,label\n" + b"".join(b"review %d \x85 so so,pos\n" % i for i in range(5)) + b"broken row\n"
+    path.write_bytes(body)
+    with pytest.raises(SeqtrainError, match=r"reviews.csv line 7: 1 fields where the header has 2"):
+        read_labelled(path, encoding="latin-1")
+
+
+def test_a_csv_cell_longer_than_the_old_field_limit_is_read(tmp_path):
+    path = tmp_path / "long.csv"
+    long_text = "word " * 40_000  # 200,000 characters: past csv's default limit of 131,072
+    path.write_text(f'text,label\n"{long_text}",a\nshort,b\n', encoding="utf-8")
+    assert read_labelled(path).texts[0] == long_text
+
+
+def test_a_csv_cell_past_the_text_budget_is_one_line_naming_its_line(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text('text,label\nfine,a\n"' + "w\n" * 3000 + '",b\n', encoding="utf-8")
+    with pytest.raises(SeqtrainError, match=r"long.csv: .*line \d+.*|long.csv line \d+: a cell longer than 5,000 characters"):
+        read_labelled(path, max_bytes=5000)
+    assert csv.field_size_limit() == 131072  # the module's limit is put back
+
+
+def test_a_json_line_past_the_text_budget_is_refused_before_it_is_read_whole(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"text": "ok", "label": "a"}, {"text": "word " * 10_000, "label": "b"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(SeqtrainError, match=r"d.jsonl line 2: longer than 1,000 bytes, the most one text may take"):
+        read_labelled(path, max_bytes=1000)
+
+
+@pytest.mark.parametrize(("text", "what"), [(7, "number"), ({"a": 1}, "object"), (["x"], "array"), (None, "null")])
+def test_json_lines_text_that_is_not_a_string_is_refused(tmp_path, text, what):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "fine", "label": "a"}) + "\n" + json.dumps({"text": text, "label": "b"}) + "\n")
+    with pytest.raises(SeqtrainError, match=rf"d.jsonl line 2: the 'text' field is a JSON {what}, not a string"):
+        read_labelled(path)
+
+
+def test_numeric_json_labels_are_read_as_names_and_said_so(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2 + 6}) + "\n" for i in range(4)))
+    data = read_labelled(path)
+    assert data.labels == [["6"], ["7"], ["6"], ["7"]]
+    assert len(data.notes) == 1 and "d.jsonl line 1: 6" in data.notes[0] and "JSON numbers" in data.notes[0]
+    path.write_text(json.dumps({"text": "t", "label": True}) + "\n")
+    with pytest.raises(SeqtrainError, match="line 1: a label in 'label' is a JSON boolean"):
+        read_labelled(path)
+
+
+# ------------------------------------------------------------ texts and batches
+def test_a_huge_text_file_is_read_to_the_budget_and_cut_with_a_notice(tmp_path):
+    for label, text in (("a", "short one"), ("b", "word " * 100_000)):
+        (tmp_path / "d" / label).mkdir(parents=True)
+        (tmp_path / "d" / label / "0.txt").write_text(text)
+    data = read_labelled(tmp_path / "d", max_bytes=20_000)
+    assert len(data.texts[1]) == 20_000 and data.cut == [1]
+    from seqtrain.tasks.classification import encode_labelled
+
+    blob = encode_labelled(data, max_tokens=1_000)
+    assert blob["offsets"].diff().tolist() == [2, 1_000]
+    assert blob["notes"] == [f"1 text(s) longer than --max-text-tokens 1,000 were cut to their first 1,000 tokens: {tmp_path / 'd' / 'b' / '0.txt'}"]
+
+
+def test_tokenize_with_a_limit_takes_the_first_tokens_only():
+    text = "One, two " * 1000
+    assert tokenize(text, 5) == tokenize(text)[:5] == ["one", ",", "two", "one", ","]
+    cut: list[int] = []
+    _, _, offsets = encode_texts(["a b c", "a b c d e"], max_tokens=4, cut=cut)
+    assert offsets.tolist() == [0, 3, 7] and cut == [1]
+
+
+def test_batches_keep_to_the_token_budget_and_a_long_text_gets_its_own():
+    lengths = [10] * 50 + [5_000] + [300] * 20
+    for generator in (None, torch.Generator().manual_seed(0)):
+        batches = bucket_batches(lengths, 16, generator, max_tokens=2_000)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        for batch in batches:
+            padded = len(batch) * max(lengths[i] for i in batch)
+            assert padded <= 2_000 or len(batch) == 1
+            assert len(batch) <= 16
+        assert [50] in batches
+
+
+def test_fit_on_a_json_line_of_a_million_words_cuts_it_and_trains(tmp_path):
+    rows = [{"text": f"good film {i}" if i % 2 else f"bad film {i}", "label": "pos" if i % 2 else "neg"} for i in range(40)]
+    rows[3]["text"] = "long " * 1_000_000
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result, lines = invoke("fit", "--task", "text", "--data", path, "--logdir", tmp_path / "runs", "--max-text-tokens",
+                           "200000", *SMALL)
+    assert result.exit_code == 0, result.output
+    result, lines = invoke("fit", "--task", "text", "--data", path, "--logdir", tmp_path / "runs", "--max-text-tokens", "1000",
+                           *SMALL)
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "d.jsonl line 4: longer than 50,000 bytes" in lines[0]
+
+
+def test_the_cut_notice_reaches_the_run_output(tmp_path):
+    rows = [{"text": f"good film {i}" if i % 2 else f"bad film {i}", "label": "pos" if i % 2 else "neg"} for i in range(40)]
+    rows[5]["text"] = "long " * 3_000
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, ["fit", "--task", "text", "--data", str(path), "--logdir", str(tmp_path / "runs"),
+                                      "--max-text-tokens", "1000", *SMALL[:-1]])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())  # as wide as the terminal: lines wrap
+    assert "1 text(s) longer than --max-text-tokens 1,000 were cut to their first 1,000 tokens: " in output
+    assert "line 6" in output
+
+
+# ------------------------------------------------------------ archive budgets
+def nul_bomb(path: Path, size: int, kind: str = "tar") -> Path:
+    """An archive of one member of `size` NUL bytes: tiny, and a large expansion."""
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            with zf.open("aclImdb/train/pos/0_9.txt", "w", force_zip64=True) as member:
+                for _ in range(size >> 20):
+                    member.write(bytes(1 << 20))
+        return path
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("aclImdb/train/pos/0_9.txt")
+        info.size = size
+        tar.addfile(info, io.BytesIO(bytes(size)))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_a_compression_bomb_is_refused_past_the_ratio_and_leaves_nothing(tmp_path, kind):
+    archive = nul_bomb(tmp_path / f"bomb.{'tar.gz' if kind == 'tar' else 'zip'}", 24 << 20, kind)
+    assert archive.stat().st_size < 100_000
+    budget = Budget(max_ratio=50, free_ratio_bytes=1 << 20)
+    with pytest.raises(SeqtrainError, match=r"bomb\.(tar\.gz|zip) expands [\d,]+x .* past the 50x any data set needs: a compression bomb\? refused"):
+        extract(archive, tmp_path / "cache" / "entry", budget=budget)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [".entry.lock"]
+
+
+def test_an_archive_past_the_total_budget_is_refused_before_writing_the_member(tmp_path):
+    archive = nul_bomb(tmp_path / "big.tar.gz", 8 << 20)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(SeqtrainError, match=r"big.tar.gz expands past 4,194,304 bytes, the most an archive may write; refused"):
+        unpack(archive, dest, Budget(max_bytes=4 << 20))
+    assert not list(dest.rglob("*.txt"))  # its declared size was refused before a byte was written
+
+
+def test_a_bomb_given_to_fit_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    import seqtrain.data.archives as archives
+
+    monkeypatch.setattr(archives.Budget.__init__, "__defaults__", (32 << 30, 50.0, 1 << 20, 256 << 20))
+    archive = nul_bomb(tmp_path / "bomb.tar.gz", 24 << 20)
+    result, lines = invoke("fit", "--task", "imdb", "--data", archive, "--logdir", tmp_path / "runs")
+    assert result.exit_code == 2 and len(lines) == 1 and "a compression bomb? refused" in lines[0], result.output
+    cache = Path(os.environ["SEQTRAIN_CACHE"])
+    assert sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) == 0
+
+
+# ------------------------------------------------------------ damaged extractions
+def tree_archive(tmp_path: Path, kind: str) -> Path:
+    tree = write_imdb(tmp_path / "tree", train_per_class=6, test_per_class=3)
+    if kind == "zip":
+        archive = tmp_path / "reviews.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            for path in sorted(tree.rglob("*.txt")):
+                zf.write(path, path.relative_to(tree).as_posix())
+        return archive
+    archive = tmp_path / "reviews.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "aclImdb", arcname="aclImdb")
+    return archive
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+@pytest.mark.parametrize("damage", ["delete", "truncate", "add"])
+def test_a_damaged_extraction_is_rebuilt_with_one_line(tmp_path, caplog, kind, damage):
+    archive = tree_archive(tmp_path, kind)
+    target = extract(archive, tmp_path / "cache" / "entry")
+    review = sorted((target / "aclImdb" / "train" / "pos").iterdir())[0]
+    original = review.read_bytes()
+    if damage == "delete":
+        review.unlink()
+    elif damage == "truncate":
+        review.write_bytes(original[:3])
+    else:
+        (review.parent / "intruder.txt").write_text("not in the archive")
+    with caplog.at_level(logging.WARNING):
+        extract(archive, target)
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"{target} is damaged (") and message.endswith(f"): extracting {archive} again")
+    assert review.read_bytes() == original and not (review.parent / "intruder.txt").exists()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        extract(archive, target)  # an intact extraction is reused quietly
+    assert not caplog.records
+
+
+def test_fit_on_a_local_archive_rebuilds_a_damaged_extraction(tmp_path, caplog):
+    archive = tree_archive(tmp_path, "tar")
+    args = ["fit", "--task", "imdb", "--data", archive, "--logdir", tmp_path / "runs", "--max-steps", "1", *SMALL]
+    assert invoke(*args)[0].exit_code == 0
+    cache = Path(os.environ["SEQTRAIN_CACHE"])
+    [review] = [p for p in cache.rglob("aclImdb/train/pos/*.txt")][:1]
+    review.unlink()
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert review.exists() and [r.getMessage() for r in caplog.records if "is damaged (" in r.getMessage()]
