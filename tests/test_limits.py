@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -260,3 +261,72 @@ def test_fit_on_a_local_archive_rebuilds_a_damaged_extraction(tmp_path, caplog):
         result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     assert review.exists() and [r.getMessage() for r in caplog.records if "is damaged (" in r.getMessage()]
+
+
+# ------------------------------------------------------------ config files
+def config_file(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text('task = "imdb"\n' + text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[model]\nhidden = "four"\n', r'\[model\] hidden = "four": --hidden takes a whole number, not a TOML string'),
+        ('[model]\nhidden = "4"\n', r'\[model\] hidden = "4": --hidden takes a whole number, not a TOML string'),
+        ("[model]\nhidden = 4.5\n", r"\[model\] hidden = 4.5: --hidden takes a whole number, not a TOML float"),
+        ("[model]\nhidden = 4.0\n", r"\[model\] hidden = 4.0: --hidden takes a whole number, not a TOML float"),
+        ("[model]\nhidden = true\n", r"\[model\] hidden = true: --hidden takes a whole number, not a TOML boolean"),
+        ("[model]\nhidden = 12345678901234567890\n", r"\[model\] hidden = 12345678901234567890: too large for --hidden"),
+        ("[model]\nhidden = 0\n", r"\[model\] hidden = 0: --hidden must be at least 1"),
+        ("[model]\nbidirectional = 1\n", r"\[model\] bidirectional = 1: --bidirectional takes true or false, not a TOML integer"),
+        ('[model]\ncell = "transformer"\n', r'\[model\] cell = "transformer": --cell takes one of rnn, lstm, gru'),
+        ("[model]\ncell = [1, 2]\n", r"\[model\] cell = \[1, 2\]: --cell takes one of rnn, lstm, gru, not a TOML array"),
+        ('[train]\nlr = "fast"\n', r'\[train\] lr = "fast": --lr takes a number, not a TOML string'),
+        ("[train]\nprecision = 64\n", r"\[train\] precision = 64: --precision takes one of 32, bf16, 16, not a TOML integer"),
+        ("[data]\nval_split = 1.5\n", r"\[data\] val_split = 1.5: --val-split must be at least 0 and below 1"),
+        ("[bogus]\nx = 1\n", r"unknown \[bogus\]; a seqtrain config holds"),
+        ("stray = 1\n", r"unknown key 'stray'"),
+        ("[model]\nwindow = 3\n", r"\[model\] window is not a setting of task 'imdb'"),
+        ("[train]\nhidden = 3\n", r"\[train\] hidden is not a setting of task 'imdb' \(it belongs in \[model\]\)"),
+    ],
+)
+def test_each_bad_config_value_is_one_line_naming_file_and_key(tmp_path, text, message):
+    from seqtrain.tasks import read_config
+
+    path = config_file(tmp_path, text)
+    with pytest.raises(SeqtrainError, match=re.escape(str(path)) + ": " + message):
+        read_config(path)
+
+
+def test_config_values_are_taken_as_their_flags_take_them(tmp_path):
+    from seqtrain.tasks import read_config
+
+    config = read_config(config_file(tmp_path, '[train]\nprecision = 32\nlr = 1\n[model]\nhidden = 7\n[data]\nmax_len = 0\n'))
+    assert config.train.precision == "32" and config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config.model.hidden == 7
+    assert read_config(config_file(tmp_path, '[train]\nprecision = "bf16"\n')).train.precision == "bf16"
+
+
+def test_a_yaml_or_broken_toml_config_is_one_line_naming_the_file(tmp_path):
+    from seqtrain.tasks import read_config
+
+    yaml = tmp_path / "settings.yaml"
+    yaml.write_text("task: imdb\nmodel:\n  hidden: 4\n")
+    with pytest.raises(SeqtrainError, match=r"settings.yaml: seqtrain reads TOML config files .* not YAML"):
+        read_config(yaml)
+    broken = config_file(tmp_path, "[model]\nhidden: 4\n")
+    with pytest.raises(SeqtrainError, match=r"config.toml line 3: not valid TOML \(Expected '=' after a key"):
+        read_config(broken)
+    result, lines = invoke("fit", "--config", broken, "--logdir", tmp_path / "runs")
+    assert result.exit_code == 2 and len(lines) == 1 and "config.toml line 3: not valid TOML" in lines[0], result.output
+    result, lines = invoke("fit", "--config", config_file(tmp_path, "[bogus]\n"), "--logdir", tmp_path / "runs")
+    assert result.exit_code == 2 and len(lines) == 1 and "unknown [bogus]" in lines[0], result.output
+
+
+def test_a_huge_integer_flag_is_one_line():
+    from seqtrain.tasks import build_config, make_task
+
+    with pytest.raises(SeqtrainError, match="--hidden must be at most 9,223,372,036,854,775,807"):
+        make_task(build_config("imdb", {"hidden": 10**20}))

@@ -31,13 +31,13 @@ def build_config(name: str, overrides: dict[str, Any] | None = None) -> Config:
     return config
 
 
-def config_from_dict(raw: dict[str, Any]) -> Config:
-    """A config as `Config.to_dict` (a checkpoint) or a config.toml wrote it."""
-    return Config.from_dict(raw, task_class(raw["task"]).schema)
+def config_from_dict(raw: dict[str, Any], source: str | Path | None = None) -> Config:
+    """A config as `Config.to_dict` (a checkpoint) or a config.toml wrote it; `source`: the file it was read from."""
+    return Config.from_dict(raw, task_class(raw["task"]).schema, source)
 
 
 def read_config(path: str | Path) -> Config:
-    return config_from_dict(read_toml(Path(path)))
+    return config_from_dict(read_toml(Path(path)), path)
 
 
 def make_task(config: Config) -> Task:
