@@ -330,3 +330,70 @@ def test_a_huge_integer_flag_is_one_line():
 
     with pytest.raises(SeqtrainError, match="--hidden must be at most 9,223,372,036,854,775,807"):
         make_task(build_config("imdb", {"hidden": 10**20}))
+
+
+# ------------------------------------------------------------ word-vector files
+def vectors_text(path: Path, rows: list[str], header: str | None = None) -> Path:
+    path.write_text((header + "\n" if header else "") + "".join(row + "\n" for row in rows))
+    return path
+
+
+def vectors_binary(path: Path, rows: dict[str, list[float]], header: bytes | None = None) -> Path:
+    import numpy as np
+
+    dim = len(next(iter(rows.values())))
+    body = b"".join(w.encode() + b" " + np.asarray(v, dtype="<f4").tobytes() + b"\n" for w, v in rows.items())
+    path.write_bytes((header or f"{len(rows)} {dim}\n".encode()) + body)
+    return path
+
+
+ROWS = ["the 0.1 0.2 0.3", "cat 0.4 0.5 0.6", "dog 0.7 0.8 0.9"]
+BINARY = {"the": [0.1, 0.2, 0.3], "cat": [0.4, 0.5, 0.6], "dog": [0.7, 0.8, 0.9]}
+
+
+def load(path: Path):
+    from seqtrain.data.vectors import load_vectors
+
+    return load_vectors(path, cache=str(path.parent / "cache"))
+
+
+def test_a_binary_header_claiming_a_huge_dimension_is_refused_before_allocating(tmp_path):
+    path = vectors_binary(tmp_path / "v.bin", BINARY, b"3 1000000000\n")
+    with pytest.raises(SeqtrainError, match=r"v.bin: its header says 3 vectors of 1,000,000,000 values, 12,000,000,006 bytes at least, but 51 bytes follow it"):
+        load(path)
+    from seqtrain.data.vectors import vector_dim
+
+    with pytest.raises(SeqtrainError, match="its header says 3 vectors of 1,000,000,000 values"):
+        vector_dim(str(path))
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+@pytest.mark.parametrize("count", [2, 5])
+def test_a_wrong_header_count_is_refused_in_both_formats(tmp_path, kind, count):
+    if kind == "text":
+        path = vectors_text(tmp_path / "v.txt", ROWS, f"{count} 3")
+    else:
+        path = vectors_binary(tmp_path / "v.bin", BINARY, f"{count} 3\n".encode())
+    with pytest.raises(SeqtrainError, match=rf"v\.(txt|bin): its header says {count} vectors"):
+        load(path)
+    assert load(vectors_text(tmp_path / "ok.txt", ROWS, "3 3")).vectors.shape == (3, 3)
+    assert load(vectors_binary(tmp_path / "ok.bin", BINARY)).vectors.shape == (3, 3)
+
+
+def test_a_text_header_whose_dimension_disagrees_with_the_rows_is_refused(tmp_path):
+    path = vectors_text(tmp_path / "v.txt", ROWS, "3 1000000000")
+    with pytest.raises(SeqtrainError, match="v.txt: its header says 1,000,000,000 values per vector but line 2 holds 3"):
+        load(path)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_text_values_are_refused_naming_word_and_line(tmp_path, value):
+    path = vectors_text(tmp_path / "v.txt", [ROWS[0], ROWS[1], f"dog 0.7 {value} 0.9"])
+    with pytest.raises(SeqtrainError, match=r"v.txt: line 3 \(word 'dog'\) holds -?(nan|inf), not a finite number"):
+        load(path)
+
+
+def test_non_finite_binary_values_are_refused_naming_the_word(tmp_path):
+    path = vectors_binary(tmp_path / "v.bin", {**BINARY, "cat": [0.4, float("nan"), 0.6]})
+    with pytest.raises(SeqtrainError, match=r"v.bin: vector 2 \(word 'cat'\) holds nan, not a finite number"):
+        load(path)
