@@ -397,3 +397,22 @@ def test_non_finite_binary_values_are_refused_naming_the_word(tmp_path):
     path = vectors_binary(tmp_path / "v.bin", {**BINARY, "cat": [0.4, float("nan"), 0.6]})
     with pytest.raises(SeqtrainError, match=r"v.bin: vector 2 \(word 'cat'\) holds nan, not a finite number"):
         load(path)
+
+
+# ------------------------------------------------------------ model size
+@pytest.mark.parametrize(("flag", "value"), [("--hidden", "1000000"), ("--embed-dim", "100000000")])
+def test_an_oversized_model_is_refused_before_building_with_its_figure(tmp_path, flag, value):
+    result, lines = invoke("fit", "--task", "imdb", flag, value, "--logdir", tmp_path / "runs")
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "make a model of at least" in lines[0] and "GiB to train" in lines[0] and "choose smaller sizes" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_parameter_estimate_is_a_lower_bound_of_the_real_model():
+    from seqtrain.models.size import parameter_count
+    from seqtrain.tasks import build_config, make_task
+
+    for task, settings in [("imdb", {"max_vocab": 500}), ("shakespeare", {}), ("sine", {}), ("translate", {"layers": 2})]:
+        config = build_config(task, settings)
+        real = sum(p.numel() for p in make_task(config).build_model(make_task(config).default_meta()).parameters())
+        assert 0.5 * real <= parameter_count(config) <= real, task

@@ -10,6 +10,7 @@ import pkgutil
 
 from seqtrain.config import Config, read_toml
 from seqtrain.errors import SeqtrainError
+from seqtrain.models.size import check_model_size
 from seqtrain.tasks.base import REGISTRY, Task
 
 # Every module of this package registers its tasks on import: a new task is a new file here, nothing else.
@@ -45,4 +46,5 @@ def make_task(config: Config) -> Task:
     task = task_class(config.task)(config)
     config.validate()
     task.validate()
+    check_model_size(config)
     return task
