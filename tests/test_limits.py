@@ -416,3 +416,24 @@ def test_the_parameter_estimate_is_a_lower_bound_of_the_real_model():
         config = build_config(task, settings)
         real = sum(p.numel() for p in make_task(config).build_model(make_task(config).default_meta()).parameters())
         assert 0.5 * real <= parameter_count(config) <= real, task
+
+
+# ------------------------------------------------------------ predict's input, read as fit reads it
+def test_predict_reads_input_as_fit_does_and_never_echoes_control_bytes(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\n" + "".join(f"good film {i},pos\nbad film {i},neg\n" for i in range(20)))
+    logdir = tmp_path / "runs"
+    result, _ = invoke("fit", "--task", "text", "--data", path, "--logdir", logdir, "--max-steps", "1", *SMALL)
+    assert result.exit_code == 0, result.output
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"\x1b[31mred\x1b[0m good film\nsecond\xe2\x80\xa8line\n")
+    result, lines = invoke("predict", "latest", "--file", texts, "--logdir", logdir, "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\u2028" not in result.output
+    assert [line.split("\t")[2] for line in lines] == ["\\x1b[31mred\\x1b[0m good film", "second\\u2028line"]
+    texts.write_bytes(b"fine\nnot \xff text\n")
+    result, lines = invoke("predict", "latest", "--file", texts, "--logdir", logdir, "--threads", "1")
+    assert result.exit_code == 2 and len(lines) == 1 and "texts.txt line 2: byte 0xff is not valid UTF-8" in lines[0]
+    path.write_bytes(path.read_bytes() + b"not \xff text,pos\n")
+    result, lines = invoke("fit", "--task", "text", "--data", path, "--logdir", logdir, *SMALL)
+    assert result.exit_code == 2 and len(lines) == 1 and "line 42: byte 0xff is not valid utf-8" in lines[0]
