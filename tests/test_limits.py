@@ -437,3 +437,42 @@ def test_predict_reads_input_as_fit_does_and_never_echoes_control_bytes(tmp_path
     path.write_bytes(path.read_bytes() + b"not \xff text,pos\n")
     result, lines = invoke("fit", "--task", "text", "--data", path, "--logdir", logdir, *SMALL)
     assert result.exit_code == 2 and len(lines) == 1 and "line 42: byte 0xff is not valid utf-8" in lines[0]
+
+
+# ------------------------------------------------------------ a frozen peer under torchrun
+def test_a_frozen_rank_stops_the_others_within_the_timeout_in_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_distributed import LOOPBACK_ENV, ROOT
+    from test_resume import small_text
+
+    text = small_text(tmp_path / "text.txt")
+    args = ["--task", "charlm", "--text", text, "--epochs", "50", "--batch-size", "8", "--bptt", "25", "--hidden", "16",
+            "--embed-dim", "8", "--threads", "1", "--device", "cpu", "--save-every", "2", "--logdir", tmp_path / "runs", "-q"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "seqtrain", "fit"]
+    env = {**LOOPBACK_ENV, "SEQTRAIN_DIST_TIMEOUT": "5"}
+    agent = subprocess.Popen(launch + [str(a) for a in args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    frozen = None
+    try:
+        deadline = time.monotonic() + 240
+        while not list((tmp_path / "runs").rglob("last.pt")) and time.monotonic() < deadline and agent.poll() is None:
+            time.sleep(0.5)
+        workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
+        for pid in workers:
+            if b"RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes().replace(b"LOCAL_RANK=1\0", b""):
+                frozen = int(pid)
+        assert frozen is not None, "rank 1 not found"
+        os.kill(frozen, signal.SIGSTOP)
+        started = time.monotonic()
+        _, stderr = agent.communicate(timeout=120)
+        waited = time.monotonic() - started
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGKILL) if Path(f"/proc/{frozen}").exists() else None
+        agent.kill()
+    assert agent.returncode != 0 and waited < 100
+    assert "rank 0: rank 1 stopped answering for 5 s (SEQTRAIN_DIST_TIMEOUT); check that process" in stderr, stderr[-2000:]
