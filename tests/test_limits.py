@@ -476,3 +476,14 @@ def test_a_frozen_rank_stops_the_others_within_the_timeout_in_one_line(tmp_path)
         agent.kill()
     assert agent.returncode != 0 and waited < 100
     assert "rank 0: rank 1 stopped answering for 5 s (SEQTRAIN_DIST_TIMEOUT); check that process" in stderr, stderr[-2000:]
+
+
+def test_the_benchmarks_measure_a_command_in_a_process_of_its_own(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from bench_memory import peak_run
+
+    result = peak_run(["fit", "--task", "text", "--data", str(tmp_path / "missing.csv")], tmp_path)
+    assert result["rc"] == 2 and len(result["stderr"]) == 1 and "does not exist" in result["stderr"][0]
+    assert 50 < result["peak_mib"] < 2048 and result["wall_s"] > 0
