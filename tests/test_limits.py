@@ -72,7 +72,7 @@ def test_a_csv_cell_longer_than_the_old_field_limit_is_read(tmp_path):
 def test_a_csv_cell_past_the_text_budget_is_one_line_naming_its_line(tmp_path):
     path = tmp_path / "long.csv"
     path.write_text('text,label\nfine,a\n"' + "w\n" * 3000 + '",b\n', encoding="utf-8")
-    with pytest.raises(SeqtrainError, match=r"long.csv: .*line \d+.*|long.csv line \d+: a cell longer than 5,000 characters"):
+    with pytest.raises(SeqtrainError, match=r"long.csv line \d+: a cell longer than 5,000 characters"):
         read_labelled(path, max_bytes=5000)
     assert csv.field_size_limit() == 131072  # the module's limit is put back
 

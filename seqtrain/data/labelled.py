@@ -183,8 +183,6 @@ def _read_delimited(
     previous = csv.field_size_limit(max_bytes)  # a cell may be as long as a text may be, no longer
     try:
         return _read_rows(path, delimiter, text_col, label_col, label_sep, encoding, max_bytes)
-    except csv.Error as exc:
-        raise SeqtrainError(f"{path}: {_csv_problem(exc, max_bytes)}") from None
     finally:
         csv.field_size_limit(previous)
 
@@ -196,15 +194,24 @@ def _csv_problem(exc: csv.Error, max_bytes: int) -> str:
     return f"not a valid CSV/TSV file ({exc})"
 
 
+def _csv_rows(reader, path: Path, max_bytes: int) -> Iterator[list[str]]:
+    """The reader's rows, a malformed one (or a cell past the budget) as one line naming its line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise SeqtrainError(f"{path} line {reader.line_num}: {_csv_problem(exc, max_bytes)}") from None
+        yield row
+
+
 def _read_rows(
     path: Path, delimiter: str, text_col: str, label_col: str, label_sep: str | None, encoding: str, max_bytes: int
 ) -> Labelled:
-    lines = physical_lines(path, encoding, max_bytes)
-    reader = csv.reader((line for _, line in lines), delimiter=delimiter)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise SeqtrainError(f"{path} line {reader.line_num}: {_csv_problem(exc, max_bytes)}") from None
+    reader = csv.reader((line for _, line in physical_lines(path, encoding, max_bytes)), delimiter=delimiter)
+    rows = _csv_rows(reader, path, max_bytes)
+    header = next(rows, None)
     if not header:
         raise SeqtrainError(f"{path} is empty; it needs a header row naming its columns")
     header = [h.strip() for h in header]
@@ -213,13 +220,7 @@ def _read_rows(
             raise _missing_column(path, flag, name, header)
     ti, li = header.index(text_col), header.index(label_col)
     out = Labelled()
-    while True:
-        try:
-            row = next(reader, None)
-        except csv.Error as exc:
-            raise SeqtrainError(f"{path} line {reader.line_num}: {_csv_problem(exc, max_bytes)}") from None
-        if row is None:
-            break
+    for row in rows:
         where = f"{path} line {reader.line_num}"
         if not row or all(not cell.strip() for cell in row):
             continue
