@@ -18,9 +18,11 @@ TRAINING_BYTES = 16
 
 
 def parameter_count(config) -> int:
-    """At least how many parameters a model of `config` holds (read with getattr: every task family)."""
+    """At least how many parameters the recurrent layers of `config` hold (read with getattr: every task family)."""
     model = config.model
-    hidden = model.hidden
+    hidden = getattr(model, "hidden", 0)
+    if not hidden:  # not a recurrent model (word2vec)
+        return 0
     directions = 2 if getattr(model, "bidirectional", False) else 1
     width = getattr(model, "embed_dim", 0) or 1
     count = 0
