@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Optional
@@ -161,15 +162,34 @@ def evaluate(
 
 
 def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
-    """Texts from arguments, a file (one per line), or stdin ('-' or piped input); blank lines dropped."""
+    """Texts from arguments, a file (one per line), or stdin ('-' or piped input); blank lines dropped.
+
+    Read as fit reads its files: strict UTF-8 (bytes that are not text are refused in one line, never
+    replaced), lines split at line feeds only."""
     lines = list(texts or [])
     if file is not None:
         if not file.is_file():
             raise SeqtrainError(f"--file {file} does not exist")
-        lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines += text_lines(file.read_bytes(), f"--file {file}")
     if lines == ["-"] or (not lines and not sys.stdin.isatty()):
-        lines = sys.stdin.read().splitlines()
+        lines = text_lines(sys.stdin.buffer.read(), "stdin")
     return [line for line in lines if line.strip() and line != "-"]
+
+
+def text_lines(raw: bytes, where: str) -> list[str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SeqtrainError(f"{where} line {line}: byte 0x{raw[exc.start:exc.start + 1].hex()} is not valid UTF-8; "
+                            "give UTF-8 text (as fit reads it)") from None
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def printable(text: str) -> str:
+    """`text` with control characters and line or paragraph separators written as escapes, so that echoing
+    input never drives the terminal or breaks a tab-separated line."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
 
 
 def load_run_for(run: str | None, logdir: str, device: str, ability: str, threads: int):
@@ -205,7 +225,7 @@ def predict(
         shown = text if len(text) <= 70 or not sys.stdout.isatty() else text[:67] + "..."  # a file or pipe gets it all
         labels = ",".join(p.label for p in predictions) or "-"
         probabilities = ",".join(f"{p.probability:.3f}" for p in predictions) or "-"
-        typer.echo(f"{labels}\t{probabilities}\t{shown}")  # tab-separated, for pipes
+        typer.echo(f"{labels}\t{probabilities}\t{printable(shown)}")  # tab-separated, for pipes
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -229,6 +230,16 @@ class VocabFields:
 class ClassifierData(SourceData, VocabFields):
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.", at_least=0)
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.", at_least=0, below=1)
+    max_text_tokens: int = opt(
+        10_000, "Hard ceiling per text: a longer one keeps its first N tokens (a notice says how many were cut and "
+        "where); a text is read up to 50 bytes a token. The default keeps every IMDB and Reuters text whole.",
+        at_least=1,
+    )
+    batch_tokens: int = opt(
+        131_072, "Most padded tokens per batch (examples x the longest one's length): batches of long texts get "
+        "fewer examples, a text longer than this one of its own, so memory does not grow with the data; 0: "
+        "--batch-size alone decides.", at_least=0,
+    )
 
 
 @dataclass
@@ -365,6 +376,8 @@ class Config:
                 raise SeqtrainError(f"{flag} must be at least {low:g}, not {value}")
             if high is not None and not value < high:
                 raise SeqtrainError(f"{flag} must be below {high:g}, not {value}")
+            if isinstance(value, int) and abs(value) > INT64:
+                raise SeqtrainError(f"{flag} must be at most {INT64:,}, not {value}")
         if not self.train.lr > 0:
             raise SeqtrainError(f"--lr must be positive, not {self.train.lr}")
 
@@ -376,9 +389,13 @@ class Config:
         return {f"{section}.{k}": v for section in SECTIONS for k, v in dataclasses.asdict(getattr(self, section)).items()}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], schema: Schema) -> Config:
-        """A config of `schema` from `to_dict` output (or parsed TOML): unknown keys are refused."""
+    def from_dict(cls, raw: dict[str, Any], schema: Schema, source: str | Path | None = None) -> Config:
+        """A config of `schema` from `to_dict` output (or parsed TOML): unknown keys are refused. With `source`
+        (the file it was read from), every section, key and value is checked as its flag is, in one line
+        naming the file and the key."""
         config = cls.create(raw["task"], schema)
+        if source is not None:
+            raw = checked_file_values(raw, schema, config.task, source)
         config.update({f"{section}.{k}": v for section in SECTIONS for k, v in raw.get(section, {}).items()})
         return config
 
@@ -393,12 +410,91 @@ class Config:
         return "\n".join(lines) + "\n"
 
 
+INT64 = 2**63 - 1  # the largest integer a setting may hold (torch's sizes are 64-bit)
+
+
+def checked_file_values(raw: dict[str, Any], schema: Schema, task: str, source: str | Path) -> dict[str, Any]:
+    """A config file's sections with each value checked against its setting's type exactly as its flag
+    is (a boolean is not an integer; a choice of numbers may be written 32 or "32"), and unknown sections
+    and keys refused, each in one line naming the file and the key."""
+    fields = schema.fields()
+    out: dict[str, Any] = {}
+    for section, values in raw.items():
+        if section == "task":
+            continue
+        if section not in SECTIONS or not isinstance(values, dict):
+            what = f"[{section}]" if isinstance(values, dict) else f"key {section!r}"
+            raise SeqtrainError(f"{source}: unknown {what}; a seqtrain config holds task = \"...\" and the sections "
+                                "[train], [model] and [data]")
+        for key, value in values.items():
+            if key not in fields or fields[key][0] != section:
+                home = f" (it belongs in [{fields[key][0]}])" if key in fields else ""
+                raise SeqtrainError(f"{source}: [{section}] {key} is not a setting of task '{task}'{home}; "
+                                    f"`seqtrain fit --task {task} --help` lists its settings")
+            _, f, hint = fields[key]
+            out.setdefault(section, {})[key] = _typed(value, hint, f, f"{source}: [{section}] {key} = {_shown(value)}")
+    return out
+
+
+def _typed(value: Any, hint: Any, f: dataclasses.Field, where: str) -> Any:
+    """`value` as its setting's type, or one line saying what the setting takes."""
+    flag = "--" + f.name.replace("_", "-")
+    optional = type(None) in typing.get_args(hint)
+    kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint) if optional else hint
+    choices = f.metadata.get("choices")
+    if kind is str and choices and isinstance(value, int) and not isinstance(value, bool) and str(value) in choices:
+        return str(value)  # precision = 32 means "32"
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and abs(value) > INT64:
+            raise SeqtrainError(f"{where}: too large for {flag} (at most {INT64:,})")
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        wanted = {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, "a string in quotes")
+        if choices:
+            wanted = "one of " + ", ".join(choices)
+        raise SeqtrainError(f"{where}: {flag} takes {wanted}, not a TOML {_toml_type(value)}")
+    if choices and value not in choices:
+        raise SeqtrainError(f"{where}: {flag} takes one of {', '.join(choices)}")
+    low, high = f.metadata.get("at_least"), f.metadata.get("below")
+    if (low is not None and not value >= low) or (high is not None and not value < high):
+        bounds = " and ".join(x for x in (low is not None and f"at least {low:g}", high is not None and f"below {high:g}") if x)
+        raise SeqtrainError(f"{where}: {flag} must be {bounds}")
+    return value
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    text = _toml_value(value) if isinstance(value, (bool, int, float, str)) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """A config file's raw contents; the task registry turns them into a Config (it knows each task's schema)."""
+    if Path(path).suffix.lower() in (".yaml", ".yml", ".json"):
+        raise SeqtrainError(f"{path}: seqtrain reads TOML config files (as a run's config.toml), not "
+                            f"{Path(path).suffix[1:].upper()}; write it as task = \"...\" then key = value under [train], "
+                            "[model] and [data]")
     try:
-        raw = tomllib.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
         raise SeqtrainError(f"cannot read config {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(exc))
+        where = f" line {found.group(1)}" if found and found.group(1) else ""
+        detail = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        raise SeqtrainError(f"{path}{where}: not valid TOML ({detail}); a seqtrain config is TOML, as a run's "
+                            "config.toml") from None
     if not isinstance(raw.get("task"), str):
         raise SeqtrainError(f"{path} names no task (a seqtrain config.toml starts with task = \"...\")")
     return raw

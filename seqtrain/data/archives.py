@@ -10,6 +10,9 @@ files are refused, and each file is copied from its member stream into a new
 file under the destination. An archive that cannot be read to its end
 (truncated, corrupt) is refused as a whole, since `tarfile` otherwise stops
 quietly at a damaged header and the caller would keep half a data set.
+What an archive may write is bounded too (`Budget`: total bytes, expansion
+over the archive's own size, and the free disk space), so a compression bomb
+is refused in one line long before it fills the disk.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import contextlib
 import functools
 import os
 import re
+import shutil
 import stat
 import struct
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -43,21 +48,72 @@ READ_ERRORS = (EOFError, OSError, zlib.error, LZMAError, tarfile.TarError, zipfi
 Opener = Callable[[], IO[bytes]]
 
 
-def unpack(archive: Path, dest: Path) -> None:
-    """Write the folders and regular files of `archive` under the empty folder `dest`.
+@dataclass(frozen=True)
+class Budget:
+    """What one archive may write: at most `max_bytes` in all, and past `free_ratio_bytes` at most
+    `max_ratio` times the archive's own size (data sets compress 3-10x; a bomb 1,000x and more), always
+    leaving `keep_free` bytes of the disk free."""
+
+    max_bytes: int = 32 << 30
+    max_ratio: float = 100.0
+    free_ratio_bytes: int = 64 << 20
+    keep_free: int = 256 << 20
+
+
+class _Meter:
+    """Counts what an extraction writes and refuses the byte that breaks its budget."""
+
+    def __init__(self, archive: Path, dest: Path, budget: Budget):
+        self.archive, self.dest, self.budget = archive, dest, budget
+        self.size = archive.stat().st_size
+        self.written = 0
+
+    def add(self, count: int) -> None:
+        self.written += count
+        self._check(self.written)
+
+    def before(self, coming: int) -> None:
+        """Refuse a member its declared size already puts past the budget or the free disk, before writing it."""
+        self._check(self.written + coming)
+        free = shutil.disk_usage(self.dest).free
+        if coming + self.budget.keep_free > free:
+            raise SeqtrainError(
+                f"not enough disk space under {self.dest.parent} to extract {self.archive}: a member of {coming:,} "
+                f"bytes with {free:,} free; free some space or set --cache-dir elsewhere"
+            )
+
+    def _check(self, written: int) -> None:
+        budget = self.budget
+        if written > budget.max_bytes:
+            raise SeqtrainError(
+                f"{self.archive} expands past {budget.max_bytes:,} bytes, the most an archive may write; refused "
+                "(extract it yourself and pass the folder with --data if it is genuine)"
+            )
+        if written > budget.free_ratio_bytes and written > budget.max_ratio * self.size:
+            raise SeqtrainError(
+                f"{self.archive} expands {written / self.size:,.0f}x ({written:,} bytes from {self.size:,}), past the "
+                f"{budget.max_ratio:g}x any data set needs: a compression bomb? refused (extract it yourself and pass "
+                "the folder with --data if it is genuine)"
+            )
+
+
+def unpack(archive: Path, dest: Path, budget: Budget | None = None) -> None:
+    """Write the folders and regular files of `archive` under the empty folder `dest`, within `budget`.
 
     Raises SeqtrainError (one line) for a refused member, an unreadable
-    archive, or a failed write; `dest` may then hold part of the archive and
-    is the caller's to remove.
+    archive, a broken budget, or a failed write; `dest` may then hold part of
+    the archive and is the caller's to remove.
     """
+    meter = _Meter(archive, dest, budget or Budget())
     with contextlib.closing(_members(archive)) as members:
         try:
-            for name, kind, opener in members:
+            for name, kind, opener, size in members:
                 parts = _safe_parts(archive, name, kind)
                 if kind == "folder":
                     dest.joinpath(*parts).mkdir(parents=True, exist_ok=True)
                 elif kind == "file":
-                    _write_file(archive, name, opener, dest, parts)
+                    meter.before(size)
+                    _write_file(archive, name, opener, dest, parts, meter)
                 else:
                     raise SeqtrainError(
                         f"{archive} holds a {kind} ({_shown(name)}); data archives may hold only files and folders: refused"
@@ -66,8 +122,9 @@ def unpack(archive: Path, dest: Path) -> None:
             raise SeqtrainError(f"cannot extract {archive} into {dest.parent}: {exc}") from exc
 
 
-def _members(archive: Path) -> Iterator[tuple[str, str, Opener | None]]:
-    """(name, kind, opener) for each member; kind is "file", "folder" or what the refused member is."""
+def _members(archive: Path) -> Iterator[tuple[str, str, Opener | None, int]]:
+    """(name, kind, opener, declared size) for each member; kind is "file", "folder" or what the refused
+    member is."""
     with _reading(archive):
         is_zip = zipfile.is_zipfile(archive)
         is_tar = not is_zip and tarfile.is_tarfile(archive)
@@ -81,7 +138,7 @@ def _members(archive: Path) -> Iterator[tuple[str, str, Opener | None]]:
         raise SeqtrainError(f"{archive} is neither a tar nor a zip archive")
 
 
-def _tar_members(archive: Path) -> Iterator[tuple[str, str, Opener | None]]:
+def _tar_members(archive: Path) -> Iterator[tuple[str, str, Opener | None, int]]:
     with _reading(archive):
         tar = tarfile.open(archive)
     with tar:
@@ -90,7 +147,7 @@ def _tar_members(archive: Path) -> Iterator[tuple[str, str, Opener | None]]:
                 member = tar.next()
             if member is None:
                 break
-            yield member.name, _tar_kind(member), functools.partial(tar.extractfile, member)
+            yield member.name, _tar_kind(member), functools.partial(tar.extractfile, member), member.size
         with _reading(archive):
             _check_tar_end(archive, tar)
 
@@ -124,12 +181,12 @@ def _check_tar_end(archive: Path, tar: tarfile.TarFile) -> None:
         raise _corrupt(archive, "the end-of-archive marker is missing")
 
 
-def _zip_members(archive: Path) -> Iterator[tuple[str, str, Opener | None]]:
+def _zip_members(archive: Path) -> Iterator[tuple[str, str, Opener | None, int]]:
     with _reading(archive):
         zf = zipfile.ZipFile(archive)
     with zf:
         for info in zf.infolist():
-            yield info.filename, _zip_kind(info), functools.partial(zf.open, info)
+            yield info.filename, _zip_kind(info), functools.partial(zf.open, info), info.file_size
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:
@@ -163,7 +220,7 @@ def _safe_parts(archive: Path, name: str, kind: str) -> list[str]:
     return parts
 
 
-def _write_file(archive: Path, name: str, opener: Opener | None, dest: Path, parts: list[str]) -> None:
+def _write_file(archive: Path, name: str, opener: Opener | None, dest: Path, parts: list[str], meter: _Meter) -> None:
     """Copy one member into a file created here and now (never an existing file, never through a link)."""
     folder = dest.joinpath(*parts[:-1])
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,6 +238,7 @@ def _write_file(archive: Path, name: str, opener: Opener | None, dest: Path, par
                     block = source.read(CHUNK)
                 if not block:
                     break
+                meter.add(len(block))
                 out.write(block)
 
 

@@ -2,7 +2,10 @@
 
 Examples of similar length share a batch, and each batch is padded only to
 its own longest member: on CPU this is about three times faster than padding
-everything to one maximum length (see scripts/bench_train.py).
+everything to one maximum length (see scripts/bench_train.py). With a token
+budget, a batch also stops growing before its padded size (examples x the
+longest one's length) passes the budget, so a long text gets a small batch,
+or one of its own, and a batch's memory does not depend on the data.
 """
 
 from __future__ import annotations
@@ -29,34 +32,54 @@ class Batch:
 
 
 def bucket_batches(
-    lengths: Sequence[int], batch_size: int, generator: torch.Generator | None, bucket_batches: int = 50
+    lengths: Sequence[int], batch_size: int, generator: torch.Generator | None, bucket_batches: int = 50,
+    max_tokens: int = 0,
 ) -> list[list[int]]:
     """Index lists of similar-length examples, in shuffled order.
 
     With a generator, examples are shuffled, cut into pools of `bucket_batches`
     batches, sorted by length inside each pool, batched, and the batches
     shuffled, so every epoch differs but padding stays small. Without one the
-    order is deterministic (sorted by length), for evaluation.
+    order is deterministic (sorted by length), for evaluation. With
+    `max_tokens`, no batch's padded size passes it (but a longer example gets
+    a batch of its own).
     """
     n = len(lengths)
     if generator is None:
-        order = sorted(range(n), key=lambda i: lengths[i])
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        return _cut(sorted(range(n), key=lambda i: lengths[i]), lengths, batch_size, max_tokens)
     order = torch.randperm(n, generator=generator).tolist()
     pool = batch_size * bucket_batches
     batches = []
     for start in range(0, n, pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        batches.extend(_cut(sorted(order[start : start + pool], key=lambda i: lengths[i]), lengths, batch_size, max_tokens))
     permutation = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in permutation]
 
 
-def epoch_batches(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int, epoch: int) -> list[list[int]]:
+def _cut(order: list[int], lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Consecutive runs of `order` (sorted by length) of at most `batch_size` examples and, with
+    `max_tokens`, at most that many padded tokens."""
+    if not max_tokens:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * max(lengths[i], 1) > max_tokens):
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def epoch_batches(
+    lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int, epoch: int, max_tokens: int = 0
+) -> list[list[int]]:
     """The batches of one epoch: shuffled from (seed, epoch) when training, so a resumed run sees the
     same order; sorted by length otherwise."""
     generator = torch.Generator().manual_seed(seed * 1000 + epoch) if shuffle else None
-    return bucket_batches(lengths, batch_size, generator)
+    return bucket_batches(lengths, batch_size, generator, max_tokens=max_tokens)
 
 
 def pad_batch(sequences: Sequence[torch.Tensor], pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +102,7 @@ class SequenceLoader:
         batch_size: int,
         shuffle: bool,
         seed: int = 0,
+        max_tokens: int = 0,
     ):
         self.sequences = sequences
         self.targets = targets
@@ -87,15 +111,26 @@ class SequenceLoader:
         self.seed = seed
         self.epoch = 0
         self.lengths = [len(s) for s in sequences]
+        self.max_tokens = max_tokens
+        self._batches: tuple[int, list[list[int]]] | None = None  # (epoch, its batches)
 
     def set_epoch(self, epoch: int) -> None:
         """Shuffle deterministically from (seed, epoch), so a resumed run sees the same order."""
         self.epoch = epoch
 
+    def batches(self) -> list[list[int]]:
+        """This epoch's index lists (computed once per epoch)."""
+        if self._batches is None or self._batches[0] != self.epoch:
+            found = epoch_batches(self.lengths, self.batch_size, self.shuffle, self.seed, self.epoch, self.max_tokens)
+            self._batches = (self.epoch, found)
+        return self._batches[1]
+
     def __len__(self) -> int:
+        if self.max_tokens:  # the budget decides how many batches there are
+            return len(self.batches())
         return (len(self.sequences) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[Batch]:
-        for indices in epoch_batches(self.lengths, self.batch_size, self.shuffle, self.seed, self.epoch):
+        for indices in self.batches():
             tokens, lengths = pad_batch([self.sequences[i] for i in indices])
             yield Batch(tokens, lengths, self.targets[indices])

@@ -5,7 +5,9 @@ was interrupted, is checked against its sha256 and only then renamed into
 place, so a file under its final name is always complete and verified.
 Extraction (see seqtrain.data.archives for what is refused) happens in a
 temporary folder beside the target, is checked, and is renamed in one step,
-so nothing half-extracted is ever left under the target's name. A lock file
+so nothing half-extracted is ever left under the target's name. It records
+every file it wrote with its size, and a later run checks the folder against
+that record before using it, so a damaged extraction is rebuilt, not trusted. A lock file
 beside each download and extraction makes a second process that starts at
 the same time wait and then use the first one's result.
 """
@@ -13,6 +15,7 @@ the same time wait and then use the first one's result.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -27,7 +30,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-from seqtrain.data.archives import unpack
+from seqtrain.data.archives import Budget, unpack
 from seqtrain.errors import SeqtrainError, first_line
 from seqtrain.files import atomic_write, file_lock, promote
 
@@ -194,27 +197,34 @@ def _progress(quiet: bool) -> Progress:
     )
 
 
-def extract(archive: Path, target: Path, check: Callable[[Path], str | None] | None = None) -> Path:
-    """Extract a tar or zip archive into `target` once; return `target`.
+MANIFEST = ".seqtrain-extracted.json"  # in an extracted folder: each file's path and size, as the archive held them
+
+
+def extract(
+    archive: Path, target: Path, check: Callable[[Path], str | None] | None = None, budget: Budget | None = None
+) -> Path:
+    """Extract a tar or zip archive into `target` once, within `budget`; return `target`.
 
     `check` says what is wrong with an extracted folder (None when nothing
     is): it runs before the extraction is renamed into place, and again on
-    an existing `target`, which is rebuilt when it fails rather than trusted.
+    an existing `target`, which is rebuilt when it fails rather than trusted,
+    as it is when its files differ from those the extraction recorded.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(target) as exclusive:
         if target.exists():
-            problem = check(target) if check else None
+            problem = extraction_problem(target) or (check(target) if check else None)
             if problem is None:
                 return target
-            log.warning("%s is incomplete (%s): extracting %s again", target, problem, archive)
+            log.warning("%s is damaged (%s): extracting %s again", target, problem, archive)
             shutil.rmtree(target)
         if exclusive:  # no one else is extracting here: staging folders left by killed runs can go
             for leftover in target.parent.glob(f".{target.name}.staging-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
         try:
-            unpack(archive, staging)
+            unpack(archive, staging, budget)
+            (staging / MANIFEST).write_text(json.dumps(_files(staging)))
             problem = check(staging) if check else None
             if problem:
                 raise SeqtrainError(f"{archive} does not hold what was expected: {problem}")
@@ -222,6 +232,34 @@ def extract(archive: Path, target: Path, check: Callable[[Path], str | None] | N
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """Every regular file below `folder` (the record aside): relative path -> size."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, folder)
+            if relative != MANIFEST:
+                found[relative] = os.lstat(path).st_size
+    return found
+
+
+def extraction_problem(folder: Path) -> str | None:
+    """How `folder` differs from the files its extraction recorded (None when it does not)."""
+    try:
+        recorded = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "no record of what was extracted"
+    present = _files(folder)
+    for name, size in recorded.items():
+        if name not in present:
+            return f"{name} is missing"
+        if present[name] != size:
+            return f"{name} holds {present[name]:,} bytes, not {size:,}"
+    extra = sorted(set(present) - set(recorded))
+    return f"{extra[0]} was not in the archive" if extra else None
 
 
 def _rename_folder(staging: Path, target: Path, check: Callable[[Path], str | None] | None) -> None:

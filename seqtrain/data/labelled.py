@@ -12,12 +12,20 @@ With a label separator, a label cell may hold several labels (multi-label);
 a JSON list in a label field does the same. Decoding is strict: a byte that
 does not decode is an error naming the file, line and encoding, never a
 silent replacement, since a dropped or garbled text would skew the counts.
+
+Reading is bounded: files are read a record at a time (records split where
+`csv` and JSON Lines split them, at line feeds, never at U+0085 or U+2028
+inside a text), and no text is read past `max_bytes` (a text file is cut
+there, a longer CSV cell or JSON line is refused naming its line), so one
+huge text cannot take the machine's memory.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +33,8 @@ from seqtrain.errors import SeqtrainError
 
 DELIMITED = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 JSON_LINES = (".jsonl", ".ndjson", ".json")
+#: the most bytes one text may take when read (the text budget); tasks pass their own from --max-text-tokens
+MAX_TEXT_BYTES = 500_000
 
 
 @dataclass
@@ -35,22 +45,26 @@ class Labelled:
     labels: list[list[str]] = field(default_factory=list)
     test: list[bool] | None = None
     multi_label: bool = False
+    origins: list[str] = field(default_factory=list)  # where each text came from, for notices
+    cut: list[int] = field(default_factory=list)  # texts cut at the byte budget while reading
+    notes: list[str] = field(default_factory=list)  # what the reader wants the user to know
 
 
 def read_labelled(
     path: Path, text_col: str = "text", label_col: str = "label", label_sep: str | None = None, encoding: str = "utf-8",
-    classes: list[str] | None = None,
+    classes: list[str] | None = None, max_bytes: int = MAX_TEXT_BYTES,
 ) -> Labelled:
     """Read labelled texts from a folder or a file (see the module's docstring for the layouts).
 
-    `classes` limits a folder layout to those class folders (aclImdb's `train/` also holds `unsup/`).
+    `classes` limits a folder layout to those class folders (aclImdb's `train/` also holds `unsup/`);
+    `max_bytes` is the most one text may take.
     """
     if path.is_dir():
-        out = _read_folders(path, encoding, classes)
+        out = _read_folders(path, encoding, classes, max_bytes)
     elif path.suffix.lower() in DELIMITED:
-        out = _read_delimited(path, DELIMITED[path.suffix.lower()], text_col, label_col, label_sep, encoding)
+        out = _read_delimited(path, DELIMITED[path.suffix.lower()], text_col, label_col, label_sep, encoding, max_bytes)
     elif path.suffix.lower() in JSON_LINES:
-        out = _read_json_lines(path, text_col, label_col, label_sep, encoding)
+        out = _read_json_lines(path, text_col, label_col, label_sep, encoding, max_bytes)
     else:
         raise SeqtrainError(
             f"{path}: cannot tell its format; give a folder of class folders, or a .csv, .tsv or .jsonl file"
@@ -65,14 +79,21 @@ def read_labelled(
     return out
 
 
-def decode(raw: bytes, path: Path, encoding: str) -> str:
-    """`raw` decoded strictly; an undecodable byte is one line naming the file, line and encoding."""
+def decoder(encoding: str) -> codecs.IncrementalDecoder:
+    """A strict incremental decoder for `encoding`, or one line when Python does not know it."""
     try:
-        return raw.decode(encoding)
+        return codecs.getincrementaldecoder(encoding)(errors="strict")
     except LookupError:
         raise SeqtrainError(f"--encoding {encoding} is not an encoding Python knows (try utf-8, cp1252, latin-1)") from None
+
+
+def decode(raw: bytes, path: Path, encoding: str, line: int = 1, final: bool = True) -> str:
+    """`raw` (which starts at `line` of `path`) decoded strictly; an undecodable byte is one line naming the
+    file, line and encoding. Without `final`, an incomplete character at the end is left out (a cut text)."""
+    try:
+        return decoder(encoding).decode(raw, final=final)
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line += raw[: exc.start].count(b"\n")
         byte = raw[exc.start : exc.start + 1].hex()
         raise SeqtrainError(
             f"{path} line {line}: byte 0x{byte} is not valid {encoding}; pass --encoding (e.g. cp1252) "
@@ -80,26 +101,60 @@ def decode(raw: bytes, path: Path, encoding: str) -> str:
         ) from None
 
 
-def _read_folders(root: Path, encoding: str, classes: list[str] | None) -> Labelled:
+def read_text_file(path: Path, encoding: str, max_bytes: int) -> tuple[str, bool]:
+    """A text file's first `max_bytes` bytes, decoded, and whether the file went on past them."""
+    with open(path, "rb") as handle:
+        raw = handle.read(max_bytes + 1)
+    cut = len(raw) > max_bytes
+    return decode(raw[:max_bytes], path, encoding, final=not cut), cut
+
+
+def physical_lines(path: Path, encoding: str, max_bytes: int) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line with its line feed) for each line of `path`, split at line feeds only, as
+    `csv` and JSON Lines split records; a line longer than `max_bytes` is refused before it is read whole."""
+    decoder(encoding)  # one line for a name Python does not know
+    if "\n".encode(encoding) != b"\n":
+        raise SeqtrainError(f"--encoding {encoding}: CSV, TSV and JSON Lines files are read in encodings that "
+                            "write a line feed as one byte (utf-8, cp1252, latin-1, ...); convert the file to utf-8")
+    with open(path, "rb") as handle:
+        number = 0
+        while raw := handle.readline(max_bytes + 1):
+            number += 1
+            if len(raw) > max_bytes:
+                raise SeqtrainError(
+                    f"{path} line {number}: longer than {max_bytes:,} bytes, the most one text may take "
+                    "(--max-text-tokens x 50 bytes); raise --max-text-tokens or shorten that text"
+                )
+            text = decode(raw, path, encoding, number)
+            yield number, text.lstrip("\ufeff") if number == 1 else text
+
+
+def _read_folders(root: Path, encoding: str, classes: list[str] | None, max_bytes: int) -> Labelled:
     splits = [root / "train", root / "test"]
     if all(s.is_dir() and any(p.is_dir() for p in s.iterdir()) for s in splits):
         out = Labelled(test=[])
         for is_test, split in enumerate(splits):
-            _add_class_folders(out, split, encoding, bool(is_test), classes)
+            _add_class_folders(out, split, encoding, bool(is_test), classes, max_bytes)
         return out
     out = Labelled()
-    _add_class_folders(out, root, encoding, None, classes)
+    _add_class_folders(out, root, encoding, None, classes, max_bytes)
     return out
 
 
-def _add_class_folders(out: Labelled, root: Path, encoding: str, is_test: bool | None, classes: list[str] | None) -> None:
+def _add_class_folders(
+    out: Labelled, root: Path, encoding: str, is_test: bool | None, classes: list[str] | None, max_bytes: int
+) -> None:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and (classes is None or p.name in classes))
     if not folders:
         raise SeqtrainError(f"{root} holds no class folders (expected {root}/<label>/*.txt)")
     for folder in folders:
         for path in sorted(folder.glob("*.txt")):
-            out.texts.append(decode(path.read_bytes(), path, encoding))
+            text, cut = read_text_file(path, encoding, max_bytes)
+            if cut:
+                out.cut.append(len(out.texts))
+            out.texts.append(text)
             out.labels.append([folder.name])
+            out.origins.append(str(path))
             if is_test is not None:
                 out.test.append(is_test)
 
@@ -123,11 +178,40 @@ def _missing_column(path: Path, flag: str, name: str, columns: list[str]) -> Seq
 
 
 def _read_delimited(
-    path: Path, delimiter: str, text_col: str, label_col: str, label_sep: str | None, encoding: str
+    path: Path, delimiter: str, text_col: str, label_col: str, label_sep: str | None, encoding: str, max_bytes: int
 ) -> Labelled:
-    text = decode(path.read_bytes(), path, encoding).lstrip("\ufeff")
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
-    header = next(reader, None)
+    previous = csv.field_size_limit(max_bytes)  # a cell may be as long as a text may be, no longer
+    try:
+        return _read_rows(path, delimiter, text_col, label_col, label_sep, encoding, max_bytes)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _csv_problem(exc: csv.Error, max_bytes: int) -> str:
+    if "field larger than field limit" in str(exc):
+        return (f"a cell longer than {max_bytes:,} characters, the most one text may take "
+                "(--max-text-tokens x 50); raise --max-text-tokens or shorten that text")
+    return f"not a valid CSV/TSV file ({exc})"
+
+
+def _csv_rows(reader, path: Path, max_bytes: int) -> Iterator[list[str]]:
+    """The reader's rows, a malformed one (or a cell past the budget) as one line naming its line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise SeqtrainError(f"{path} line {reader.line_num}: {_csv_problem(exc, max_bytes)}") from None
+        yield row
+
+
+def _read_rows(
+    path: Path, delimiter: str, text_col: str, label_col: str, label_sep: str | None, encoding: str, max_bytes: int
+) -> Labelled:
+    reader = csv.reader((line for _, line in physical_lines(path, encoding, max_bytes)), delimiter=delimiter)
+    rows = _csv_rows(reader, path, max_bytes)
+    header = next(rows, None)
     if not header:
         raise SeqtrainError(f"{path} is empty; it needs a header row naming its columns")
     header = [h.strip() for h in header]
@@ -136,7 +220,7 @@ def _read_delimited(
             raise _missing_column(path, flag, name, header)
     ti, li = header.index(text_col), header.index(label_col)
     out = Labelled()
-    for row in reader:
+    for row in rows:
         where = f"{path} line {reader.line_num}"
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -144,13 +228,17 @@ def _read_delimited(
             raise SeqtrainError(f"{where}: {len(row)} fields where the header has {len(header)}")
         out.texts.append(row[ti])
         out.labels.append(_split_labels(row[li], label_sep, where))
+        out.origins.append(where)
     out.multi_label = label_sep is not None
     return out
 
 
-def _read_json_lines(path: Path, text_col: str, label_col: str, label_sep: str | None, encoding: str) -> Labelled:
+def _read_json_lines(
+    path: Path, text_col: str, label_col: str, label_sep: str | None, encoding: str, max_bytes: int
+) -> Labelled:
     out = Labelled(multi_label=label_sep is not None)
-    for number, line in enumerate(decode(path.read_bytes(), path, encoding).lstrip("\ufeff").splitlines(), start=1):
+    numeric: list[str] = []
+    for number, line in physical_lines(path, encoding, max_bytes):
         if not line.strip():
             continue
         where = f"{path} line {number}"
@@ -163,7 +251,25 @@ def _read_json_lines(path: Path, text_col: str, label_col: str, label_sep: str |
         for flag, name in (("--text-col", text_col), ("--label-col", label_col)):
             if name not in record:
                 raise _missing_column(path, flag, name, list(record))
-        out.multi_label |= isinstance(record[label_col], list)
-        out.texts.append(str(record[text_col]))
-        out.labels.append(_split_labels(record[label_col], label_sep, where))
+        text, label = record[text_col], record[label_col]
+        if not isinstance(text, str):
+            raise SeqtrainError(f"{where}: the {text_col!r} field is a JSON {_json_type(text)}, not a string; "
+                                "every text must be a JSON string")
+        for cell in label if isinstance(label, list) else [label]:
+            if isinstance(cell, (dict, list)) or cell is True or cell is False:
+                raise SeqtrainError(f"{where}: a label in {label_col!r} is a JSON {_json_type(cell)}; "
+                                    "labels are strings (or numbers, or a list of them)")
+            if isinstance(cell, (int, float)) and len(numeric) < 3:
+                numeric.append(f"{where}: {cell!r}")
+        out.multi_label |= isinstance(label, list)
+        out.texts.append(text)
+        out.labels.append(_split_labels(label, label_sep, where))
+        out.origins.append(where)
+    if numeric:
+        out.notes.append(f"labels written as JSON numbers are read as class names ({'; '.join(numeric)}): "
+                         "a number is a name here, not an order or a value")
     return out
+
+
+def _json_type(value: object) -> str:
+    return {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable
+from itertools import islice
 
+import numpy as np
 import torch
 
 PAD, UNK = "<pad>", "<unk>"
@@ -14,30 +17,49 @@ _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]|_", re.UNICODE)
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words (contractions kept whole) and single punctuation marks; HTML line breaks dropped."""
-    return _TOKEN.findall(_BREAK.sub(" ", text).lower())
+def tokenize(text: str, limit: int = 0) -> list[str]:
+    """Lower-cased words (contractions kept whole) and single punctuation marks; HTML line breaks dropped.
+
+    With `limit`, the first `limit` tokens only, found one at a time, so a huge text never becomes a list
+    of all its tokens.
+    """
+    text = _BREAK.sub(" ", text).lower()
+    if not limit or len(text) <= limit:  # a text has at most one token per character
+        return _TOKEN.findall(text)
+    return [match.group() for match in islice(_TOKEN.finditer(text), limit)]
 
 
 #: bump when tokenize() changes: every cache of encoded text is keyed on it
 TOKENIZER_VERSION = 1
 
 
-def encode_texts(texts: Iterable[str], skip_empty: bool = False) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def encode_texts(
+    texts: Iterable[str], skip_empty: bool = False, max_tokens: int = 0, cut: list[int] | None = None
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Tokenize each text once into ids over one word list, in first-seen order (a run cuts its own
     vocabulary from these later): (words, ids int32, offsets where each text starts, and the end).
 
-    With `skip_empty`, texts without a token get no entry; else they get an empty one.
+    With `skip_empty`, texts without a token get no entry; else they get an empty one. With `max_tokens`,
+    a text keeps its first `max_tokens` tokens, and the positions of the texts cut are added to `cut`.
+    Ids are kept 4 bytes each while they accumulate (a list of Python ints takes 9 times that).
     """
     word_ids: dict[str, int] = {}
-    ids: list[int] = []
-    offsets = [0]
-    for text in texts:
-        tokens = tokenize(text)
+    ids = array("i")
+    offsets = array("q", [0])
+    for index, text in enumerate(texts):
+        tokens = tokenize(text, max_tokens + 1 if max_tokens else 0)
+        if max_tokens and len(tokens) > max_tokens:
+            del tokens[max_tokens:]
+            if cut is not None:
+                cut.append(index)
         if tokens or not skip_empty:
             ids.extend(word_ids.setdefault(token, len(word_ids)) for token in tokens)
             offsets.append(len(ids))
-    return list(word_ids), torch.tensor(ids, dtype=torch.int32), torch.tensor(offsets, dtype=torch.long)
+    return list(word_ids), _tensor(ids, torch.int32), _tensor(offsets, torch.long)
+
+
+def _tensor(values: array, dtype: torch.dtype) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(values, dtype=values.typecode).copy()).to(dtype)
 
 
 class Vocab:

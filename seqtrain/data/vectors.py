@@ -6,6 +6,10 @@ UTF-8; those words are decoded with replacement rather than failing the whole lo
 in chunks of lines by numpy's C parser, one worker process per core, and the parsed vectors are
 cached as one tensor file (the words as one UTF-8 buffer), so a second load is a file read
 (scripts/bench_vectors.py measures both against parsing in one process).
+
+Nothing in a file is trusted before it is checked: a word2vec header must agree with the rows (text)
+or the file's size (binary, before anything is allocated), and a value that is not finite is refused
+naming its word and line, in both formats alike.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ def vector_dim(spec: str) -> int:
     path = _existing(spec)
     if _is_run(path):
         return run_vectors(path).dim
-    return _text_dim(path, None)
+    return _binary_header(path)[1] if _is_binary(path) else _text_header(path, None)[1]
 
 
 def _existing(spec: str) -> Path:
@@ -135,7 +139,7 @@ def _parse(path: Path, member: str | None, workers: int | None = None) -> WordVe
     """Text rows 'word v1 ... vd', read in line-aligned chunks that are parsed in worker processes
     (numpy's parser holds the GIL, so threads would not run it in parallel) and copied, in file order,
     into one matrix: the parent holds the matrix and a few chunks, never a second copy of either."""
-    dim = _text_dim(path, member)
+    count, dim = _text_header(path, member)
     # A plain file's rows fit in size / (2 dim) (a value and a separator take 2 bytes at least): reserved
     # at once, as untouched pages that take no memory until written. A stream's matrix grows as it fills.
     matrix = np.empty((path.stat().st_size // (2 * dim) + 1 if _is_plain(path) else 1 << 14, dim), dtype=np.float32)
@@ -154,6 +158,9 @@ def _parse(path: Path, member: str | None, workers: int | None = None) -> WordVe
             lines += chunk.lines
     if not rows:
         raise SeqtrainError(f"{path} holds no word vectors")
+    if count is not None and count != rows:
+        raise SeqtrainError(f"{path}: its header says {count:,} vectors but it holds {rows:,}; correct the first line "
+                            "(or remove it: a file without a header is read too)")
     matrix.resize((rows, dim), refcheck=False)  # the unused end is given back
     return WordVectors(words, torch.from_numpy(matrix))
 
@@ -227,17 +234,25 @@ def _parse_range(path: Path, start: int, end: int, dim: int) -> _Chunk:
     return _parse_chunk(text, dim, start == 0)
 
 
-def _text_dim(path: Path, member: str | None) -> int:
-    """Values per row of a text file: its word2vec header's, or its first row's. Every chunk is
-    checked against it, so a bad row is named wherever it is."""
+def _text_header(path: Path, member: str | None) -> tuple[int | None, int]:
+    """(vectors its word2vec header announces, or None without one; values per row), the row size being
+    the first row's, which a header must agree with. Every chunk is checked against it, so a bad row is
+    named wherever it is."""
+    count = None
     with _open(path, member) as handle:
         for number, line in enumerate(handle, start=1):
             header = _HEADER.match(line) if number == 1 else None
             if header:
-                return int(header.group(2))
+                count, dim = int(header.group(1)), int(header.group(2))
+                continue
             values = line.rstrip(b"\r\n").partition(b" ")[2].strip(b" ")
-            if values:
-                return len(values.split(b" "))
+            if not values:
+                continue
+            found = len(values.split(b" "))
+            if count is not None and found != dim:
+                raise SeqtrainError(f"{path}: its header says {dim:,} values per vector but line {number} holds {found:,}; "
+                                    "correct the first line (or remove it)")
+            return count, found
     raise SeqtrainError(f"{path} holds no word vectors")
 
 
@@ -262,7 +277,10 @@ def _parse_chunk(text: bytes, dim: int, first: bool) -> _Chunk:
     try:
         matrix = np.loadtxt(rows, dtype=np.float32, delimiter=" ", comments=None, ndmin=2, encoding=None)
         if matrix.shape[1] == dim:
-            return _Chunk(words, matrix, len(lines))
+            bad = _first_non_finite(matrix)
+            if bad is None:
+                return _Chunk(words, matrix, len(lines))
+            return _Chunk([], None, len(lines), (numbers[bad], _non_finite(words[bad], matrix[bad])))
     except ValueError:
         pass
     return _Chunk([], None, len(lines), _problem(rows, numbers, dim))
@@ -281,6 +299,18 @@ def _problem(rows: list[bytes], numbers: list[int], dim: int) -> tuple[int, str]
     return numbers[0], f"to line {numbers[-1]} cannot be read as vectors"
 
 
+def _first_non_finite(matrix: np.ndarray) -> int | None:
+    """The first row holding nan or an infinity (None when every value is finite)."""
+    finite = np.isfinite(matrix).all(axis=1)
+    return None if finite.all() else int(np.argmin(finite))
+
+
+def _non_finite(word: str, row: np.ndarray) -> str:
+    value = row[~np.isfinite(row)][0]
+    return (f"(word {word!r}) holds {value}, not a finite number; vectors must be finite (a nan would rank as "
+            "every word's nearest neighbour): fix or drop that row")
+
+
 def _is_binary(path: Path) -> bool:
     """A word2vec binary file: a '<count> <dim>' header, then rows whose values are raw float32 bytes."""
     if not _is_plain(path):
@@ -295,11 +325,26 @@ def _is_binary(path: Path) -> bool:
     return space >= 0 and (not values or any(byte not in _NUMBER_BYTES for byte in values))
 
 
+def _binary_header(path: Path) -> tuple[int, int, int]:
+    """(count, dim, header length) of a word2vec binary file, checked against the file's size before
+    anything is allocated for them."""
+    with open(path, "rb") as handle:
+        line = handle.readline(256)
+    count, dim = (int(x) for x in line.split())
+    after = path.stat().st_size - len(line)
+    least = count * (2 + 4 * dim)  # per vector: a word of one byte at least, a space, dim float32s
+    if not count or not dim or least > after:
+        raise SeqtrainError(
+            f"{path}: its header says {count:,} vectors of {dim:,} values, {least:,} bytes at least, but "
+            f"{after:,} bytes follow it; the header or the file is wrong"
+        )
+    return count, dim, len(line)
+
+
 def _parse_binary(path: Path) -> WordVectors:
     """word2vec's binary format: '<count> <dim>\\n', then per word 'word ' and dim little-endian float32s."""
+    count, dim, end = _binary_header(path)
     data = path.read_bytes()
-    end = data.index(b"\n") + 1
-    count, dim = (int(x) for x in data[:end].split())
     matrix = np.empty((count, dim), dtype=np.float32)
     words: list[str] = []
     size = 4 * dim
@@ -311,6 +356,11 @@ def _parse_binary(path: Path) -> WordVectors:
         words.append(data[position:space].lstrip(b"\n").decode("utf-8", errors="replace"))
         matrix[row] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
         position = space + 1 + size
+    if data[position:].strip():
+        raise SeqtrainError(f"{path}: its header says {count:,} vectors but more follow them; correct the header")
+    bad = _first_non_finite(matrix)
+    if bad is not None:
+        raise SeqtrainError(f"{path}: vector {bad + 1} {_non_finite(words[bad], matrix[bad])}")
     return WordVectors(words, torch.from_numpy(matrix))
 
 

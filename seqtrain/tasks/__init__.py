@@ -11,6 +11,7 @@ import pkgutil
 from seqtrain.config import Config, read_toml
 from seqtrain.data.sources import resolve_locations
 from seqtrain.errors import SeqtrainError
+from seqtrain.models.size import check_model_size
 from seqtrain.tasks.base import REGISTRY, Task
 
 # Every module of this package registers its tasks on import: a new task is a new file here, nothing else.
@@ -32,13 +33,13 @@ def build_config(name: str, overrides: dict[str, Any] | None = None) -> Config:
     return config
 
 
-def config_from_dict(raw: dict[str, Any]) -> Config:
-    """A config as `Config.to_dict` (a checkpoint) or a config.toml wrote it."""
-    return Config.from_dict(raw, task_class(raw["task"]).schema)
+def config_from_dict(raw: dict[str, Any], source: str | Path | None = None) -> Config:
+    """A config as `Config.to_dict` (a checkpoint) or a config.toml wrote it; `source`: the file it was read from."""
+    return Config.from_dict(raw, task_class(raw["task"]).schema, source)
 
 
 def read_config(path: str | Path) -> Config:
-    return config_from_dict(read_toml(Path(path)))
+    return config_from_dict(read_toml(Path(path)), path)
 
 
 def make_task(config: Config) -> Task:
@@ -47,4 +48,5 @@ def make_task(config: Config) -> Task:
     task = task_class(config.task)(config)
     config.validate()
     task.validate()
+    check_model_size(config)
     return task

@@ -58,12 +58,13 @@ class Prediction:
 
 
 # ------------------------------------------------------------------ corpus
-def encode_labelled(labelled: Labelled) -> dict[str, Any]:
+def encode_labelled(labelled: Labelled, max_tokens: int = 0) -> dict[str, Any]:
     """Tokenize every text once into ids over a full word list (the vocabulary is cut later, per run, from the
-    training split); labels become ids over the sorted label names."""
+    training split), each cut to its first `max_tokens`; labels become ids over the sorted label names."""
     names = sorted({label for labels in labelled.labels for label in labels})
     index = {name: i for i, name in enumerate(names)}
-    words, ids, offsets = encode_texts(labelled.texts)
+    cut: list[int] = list(labelled.cut)
+    words, ids, offsets = encode_texts(labelled.texts, max_tokens=max_tokens, cut=cut)
     label_ids, label_offsets = [], [0]
     for labels in labelled.labels:
         label_ids.extend(index[label] for label in labels)
@@ -77,14 +78,30 @@ def encode_labelled(labelled: Labelled) -> dict[str, Any]:
         "label_offsets": torch.tensor(label_offsets, dtype=torch.long),
         "test": torch.tensor(labelled.test if labelled.test is not None else [], dtype=torch.bool),
         "multi_label": bool(labelled.multi_label),
+        "notes": labelled.notes + cut_notice(labelled, sorted(set(cut)), max_tokens),
     }
 
 
-def cached_corpus(cache: Path, name: str, sources: list[Path], settings: tuple, read) -> dict[str, Any]:
-    """`encode_labelled(read())`, cached under `cache/name/` by every source file's name, size and mtime and
-    the settings that shape it, so a second run starts in seconds and any change re-encodes."""
-    key = source_key(sources, TOKENIZER_VERSION, *settings)
-    return cached_tensors(cache / name / f"encoded-{key}.pt", lambda: encode_labelled(read()))
+def cut_notice(labelled: Labelled, cut: list[int], max_tokens: int) -> list[str]:
+    """One line saying how many texts the ceiling cut, and where the first of them are."""
+    if not cut:
+        return []
+    where = [labelled.origins[i] if i < len(labelled.origins) else f"text {i + 1}" for i in cut[:3]]
+    more = f" and {len(cut) - 3:,} more" if len(cut) > 3 else ""
+    return [f"{len(cut):,} text(s) longer than --max-text-tokens {max_tokens:,} were cut to their first "
+            f"{max_tokens:,} tokens: {', '.join(where)}{more}"]
+
+
+def cached_corpus(cache: Path, name: str, sources: list[Path], settings: tuple, read, max_tokens: int = 0) -> dict[str, Any]:
+    """`encode_labelled(read(), max_tokens)`, cached under `cache/name/` by every source file's name, size and
+    mtime and the settings that shape it, so a second run starts in seconds and any change re-encodes."""
+    key = source_key(sources, TOKENIZER_VERSION, max_tokens, *settings)
+    return cached_tensors(cache / name / f"encoded-{key}.pt", lambda: encode_labelled(read(), max_tokens))
+
+
+def text_bytes(max_tokens: int) -> int:
+    """The most bytes one text is read to: 50 a token (IMDB and Reuters average under 6)."""
+    return max_tokens * 50
 
 
 def rank_vocab(
@@ -121,8 +138,10 @@ class SplitLoader(SequenceLoader):
     """A split's loader that tells the task which split it is reading, so each pass's counts are kept by
     split (the confusion matrix of validation, the per-class scores of test)."""
 
-    def __init__(self, sequences, targets, batch_size: int, name: str, task: TextClassificationTask, seed: int):
-        super().__init__(sequences, targets, batch_size, name == "train", seed)
+    def __init__(
+        self, sequences, targets, batch_size: int, name: str, task: TextClassificationTask, seed: int, max_tokens: int = 0
+    ):
+        super().__init__(sequences, targets, batch_size, name == "train", seed, max_tokens)
         self.name, self.task = name, task
 
     def __iter__(self):
@@ -152,6 +171,7 @@ class TextClassificationTask(Task):
         self.counts: dict[str, Counts] = {}  # by split: the counts of its latest complete pass
         self.baselines: dict[str, dict[str, dict[str, float]]] = {}
         self.label_report: list[str] = []
+        self.data_notes: list[str] = []
 
     def validate(self) -> None:
         # The vectors decide the embedding size; resolved here so config.toml records the size the model has.
@@ -174,6 +194,7 @@ class TextClassificationTask(Task):
         config = self.config
         blob = self.load_corpus(quiet)
         ids, offsets, names = blob["ids"], blob["offsets"], blob["label_names"]
+        self.data_notes = list(blob.get("notes", []))
         n, classes, multi_label = len(offsets) - 1, len(names), blob["multi_label"]
         if meta is not None and list(meta.labels) != list(names):
             raise SeqtrainError(
@@ -227,7 +248,9 @@ class TextClassificationTask(Task):
         def loader(indices: torch.Tensor, name: str) -> SplitLoader | None:
             if name != "train" and not len(indices):
                 return None
-            return SplitLoader(sequences(indices), targets[indices], config.train.batch_size, name, self, seed)
+            return SplitLoader(
+                sequences(indices), targets[indices], config.train.batch_size, name, self, seed, config.data.batch_tokens
+            )
 
         parts = {"train": train, "val": val, "test": test}
         self.label_report = label_report(names, targets, parts, multi_label)
@@ -250,7 +273,7 @@ class TextClassificationTask(Task):
         return meta
 
     def notes(self) -> list[str]:
-        notes = list(self.label_report)
+        notes = self.data_notes + self.label_report
         if self.coverage is not None:
             notes += self.coverage.lines()
         notes += self.transfer_notes
@@ -354,7 +377,8 @@ class TextClassificationTask(Task):
         meta = self.meta
         vocab = Vocab(meta.vocab)
         cut = meta.max_len
-        ids = [torch.tensor(vocab.encode(tokenize(t))[-cut if cut else 0 :] or [vocab.unk_index]) for t in texts]
+        ceiling = self.config.data.max_text_tokens  # as in training: a huge text costs no more than a long one
+        ids = [torch.tensor(vocab.encode(tokenize(t, ceiling))[-cut if cut else 0 :] or [vocab.unk_index]) for t in texts]
         lengths = torch.tensor([len(x) for x in ids])
         tokens = nn.utils.rnn.pad_sequence(ids, batch_first=True)
         model.eval()

@@ -19,7 +19,7 @@ from seqtrain.data.labelled import read_labelled
 from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import register
-from seqtrain.tasks.classification import TextClassificationTask, cached_corpus
+from seqtrain.tasks.classification import TextClassificationTask, cached_corpus, text_bytes
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -89,7 +89,8 @@ class ImdbTask(TextClassificationTask):
     def load_corpus(self, quiet: bool) -> dict[str, Any]:
         root = locate(self.config, quiet)
         folders = [root / split / label for split in SPLITS for label in LABELS]
+        limit = self.config.data.max_text_tokens
         return cached_corpus(
             cache_dir(self.config.data.cache_dir), "imdb", folders, ("imdb",),
-            lambda: read_labelled(root, classes=LABELS),
+            lambda: read_labelled(root, classes=LABELS, max_bytes=text_bytes(limit)), limit,
         )

@@ -90,4 +90,7 @@ class ReutersTask(TextClassificationTask):
                 None if test is None else [False] * len(train) + [True] * len(test),
             )
 
-        return cached_corpus(cache_dir(self.config.data.cache_dir), "reuters", [folder / f for f in FILES], (subset,), read)
+        return cached_corpus(
+            cache_dir(self.config.data.cache_dir), "reuters", [folder / f for f in FILES], (subset,), read,
+            self.config.data.max_text_tokens,
+        )

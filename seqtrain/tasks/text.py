@@ -10,7 +10,7 @@ from seqtrain.data.labelled import read_labelled
 from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import register
-from seqtrain.tasks.classification import TextClassificationTask, cached_corpus
+from seqtrain.tasks.classification import TextClassificationTask, cached_corpus, text_bytes
 from seqtrain.tasks.imdb import ImdbTask
 
 
@@ -37,7 +37,10 @@ class TextTask(TextClassificationTask):
                 "or a .csv, .tsv or .jsonl file with text and label columns"
             )
         settings = (data.text_col, data.label_col, data.label_sep, data.encoding)
+        limit = data.max_text_tokens
         return cached_corpus(
             cache_dir(data.cache_dir), "text", [path], settings,
-            lambda: read_labelled(path, data.text_col, data.label_col, data.label_sep, data.encoding),
+            lambda: read_labelled(
+                path, data.text_col, data.label_col, data.label_sep, data.encoding, max_bytes=text_bytes(limit)
+            ), limit,
         )

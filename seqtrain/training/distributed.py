@@ -9,7 +9,9 @@ truncated-BPTT chunks is the true history of those columns. Gradients are
 averaged by DistributedDataParallel; the trainer weighs each rank's loss by
 its share of the batch, so a step equals a one-process step over the whole
 batch. Without torchrun the world is one process and nothing here talks to
-another.
+another. A rank that stops answering (frozen, stopped) is given
+$SEQTRAIN_DIST_TIMEOUT seconds (default 300, not gloo's 30 minutes); then the
+others stop with one line saying which rank they were waiting for.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from datetime import timedelta
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +53,33 @@ def launched_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+TIMEOUT_ENV = "SEQTRAIN_DIST_TIMEOUT"
+
+
+def timeout_seconds() -> float:
+    """How long a rank waits for the others in one collective ($SEQTRAIN_DIST_TIMEOUT, default 300 s)."""
+    value = os.environ.get(TIMEOUT_ENV, "300")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise SeqtrainError(f"{TIMEOUT_ENV}={value!r} must be a positive number of seconds")
+    return seconds
+
+
+def stalled(world: World, exc: BaseException) -> SeqtrainError | None:
+    """One line for a collective that timed out waiting for another rank (None for any other error)."""
+    if not world.parallel or "timed out" not in str(exc).lower() and "timeout" not in str(exc).lower():
+        return None
+    others = [rank for rank in range(world.size) if rank != world.rank]
+    waited = f"rank {others[0]}" if len(others) == 1 else f"one of ranks {', '.join(map(str, others))}"
+    return SeqtrainError(
+        f"rank {world.rank}: {waited} stopped answering for {timeout_seconds():g} s ({TIMEOUT_ENV}); check that "
+        "process, then continue with --resume"
+    )
+
+
 def join(device: str) -> World:
     """The world torchrun describes in the environment (one process without it), its process group opened."""
     size = launched_size()
@@ -60,7 +90,7 @@ def join(device: str) -> World:
         cuda = device != "cpu" and torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_seconds()))
     return world
 
 

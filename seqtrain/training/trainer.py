@@ -197,6 +197,11 @@ class Trainer:
         try:
             with deterministic_modes(self.config.train.deterministic):
                 return self._fit(resume)
+        except Exception as exc:
+            stalled = distributed.stalled(self.world, exc)
+            if stalled is None:
+                raise
+            raise stalled from exc
         finally:
             distributed.leave(self.world)
 
