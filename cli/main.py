@@ -111,6 +111,13 @@ def fit(
     else:
         config = build_config(task or "imdb", overrides)
         run = None
+    if getattr(config.data, "folds", 0) > 1 and run is None:
+        from seqtrain.crossval import cross_validate
+
+        results = cross_validate(config, None if quiet else console)[1]
+        if results[-1].interrupted:
+            raise typer.Exit(130)
+        return
     result = Trainer(make_task(config), None if quiet else console).fit(resume=run)
     if result.interrupted:  # so `seqtrain fit ... && next-step` does not carry on
         raise typer.Exit(130)

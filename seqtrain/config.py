@@ -243,6 +243,19 @@ class TextData(ClassifierData):
         0.1, "Fraction held out for testing when the data gives no test split (stratified, seeded).", at_least=0, below=1
     )
     threshold: float = opt(0.5, "Multi-label: a label is predicted when its probability is at least this.", at_least=0, below=1)
+    format: str = opt(
+        "auto", "File layout: auto (by folder or suffix; .label files are lines), lines (one `label text` a line, as "
+        "SST-2 and TREC), files (a folder of one file per class, one text a line, as Pang & Lee's).",
+        ("auto", "lines", "files"),
+    )
+    coarse_sep: str | None = opt(None, "Keep each label's part before this separator (TREC's 'NUM:dist' with ':' gives NUM).")
+    val_data: str | None = opt(None, "A validation file or folder in the same format as --data (replaces --val-split).")
+    test_data: str | None = opt(None, "A test file or folder in the same format as --data (replaces --test-split).")
+    folds: int = opt(
+        0, "Stratified K-fold cross-validation: K runs, each testing on one fold, then the mean and standard "
+        "deviation; 0 or 1: one run.", at_least=0,
+    )
+    fold: int = opt(0, "With --folds K: which fold (0 to K-1) this run tests on; `--folds` runs them all.", at_least=0)
 
 
 @dataclass
