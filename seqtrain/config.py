@@ -295,6 +295,10 @@ class SeriesData(SourceData, WindowData):
     every: int = opt(1, "Keep every Nth row (6 turns 10-minute records into hourly ones).", at_least=1)
     val_split: float = opt(0.1, "Fraction of the rows held out for validation (after the training rows).", at_least=0, below=1)
     test_split: float = opt(0.1, "Fraction of the rows (the most recent) held out for testing.", at_least=0, below=1)
+    transform: str = opt(
+        "none", "Target transforms, comma-separated, in this order: log (positive series whose changes multiply), "
+        "diff (forecast the changes), scale (each window by its own mean and spread); inverted on the forecast.",
+    )
 
 
 @dataclass

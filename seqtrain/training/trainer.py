@@ -180,8 +180,14 @@ class NullLogger:
 
 
 class Trainer:
-    def __init__(self, task: Task, console: Console | None = None):
+    def __init__(
+        self, task: Task, console: Console | None = None,
+        on_epoch: Callable[[int, dict[str, float], Path], None] | None = None, test: bool = True,
+    ):
+        """`on_epoch(epoch, val_metrics, run_dir)` is called after each epoch's checkpoints (a search reports
+        to its pruner there, and may raise to stop the run); `test=False` leaves the test split unscored."""
         self.task = task
+        self.on_epoch, self.test = on_epoch, test
         self.config = task.config
         self.console = console
         self.world = World()
@@ -398,6 +404,8 @@ class Trainer:
             state.bad_epochs += 1
         self._save(s, LAST)
         s.log.flush()
+        if self.on_epoch is not None and self.world.main:
+            self.on_epoch(state.epoch, val_metrics, s.run_dir)
         self.stop_requested = distributed.total(self.world, [float(self.signalled)])[0] > 0  # Ctrl-C during validation
         if self.stop_requested:
             self._interrupted(s)
@@ -415,7 +423,7 @@ class Trainer:
         if not interrupted:
             distributed.barrier(self.world)  # best.pt is written
             s.model.load_state_dict(load_checkpoint(s.run_dir / BEST)["model"])
-            if s.data.test is not None:
+            if s.data.test is not None and self.test:
                 test_metrics = self._run(s.model, s.data.test, s.device, s.state.epoch, label="test")
             if self.world.main:
                 extra = self.task.extra_rows(s.model, s.data)
@@ -438,7 +446,7 @@ class Trainer:
         for line in warnings:
             s.log.text("warning", line)
         if self.console:
-            rows = {"val": s.state.best_val, "test": test_metrics}
+            rows = {"val": s.state.best_val, **({"test": test_metrics} if self.test else {})}
             rows.update({f"{name} {split}": values for split, named in extra.items() for name, values in named.items()})
             title = f"{self.task.name}: best epoch" + (" [bold red](worse than a baseline)[/]" if warnings else "")
             # rows that share no metric with the task's own (e.g. per-class scores) get a table of their own
