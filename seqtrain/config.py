@@ -229,6 +229,10 @@ class VocabFields:
 class ClassifierData(SourceData, VocabFields):
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.", at_least=0)
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.", at_least=0, below=1)
+    min_steps: int = opt(
+        1000, "Training budget in optimizer steps: a small training split gets more epochs (up to 100) to reach it, "
+        "and a --patience of about 150 steps, the best validation epoch kept; 0: exactly --epochs.", at_least=0,
+    )
 
 
 @dataclass

@@ -72,7 +72,7 @@ def test_a_tiny_study_ranks_its_trials_and_its_best_config_reproduces(tmp_path):
     values = [float(line.split("|")[4]) for line in ranking[2:]]
     assert values == sorted(values)  # mse: lower first
     best = json.loads((folder / "best.json").read_text())
-    assert best["val"] == pytest.approx(values[0]) and "mse" in best["test"]["test"]
+    assert best["val"] == pytest.approx(values[0], abs=1e-4) and "mse" in best["test"]["test"]
     runs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
     assert len(runs) == 4 and all((p / "best.pt").exists() for p in runs)
     assert all("test" not in json.loads((p / "metrics.json").read_text()) or
