@@ -89,6 +89,7 @@ def fit(
     The flags shown are those of the task given with --task (default imdb), with its defaults.
     """
     from seqtrain.tasks import build_config, config_from_dict, make_task, read_config
+    from seqtrain.training.budget import keep_typed_epochs
     from seqtrain.training.runs import follow_latest, resolve_checkpoint, resume_point
     from seqtrain.training.trainer import Trainer
 
@@ -111,6 +112,8 @@ def fit(
     else:
         config = build_config(task or "imdb", overrides)
         run = None
+    if resume is None:
+        keep_typed_epochs(config, overrides)
     if getattr(config.data, "folds", 0) > 1 and run is None:
         from seqtrain.crossval import cross_validate
 

@@ -225,14 +225,19 @@ class VocabFields:
     min_freq: int = opt(1, "Drop words seen fewer times than this in training.", at_least=1)
 
 
+def min_steps_field() -> Any:
+    return opt(
+        1000, "Training budget in optimizer steps: a small training split gets more epochs (up to 100) to reach it, "
+        "and a --patience of about 150 steps, the best validation epoch kept; 0 (or typing --epochs): exactly --epochs.",
+        at_least=0,
+    )
+
+
 @dataclass
 class ClassifierData(SourceData, VocabFields):
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.", at_least=0)
     val_split: float = opt(0.1, "Fraction of the training data held out for validation.", at_least=0, below=1)
-    min_steps: int = opt(
-        1000, "Training budget in optimizer steps: a small training split gets more epochs (up to 100) to reach it, "
-        "and a --patience of about 150 steps, the best validation epoch kept; 0: exactly --epochs.", at_least=0,
-    )
+    min_steps: int = min_steps_field()
 
 
 @dataclass
@@ -299,6 +304,7 @@ class SeriesData(SourceData, WindowData):
     every: int = opt(1, "Keep every Nth row (6 turns 10-minute records into hourly ones).", at_least=1)
     val_split: float = opt(0.1, "Fraction of the rows held out for validation (after the training rows).", at_least=0, below=1)
     test_split: float = opt(0.1, "Fraction of the rows (the most recent) held out for testing.", at_least=0, below=1)
+    min_steps: int = min_steps_field()
     transform: str = opt(
         "none", "Target transforms, comma-separated, in this order: log (positive series whose changes multiply), "
         "diff (forecast the changes), scale (each window by its own mean and spread); inverted on the forecast.",

@@ -6,7 +6,7 @@ import random
 
 from conftest import NEUTRAL
 from seqtrain.tasks import build_config
-from seqtrain.tasks.classification import MAX_EPOCHS, PATIENCE_STEPS, step_budget
+from seqtrain.training.budget import MAX_EPOCHS, PATIENCE_STEPS, step_budget
 from seqtrain.training.runs import latest_run
 from test_text_task import CUES, invoke
 

@@ -12,7 +12,6 @@ positive above `threshold`.
 from __future__ import annotations
 
 import importlib.util
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from seqtrain.models.bow import baselines
 from seqtrain.models.classifier import SequenceClassifier
 from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData
+from seqtrain.training.budget import step_budget
 from seqtrain.transfer import (
     Coverage, LanguageModelWeights, check_fine_tuning, check_fits, coverage_of, fine_tuning_note,
     init_from_language_model, language_model_weights, log_embedding_layer, parameter_groups, transferred_parameters,
@@ -401,32 +401,6 @@ class TextClassificationTask(Task):
             [Prediction(meta.labels[i], p) for p, i in zip(values.tolist(), indices.tolist())]
             for values, indices in zip(top.values, top.indices)
         ]
-
-
-MAX_EPOCHS = 100  # the step budget's ceiling on epochs, for a training split of a few dozen texts
-PATIENCE_STEPS = 150  # the patience it sets, in optimizer steps
-
-
-def step_budget(config, n_train: int, has_val: bool) -> str | None:
-    """Raise --epochs so a small training split still gets --min-steps optimizer steps, with a patience of about
-    PATIENCE_STEPS steps (the best validation epoch is what is kept and tested); a line saying so, or None.
-
-    A budget in epochs, tuned on 22,500 reviews (350 steps an epoch), gives a 400-text set 18 steps: too few
-    to leave chance. The rule is idempotent, so a resumed or re-run config lands on the same numbers.
-    """
-    train, data = config.train, config.data
-    steps_per_epoch = max(math.ceil(n_train / train.batch_size), 1)
-    if train.max_steps:
-        steps_per_epoch = min(steps_per_epoch, train.max_steps)
-    wanted = min(math.ceil(getattr(data, "min_steps", 0) / steps_per_epoch), MAX_EPOCHS)
-    if wanted <= train.epochs:
-        return None
-    before = train.epochs
-    train.epochs = wanted
-    if has_val:
-        train.patience = max(train.patience, math.ceil(PATIENCE_STEPS / steps_per_epoch))
-    return (f"training budget: {n_train:,} training texts make {steps_per_epoch} steps an epoch, so {wanted} epochs "
-            f"(not {before}) reach --min-steps {data.min_steps}, patience {train.patience}; --min-steps 0 keeps --epochs")
 
 
 def label_report(

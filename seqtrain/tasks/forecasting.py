@@ -28,6 +28,7 @@ from seqtrain.errors import SeqtrainError
 from seqtrain.models.forecaster import Forecaster
 from seqtrain.models.target_transform import TargetTransform, parse_transforms, transform_statistics
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
+from seqtrain.training.budget import step_budget
 
 LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 PLOTTED = 3  # validation windows drawn in TensorBoard each epoch
@@ -142,6 +143,8 @@ class ForecastTask(Task):
             split: WindowLoader(w, batch, shuffle=split == "train", seed=seed) if w is not None else None
             for split, w in windows.items()
         }
+        budget = step_budget(self.config, len(windows["train"]), windows.get("val") is not None, "windows")
+        self.split_report = self.split_report + ([budget] if budget else [])
         return ForecastData(loaders["train"], loaders["val"], loaders["test"], self.meta, windows=windows)
 
     def build_model(self, meta: ForecastMeta) -> nn.Module:
