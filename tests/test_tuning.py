@@ -64,7 +64,8 @@ def test_a_space_file_replaces_the_default_space(tmp_path):
 
 def test_a_tiny_study_ranks_its_trials_and_its_best_config_reproduces(tmp_path):
     logdir = tmp_path / "runs"
-    result = invoke("tune", "--task", "sine", "--trials", "4", "--study", "tiny", "--logdir", logdir, *SPACE, *QUICK)
+    result = invoke("tune", "--task", "sine", "--trials", "4", "--study", "tiny", "--logdir", logdir, "--pruner", "none",
+                    *SPACE, *QUICK)
     assert result.exit_code == 0, result.output
     folder = logdir / "tiny"
     ranking = (folder / "trials.md").read_text().splitlines()
@@ -110,14 +111,15 @@ def complete(study):
 
 def test_resume_after_kill_9_loses_no_finished_trial(tmp_path):
     proc = tune_process(tmp_path, "--trials", "3", "--study", "killed", "--pruner", "none", *SPACE,
-                        "--epochs", "40", "--max-steps", "2", "--threads", "1")
+                        "--epochs", "20", "--max-steps", "2", "--threads", "1")
     deadline = time.time() + 240
-    study = None
     while time.time() < deadline:
-        if (tmp_path / "killed" / tuning.DB).exists():
+        try:
             study = tuning.load_study("killed", str(tmp_path), None)
-            if complete(study) and len(study.get_trials()) >= 2:  # one finished, the next one running
-                break
+        except SeqtrainError:  # not created yet
+            study = None
+        if study is not None and complete(study) and len(study.get_trials()) >= 2:  # one finished, the next running
+            break
         time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
