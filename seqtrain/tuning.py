@@ -398,7 +398,10 @@ def finish_study(study, logdir: str, console: Console | None) -> dict[str, Any] 
     if console:
         from seqtrain.training.progress import metrics_table
 
-        console.print(metrics_table(f"best trial {best.number} ({run}): test, scored once", rows))
+        own = {name: values for name, values in rows.items() if set(values) & set(rows["test"])}
+        console.print(metrics_table(f"best trial {best.number} ({run.name}): test, scored once", own))
+        if len(own) < len(rows):  # per-class scores share no column with the model's: a table of their own
+            console.print(metrics_table("best trial, more", {k: v for k, v in rows.items() if k not in own}))
         console.print(f"best settings: {folder / BEST_CONFIG} (re-run with `seqtrain fit --config {folder / BEST_CONFIG}`)")
     return summary
 
