@@ -108,12 +108,11 @@ def fit(
         if task and task != config.task:
             raise SeqtrainError(f"{config_file} is a '{config.task}' config; drop --task {task} or use another file")
         config.update(overrides)
+        keep_typed_epochs(config, overrides)
         run = None
     else:
         config = build_config(task or "imdb", overrides)
         run = None
-    if resume is None:
-        keep_typed_epochs(config, overrides)
     if getattr(config.data, "folds", 0) > 1 and run is None:
         from seqtrain.crossval import cross_validate
 

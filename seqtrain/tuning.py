@@ -252,7 +252,6 @@ def run_trials(
     """This process's share of the study: trials until the study holds `trials` finished ones (or the timeout)."""
     optuna = optuna_module()
     from seqtrain.tasks import build_config, make_task
-    from seqtrain.training.budget import keep_typed_epochs
     from seqtrain.training.trainer import Trainer
 
     spec = StudySpec(**study.user_attrs["spec"])
@@ -266,7 +265,6 @@ def run_trials(
     def objective(trial) -> float:
         values = {name: param.suggest(trial) for name, param in params.items()}
         config = build_config(spec.task, {**spec.fixed, **values, "logdir": str(folder)})
-        keep_typed_epochs(config, {**spec.fixed, **values})
         task = make_task(config)
 
         def report(epoch: int, val: dict[str, float], run_dir: Path) -> None:
