@@ -118,17 +118,59 @@ def fit(
 
     The flags shown are those of the task given with --task (default imdb), with its defaults.
     """
-    if print_config:
-        from seqtrain.tasks import make_task
+    from seqtrain.tasks import make_task
 
-        chosen, _ = api.settings_for(task, config_file, resume, overrides or {})
+    chosen, run = api.settings_for(task, config_file, resume, overrides or {})
+    if print_config:
         typer.echo(make_task(chosen).config.to_toml(), nl=False)
         return
     if not (task or config_file or resume or quiet):
         console.print(DEFAULT_FIT, highlight=False, markup=False, soft_wrap=True)
+    if getattr(chosen.data, "folds", 0) > 1 and run is None:
+        from seqtrain.crossval import cross_validate
+
+        results = cross_validate(chosen, None if quiet else console)[1]
+        if results[-1].interrupted:
+            raise typer.Exit(130)
+        return
     result = api.fit(task, config=config_file, resume=resume, progress=not quiet and console, **(overrides or {}))
     if result.interrupted:  # so `seqtrain fit ... && next-step` does not carry on
         raise typer.Exit(130)
+
+
+@app.command(cls=TaskCommand)
+@friendly
+@with_settings("train", "model", "data")
+def tune(
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="What to tune; the task's other flags stay fixed in every trial.", show_default="imdb")] = None,
+    trials: Annotated[int, typer.Option("--trials", help="Finished (complete or pruned) trials the study runs to.")] = 20,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop starting trials after this many seconds.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="A searched setting, repeatable: lr=log:1e-4:1e-2, hidden=int:32:256, dropout=float:0:0.5, cell=choice:lstm,gru.")] = None,
+    space: Annotated[Optional[Path], typer.Option("--space", help="A TOML file of searched settings (name = \"KIND:...\"), replacing the family's default space.")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Name of a new study (default: TASK-study-TIME).")] = None,
+    resume_study: Annotated[Optional[str], typer.Option("--resume", help="Continue this study (after Ctrl-C or a killed worker) to its --trials.")] = None,
+    show: Annotated[Optional[str], typer.Option("--show", help="Rank this study's trials and exit.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Processes running trials of the study on this machine.")] = 1,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="A database URL (e.g. postgresql://...) that several machines share (default: SQLite in the study folder).")] = None,
+    pruner: Annotated[str, typer.Option("--pruner", help="Stop unpromising trials early on their per-epoch validation score: median or none.")] = "median",
+    worker: Annotated[int, typer.Option("--worker", hidden=True)] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    overrides: dict | None = None,
+) -> None:
+    """Search a task's settings with Optuna: each trial a run folder under <logdir>/<study>/, scored on validation;
+    the best one's config.toml re-runs with `fit --config`, its test split scored once."""
+    from seqtrain import tuning
+
+    out = None if quiet else console
+    logdir = (overrides or {}).get("logdir", "runs")
+    if workers < 1:
+        raise SeqtrainError(f"--workers must be at least 1, not {workers}")
+    if show:
+        tuning.show(show, logdir, storage, console)
+    elif resume_study:
+        tuning.resume(resume_study, logdir, timeout, workers, storage, out, worker)
+    else:
+        tuning.tune(task or "imdb", overrides or {}, trials, timeout, param or [], space, study, storage, workers, pruner, out)
 
 
 @app.command()

@@ -170,6 +170,7 @@ def settings_for(
     """The run's config and, when resuming, its folder: a task's defaults, a config.toml or a run's own
     settings, with `settings` over them; refused in one line where the CLI refuses the same flags."""
     from seqtrain.tasks import build_config, config_from_dict, read_config, task_class
+    from seqtrain.training.budget import keep_typed_epochs
     from seqtrain.training.runs import follow_latest, resolve_checkpoint, resume_point
 
     if resume is not None:
@@ -188,6 +189,7 @@ def settings_for(
         if task and task != chosen.task:
             raise SeqtrainError(f"{config} is a '{chosen.task}' config; drop --task {task} or use another file")
         chosen.update(typed(chosen.schema, settings))
+        keep_typed_epochs(chosen, settings)
         return chosen, None
     name = task or "imdb"
     return build_config(name, typed(task_class(name).schema, settings)), None

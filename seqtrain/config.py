@@ -226,6 +226,14 @@ class VocabFields:
     min_freq: int = opt(1, "Drop words seen fewer times than this in training.", at_least=1)
 
 
+def min_steps_field() -> Any:
+    return opt(
+        1000, "Training budget in optimizer steps: a small training split gets more epochs (up to 100) to reach it, "
+        "and a --patience of about 150 steps, the best validation epoch kept; 0 (or typing --epochs): exactly --epochs.",
+        at_least=0,
+    )
+
+
 @dataclass
 class ClassifierData(SourceData, VocabFields):
     max_len: int = opt(0, "Keep at most this many tokens per example (the last ones); 0 keeps all.", at_least=0)
@@ -240,6 +248,7 @@ class ClassifierData(SourceData, VocabFields):
         "fewer examples, a text longer than this one of its own, so memory does not grow with the data; 0: "
         "--batch-size alone decides.", at_least=0,
     )
+    min_steps: int = min_steps_field()
 
 
 @dataclass
@@ -254,6 +263,19 @@ class TextData(ClassifierData):
         0.1, "Fraction held out for testing when the data gives no test split (stratified, seeded).", at_least=0, below=1
     )
     threshold: float = opt(0.5, "Multi-label: a label is predicted when its probability is at least this.", at_least=0, below=1)
+    format: str = opt(
+        "auto", "File layout: auto (by folder or suffix; .label files are lines), lines (one `label text` a line, as "
+        "SST-2 and TREC), files (a folder of one file per class, one text a line, as Pang & Lee's).",
+        ("auto", "lines", "files"),
+    )
+    coarse_sep: str | None = opt(None, "Keep each label's part before this separator (TREC's 'NUM:dist' with ':' gives NUM).")
+    val_data: str | None = opt(None, "A validation file or folder in the same format as --data (replaces --val-split).")
+    test_data: str | None = opt(None, "A test file or folder in the same format as --data (replaces --test-split).")
+    folds: int = opt(
+        0, "Stratified K-fold cross-validation: K runs, each testing on one fold, then the mean and standard "
+        "deviation; 0 or 1: one run.", at_least=0,
+    )
+    fold: int = opt(0, "With --folds K: which fold (0 to K-1) this run tests on; `--folds` runs them all.", at_least=0)
 
 
 @dataclass
@@ -293,6 +315,11 @@ class SeriesData(SourceData, WindowData):
     every: int = opt(1, "Keep every Nth row (6 turns 10-minute records into hourly ones).", at_least=1)
     val_split: float = opt(0.1, "Fraction of the rows held out for validation (after the training rows).", at_least=0, below=1)
     test_split: float = opt(0.1, "Fraction of the rows (the most recent) held out for testing.", at_least=0, below=1)
+    min_steps: int = min_steps_field()
+    transform: str = opt(
+        "none", "Target transforms, comma-separated, in this order: log (positive series whose changes multiply), "
+        "diff (forecast the changes), scale (each window by its own mean and spread); inverted on the forecast.",
+    )
 
 
 @dataclass

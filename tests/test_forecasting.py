@@ -389,7 +389,7 @@ def test_csv_series_reports_original_units(tmp_path):
     "args, message",
     [
         ((), "needs --data FILE and --target"),
-        (("--target", "load", "--window", "200"), "too few for --window 200"),
+        (("--target", "load", "--window", "250"), "too few for --window 250"),
         (("--target", "day"), "column 'day' is not numeric"),
         (("--target", "load", "--recurrent-dropout", "1.5"), "--recurrent-dropout must be below 1"),
     ],

@@ -6,7 +6,13 @@ Layouts:
 - `PATH/train/<label>/*.txt` and `PATH/test/<label>/*.txt` (as aclImdb): the
   given test split is kept;
 - `*.csv`, `*.tsv` (or `*.tab`): a header row naming the text and label
-  columns; `*.jsonl` (or `*.ndjson`, `*.json`): one object per line.
+  columns; `*.jsonl` (or `*.ndjson`, `*.json`): one object per line;
+- one example a line, `label text` (SST-2's `1 a stirring ...`, TREC's
+  `NUM:dist How far ...`): `*.label` files, or any file with `--format lines`;
+- one file per class, one text a line (Pang & Lee's `rt-polarity.pos` and
+  `rt-polarity.neg`): a folder holding only files, or `--format files`; each
+  file's label is the first dot-separated part of its name that the files do
+  not share (`pos`, `neg`).
 
 With a label separator, a label cell may hold several labels (multi-label);
 a JSON list in a label field does the same. Decoding is strict: a byte that
@@ -35,6 +41,8 @@ DELIMITED = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 JSON_LINES = (".jsonl", ".ndjson", ".json")
 #: the most bytes one text may take when read (the text budget); tasks pass their own from --max-text-tokens
 MAX_TEXT_BYTES = 500_000
+LINES = (".label",)
+FORMATS = ("auto", "lines", "files")
 
 
 @dataclass
@@ -48,18 +56,37 @@ class Labelled:
     origins: list[str] = field(default_factory=list)  # where each text came from, for notices
     cut: list[int] = field(default_factory=list)  # texts cut at the byte budget while reading
     notes: list[str] = field(default_factory=list)  # what the reader wants the user to know
+    val: list[bool] | None = None  # validation flags, where the user gave a validation file
+
+    def extend(self, other: Labelled) -> None:
+        """Append another file's examples (--val-data, --test-data), with their origins, cuts and notes."""
+        self.cut += [len(self.texts) + i for i in other.cut]
+        self.texts += other.texts
+        self.labels += other.labels
+        self.origins += other.origins
+        self.notes += other.notes
+        self.multi_label |= other.multi_label
 
 
 def read_labelled(
     path: Path, text_col: str = "text", label_col: str = "label", label_sep: str | None = None, encoding: str = "utf-8",
-    classes: list[str] | None = None, max_bytes: int = MAX_TEXT_BYTES,
+    classes: list[str] | None = None, max_bytes: int = MAX_TEXT_BYTES, format: str = "auto",
+    coarse_sep: str | None = None,
 ) -> Labelled:
     """Read labelled texts from a folder or a file (see the module's docstring for the layouts).
 
     `classes` limits a folder layout to those class folders (aclImdb's `train/` also holds `unsup/`);
     `max_bytes` is the most one text may take.
+    `coarse_sep` keeps each label's part before that separator (TREC's `NUM:dist` -> `NUM`).
     """
-    if path.is_dir():
+    if format not in FORMATS:
+        raise SeqtrainError(f"--format must be one of {', '.join(FORMATS)}, not '{format}'")
+    files_layout = path.is_dir() and not any(p.is_dir() for p in path.iterdir())
+    if format == "files" or (format == "auto" and files_layout):
+        out = _read_class_files(path, encoding, max_bytes)
+    elif format == "lines" or (format == "auto" and path.is_file() and path.suffix.lower() in LINES):
+        out = _read_lines(path, encoding, max_bytes)
+    elif path.is_dir():
         out = _read_folders(path, encoding, classes, max_bytes)
     elif path.suffix.lower() in DELIMITED:
         out = _read_delimited(path, DELIMITED[path.suffix.lower()], text_col, label_col, label_sep, encoding, max_bytes)
@@ -67,8 +94,11 @@ def read_labelled(
         out = _read_json_lines(path, text_col, label_col, label_sep, encoding, max_bytes)
     else:
         raise SeqtrainError(
-            f"{path}: cannot tell its format; give a folder of class folders, or a .csv, .tsv or .jsonl file"
+            f"{path}: cannot tell its format; give a folder of class folders, a .csv, .tsv or .jsonl file, "
+            "or pass --format lines (one `label text` a line)"
         )
+    if coarse_sep:
+        out.labels = [list(dict.fromkeys(label.split(coarse_sep, 1)[0] for label in labels)) for labels in out.labels]
     if not out.texts:
         raise SeqtrainError(f"{path} holds no labelled texts")
     names = {label for labels in out.labels for label in labels}
@@ -157,6 +187,39 @@ def _add_class_folders(
             out.origins.append(str(path))
             if is_test is not None:
                 out.test.append(is_test)
+
+
+def _read_lines(path: Path, encoding: str, max_bytes: int) -> Labelled:
+    """One example a line: the label, whitespace, the text."""
+    if not path.is_file():
+        raise SeqtrainError(f"--format lines reads one file, and {path} is not a file")
+    out = Labelled()
+    for number, line in physical_lines(path, encoding, max_bytes):
+        if not line.strip():
+            continue
+        parts = line.strip().split(None, 1)
+        if len(parts) < 2:
+            raise SeqtrainError(f"{path} line {number}: a label with no text; each line is `label text`")
+        out.labels.append([parts[0]])
+        out.texts.append(parts[1])
+    return out
+
+
+def _read_class_files(root: Path, encoding: str, max_bytes: int) -> Labelled:
+    """One file per class, one text a line; the label is the first part of the name the files do not share."""
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")) if root.is_dir() else []
+    if len(files) < 2:
+        raise SeqtrainError(f"{root}: one file per class needs a folder of at least two files, one per label")
+    parts = [p.name.split(".") for p in files]
+    differing = [i for i in range(max(map(len, parts))) if len({tuple(x[i : i + 1]) for x in parts}) > 1]
+    out = Labelled()
+    for path, name in zip(files, parts):
+        label = ".".join(name[differing[0] : differing[0] + 1]) or path.name
+        for _, line in physical_lines(path, encoding, max_bytes):
+            if line.strip():
+                out.texts.append(line.strip())
+                out.labels.append([label])
+    return out
 
 
 def _split_labels(cell: object, label_sep: str | None, where: str) -> list[str]:

@@ -28,8 +28,11 @@ def task_class(name: str) -> type[Task]:
 
 def build_config(name: str, overrides: dict[str, Any] | None = None) -> Config:
     """The schema's defaults, then the task's defaults, then `overrides` (settings by name)."""
+    from seqtrain.training.budget import keep_typed_epochs
+
     config = task_class(name).default_config()
     config.update(overrides or {})
+    keep_typed_epochs(config, overrides or {})
     return config
 
 

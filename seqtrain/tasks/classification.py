@@ -32,6 +32,7 @@ from seqtrain.models.bow import baselines
 from seqtrain.models.classifier import SequenceClassifier
 from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData
+from seqtrain.training.budget import step_budget
 from seqtrain.transfer import (
     Coverage, LanguageModelWeights, check_fine_tuning, check_fits, coverage_of, fine_tuning_note,
     init_from_language_model, language_model_weights, log_embedding_layer, parameter_groups, transferred_parameters,
@@ -77,6 +78,7 @@ def encode_labelled(labelled: Labelled, max_tokens: int = 0) -> dict[str, Any]:
         "label_ids": torch.tensor(label_ids, dtype=torch.long),
         "label_offsets": torch.tensor(label_offsets, dtype=torch.long),
         "test": torch.tensor(labelled.test if labelled.test is not None else [], dtype=torch.bool),
+        "val": torch.tensor(labelled.val if labelled.val is not None else [], dtype=torch.bool),
         "multi_label": bool(labelled.multi_label),
         "notes": labelled.notes + cut_notice(labelled, sorted(set(cut)), max_tokens),
     }
@@ -132,6 +134,17 @@ def stratified_split(keys: torch.Tensor, fraction: float, seed: int) -> tuple[to
     position = torch.arange(n, dtype=torch.float64)
     take = torch.floor((position + 1) * fraction + start) > torch.floor(position * fraction + start)
     return order[take].sort().values, order[~take].sort().values
+
+
+def stratified_folds(keys: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
+    """Each example's fold (0 to folds-1): shuffled (seeded), stably sorted by key and dealt round, so every
+    class spreads over the folds to within one example."""
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = torch.randperm(len(keys), generator=generator)
+    order = shuffled[torch.sort(keys[shuffled], stable=True).indices]
+    fold = torch.empty(len(keys), dtype=torch.long)
+    fold[order] = torch.arange(len(keys)) % folds
+    return fold
 
 
 class SplitLoader(SequenceLoader):
@@ -210,12 +223,24 @@ class TextClassificationTask(Task):
         first = blob["label_ids"][blob["label_offsets"][:-1]]  # what the splits stratify by
 
         seed = config.train.seed
-        if len(blob["test"]):
+        folds = getattr(config.data, "folds", 0)
+        given_val = blob.get("val", torch.empty(0, dtype=torch.bool))
+        if folds > 1:
+            if len(blob["test"]):
+                raise SeqtrainError("--folds makes its own test folds: drop --test-data (or the data's own test split)")
+            if len(first) < folds:
+                raise SeqtrainError(f"--folds {folds} needs at least {folds} texts; the data has {len(first)}")
+            fold = stratified_folds(first, folds, seed)
+            test, rest = torch.nonzero(fold == config.data.fold).squeeze(1), torch.nonzero(fold != config.data.fold).squeeze(1)
+        elif len(blob["test"]):
             test, rest = torch.nonzero(blob["test"]).squeeze(1), torch.nonzero(~blob["test"]).squeeze(1)
         else:
             test, rest = stratified_split(first, self.test_fraction(), seed)
-        held, train = stratified_split(first[rest], config.data.val_split, seed + 1)
-        val, train = rest[held], rest[train]
+        if len(given_val):
+            val, train = rest[given_val[rest]], rest[~given_val[rest]]
+        else:
+            held, train = stratified_split(first[rest], config.data.val_split, seed + 1)
+            val, train = rest[held], rest[train]
         if not len(train):
             raise SeqtrainError("no training texts are left after the validation and test splits; lower --val-split")
 
@@ -254,6 +279,9 @@ class TextClassificationTask(Task):
 
         parts = {"train": train, "val": val, "test": test}
         self.label_report = label_report(names, targets, parts, multi_label)
+        budget = step_budget(config, len(train), has_val=len(val) > 0)
+        if budget:
+            self.label_report.append(budget)
         self.baselines = baselines(
             {name: ([words(i) for i in idx.tolist()], targets[idx]) for name, idx in parts.items()},
             len(blob["words"]), classes, multi_label, meta.threshold,

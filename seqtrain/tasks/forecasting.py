@@ -29,7 +29,9 @@ from seqtrain.data.series import (
 )
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.forecaster import Forecaster
+from seqtrain.models.target_transform import TargetTransform, parse_transforms, transform_statistics
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
+from seqtrain.training.budget import step_budget
 
 LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 PLOTTED = 3  # validation windows drawn in TensorBoard each epoch
@@ -46,6 +48,9 @@ class ForecastMeta(Meta):
     mean: torch.Tensor
     std: torch.Tensor
     seed: int | None = None  # sine: the series are generated from it
+    transform: str = "none"  # --transform, and the training statistics of the transformed target
+    shift: float = 0.0
+    spread: float = 1.0
 
 
 @dataclass
@@ -127,9 +132,14 @@ class ForecastTask(Task):
     source: Path | None = None  # the CSV a series was read from (csv-series, jena), for its time axis
     step_found: Step | None = None
 
+    split_report: list[str] = []  # start-of-run lines on the split sizes
+
     def load(self, meta: ForecastMeta | None, quiet: bool) -> tuple[dict[str, Windows | None], ForecastMeta]:
         """The windows of each split (train, val, test) and the meta that rebuilds the model."""
         raise NotImplementedError
+
+    def validate(self) -> None:
+        parse_transforms(getattr(self.config.data, "transform", "none"))
 
     def prepare(self, meta: ForecastMeta | None = None, quiet: bool = False) -> TaskData:
         windows, self.meta = self.load(meta, quiet)
@@ -138,10 +148,14 @@ class ForecastTask(Task):
             split: WindowLoader(w, batch, shuffle=split == "train", seed=seed) if w is not None else None
             for split, w in windows.items()
         }
+        budget = step_budget(self.config, len(windows["train"]), windows.get("val") is not None, "windows")
+        self.split_report = self.split_report + ([budget] if budget else [])
         return ForecastData(loaders["train"], loaders["val"], loaders["test"], self.meta, windows=windows)
 
     def build_model(self, meta: ForecastMeta) -> nn.Module:
-        return Forecaster(len(meta.features), meta.horizon, meta.window, self.config.model, float(meta.std[0]))
+        names = parse_transforms(meta.transform)
+        transform = TargetTransform(names, float(meta.mean[0]), float(meta.std[0]), meta.shift, meta.spread) if names else None
+        return Forecaster(len(meta.features), meta.horizon, meta.window, self.config.model, float(meta.std[0]), transform)
 
     def default_meta(self) -> ForecastMeta:
         data = self.config.data
@@ -200,7 +214,7 @@ class ForecastTask(Task):
         return data.baselines
 
     def notes(self) -> list[str]:
-        return [] if have_matplotlib() else [NO_MATPLOTLIB]
+        return self.split_report + ([] if have_matplotlib() else [NO_MATPLOTLIB])
 
     def on_epoch_end(self, model: nn.Module, data: ForecastData, log, epoch: int) -> None:
         for split, rows in data.baselines.items():
@@ -257,30 +271,52 @@ def plot_forecasts(model: nn.Module, windows: Windows, meta: ForecastMeta, log, 
 
 
 def _split_series(values: np.ndarray, data: SeriesData, meta: ForecastMeta | None, names: list[str], source: str):
-    """Chronological splits of a [rows, F] record, normalised with statistics of the training rows only."""
+    """Chronological splits of a [rows, F] record, normalised with statistics of the training rows only.
+
+    Validation and test windows look back into the rows before their split (rolling origin): every row of a
+    split is forecast once its window of history exists, so no split loses its first `window` rows.
+    Returns the windows, the meta and a line on the split sizes.
+    """
     if meta is not None and list(meta.features) != names:
         raise SeqtrainError(f"{source} gives columns {names}, but the model was trained on {list(meta.features)}")
     window, horizon = (meta.window, meta.horizon) if meta else (data.window, data.horizon)
-    rows, need = len(values), window + horizon
+    rows = len(values)
     val_start, test_start = split_points(rows, data.val_split, data.test_split)
     parts = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, rows)}
     wanted = {"train": True, "val": data.val_split > 0, "test": data.test_split > 0}
     for split, (begin, end) in parts.items():
+        need = window + horizon if split == "train" else horizon
         if wanted[split] and end - begin < need:
             raise SeqtrainError(
                 f"{source} has {rows} rows (after --every {data.every}), leaving {end - begin} for {split}: "
-                f"too few for --window {window} + --horizon {horizon} = {need}; use a longer file, "
-                "a smaller --window/--horizon/--every, or other --val-split/--test-split"
+                f"too few for {f'--window {window} + ' if split == 'train' else ''}--horizon {horizon} = {need}; "
+                "use a longer file, a smaller --window/--horizon/--every, or other --val-split/--test-split"
             )
+    transform = meta.transform if meta else data.transform
+    names_of_transform = parse_transforms(transform)
+    if "log" in names_of_transform and not (values[:, 0] > 0).all():
+        raise SeqtrainError(
+            f"--transform log needs a positive target, and '{names[0]}' in {source} goes down to {values[:, 0].min():g}; "
+            "drop log (diff or scale work on any values)"
+        )
     if meta is None:
         mean, std = fit_normalization(values[:val_start])
-        meta = ForecastMeta(names, names[0], window, horizon, torch.from_numpy(mean), torch.from_numpy(std))
+        shift, spread = transform_statistics(names_of_transform, torch.from_numpy(values[:val_start, 0]))
+        meta = ForecastMeta(
+            names, names[0], window, horizon, torch.from_numpy(mean), torch.from_numpy(std),
+            transform=transform, shift=shift, spread=spread,
+        )
     normalised = torch.from_numpy((values - meta.mean.numpy()) / meta.std.numpy())
     windows: dict[str, Windows | None] = {}
     for split, (begin, end) in parts.items():
-        part = normalised[begin:end]
+        part = normalised[max(begin - window, 0) if split != "train" else begin : end]
         windows[split] = Windows.over(part[None], part[None, :, 0], window, horizon, data.stride) if wanted[split] else None
-    return windows, meta
+    sizes = ", ".join(
+        f"{split} {end - begin:,} rows / {len(windows[split]):,} windows"
+        for split, (begin, end) in parts.items() if windows[split] is not None
+    )
+    report = f"splits (in time order; val and test windows look back into the rows before them): {sizes}"
+    return windows, meta, report
 
 
 @register("sine")
@@ -301,15 +337,18 @@ class SineTask(ForecastTask):
             part = series[begin : begin + size]
             windows[split] = Windows.over(part.unsqueeze(-1), part, window, horizon, stride=1)
             begin += size
+        self.split_report = [f"splits: {', '.join(f'{s} {n:,} series' for s, n in zip(('train', 'val', 'test'), self.SPLITS))}"]
         return windows, meta
 
 
 @register("csv-series")
 class CsvSeriesTask(ForecastTask):
     description = "Forecast a column of your own CSV: --data FILE --target COL [--features COL,...] [--time-col COL]."
-    defaults = {"cell": "gru", "hidden": 32, "residual": True, "epochs": 10, "window": 24, "val_split": 0.2}
+    # Each window scaled by itself: a user's series often trends out of its training range (measured in docs/tuning.md)
+    defaults = {"cell": "gru", "hidden": 32, "residual": True, "epochs": 10, "window": 24, "val_split": 0.2, "transform": "scale"}
 
     def validate(self) -> None:
+        super().validate()
         if self.config.data.target is None:
             raise SeqtrainError("csv-series needs --data FILE and --target COLUMN (the column to forecast)")
 
@@ -320,7 +359,9 @@ class CsvSeriesTask(ForecastTask):
             raise SeqtrainError("csv-series needs --data FILE and --target COLUMN (the column to forecast)")
         names, values = read_columns(path, d.target, d.features, d.time_col, d.every)
         self.source = path
-        return _split_series(values, d, meta, names, str(path))
+        windows, meta, report = _split_series(values, d, meta, names, str(path))
+        self.split_report = [report]
+        return windows, meta
 
 
 @register("jena")
@@ -371,4 +412,6 @@ class JenaTask(ForecastTask):
         path = self.locate(quiet)
         names, values = read_columns(path, d.target, d.features, d.time_col, d.every)
         self.source = path
-        return _split_series(values, d, meta, names, str(path))
+        windows, meta, report = _split_series(values, d, meta, names, str(path))
+        self.split_report = [report]
+        return windows, meta

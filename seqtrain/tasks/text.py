@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from seqtrain.config import ClassifierModel, Schema, TextData, TrainSettings
 from seqtrain.data.download import cache_dir
-from seqtrain.data.labelled import read_labelled
+from seqtrain.data.labelled import Labelled, read_labelled
 from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import register
@@ -27,6 +28,10 @@ class TextTask(TextClassificationTask):
         data = self.config.data
         if data.val_split + data.test_split >= 1:
             raise SeqtrainError(f"--val-split {data.val_split} and --test-split {data.test_split} leave no training data")
+        if data.folds > 1 and data.fold >= data.folds:
+            raise SeqtrainError(f"--fold {data.fold} is not one of the {data.folds} folds (0 to {data.folds - 1})")
+        if data.folds > 1 and data.test_data:
+            raise SeqtrainError("--folds makes its own test folds: drop --test-data")
 
     def load_corpus(self, quiet: bool) -> dict[str, Any]:
         data = self.config.data
@@ -34,13 +39,39 @@ class TextTask(TextClassificationTask):
         if path is None:  # checked here, not in validate(), so that `seqtrain summary --task text` needs no data
             raise SeqtrainError(
                 "--task text needs --data PATH: a folder of class folders (PATH/<label>/*.txt), "
-                "or a .csv, .tsv or .jsonl file with text and label columns"
+                "a .csv, .tsv or .jsonl file with text and label columns, or a `label text` file (--format lines)"
             )
-        settings = (data.text_col, data.label_col, data.label_sep, data.encoding)
+        extra = {flag: given_path(flag, value) for flag, value in (("--val-data", data.val_data), ("--test-data", data.test_data)) if value}
+        settings = (data.text_col, data.label_col, data.label_sep, data.encoding, data.format, data.coarse_sep, *extra)
         limit = data.max_text_tokens
-        return cached_corpus(
-            cache_dir(data.cache_dir), "text", [path], settings,
-            lambda: read_labelled(
-                path, data.text_col, data.label_col, data.label_sep, data.encoding, max_bytes=text_bytes(limit)
-            ), limit,
-        )
+
+        def read_one(where: Path) -> Labelled:
+            return read_labelled(
+                where, data.text_col, data.label_col, data.label_sep, data.encoding, max_bytes=text_bytes(limit),
+                format=data.format, coarse_sep=data.coarse_sep,
+            )
+
+        def read() -> Labelled:
+            out = read_one(path)
+            if extra and out.test is not None:
+                raise SeqtrainError(f"{path} already holds a test split (train/ and test/ folders): drop --val-data/--test-data")
+            base = len(out.texts)
+            parts = {flag: read_one(where) for flag, where in extra.items()}
+            for part in parts.values():
+                out.extend(part)
+            given_val = len(parts.get("--val-data", Labelled()).texts)
+            given_test = len(parts.get("--test-data", Labelled()).texts)
+            if given_val:
+                out.val = [False] * base + [True] * given_val + [False] * given_test
+            if given_test:
+                out.test = [False] * (base + given_val) + [True] * given_test
+            return out
+
+        return cached_corpus(cache_dir(data.cache_dir), "text", [path, *extra.values()], settings, read, limit)
+
+
+def given_path(flag: str, value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise SeqtrainError(f"{flag} {path} does not exist")
+    return path

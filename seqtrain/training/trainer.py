@@ -173,11 +173,15 @@ class NullLogger:
 class Trainer:
     def __init__(
         self, task: Task, console: Console | None = None,
-        callbacks: Sequence[Callable[[int, dict[str, float]], Any]] = (),
+        callbacks: Sequence[Callable[[int, dict[str, float]], Any]] = (), test: bool = True,
     ):
         """`callbacks` run after each epoch's checkpoints, on the first process: `callback(epoch, metrics)`, with
-        the epoch's `train_*` and `val_*` metrics; one returning True stops the run there, as early stopping does."""
+        the epoch's `train_*` and `val_*` metrics; one returning True stops the run there, as early stopping does,
+        and one raising ends the run with its exception (a search prunes a trial so). `test=False` leaves the
+        test split unscored (a search scores only its best trial's)."""
         self.task = task
+        self.test = test
+        self.run_dir: Path | None = None  # the run's folder, once fit() has made or found it
         self.config = task.config
         self.console = console
         self.callbacks = list(callbacks)
@@ -237,6 +241,7 @@ class Trainer:
                 clear_leftovers(resume)
             (run_dir / "config.toml").write_text(self.config.to_toml())  # on resume: --epochs may have changed
         run_dir = distributed.share(self.world, run_dir)
+        self.run_dir = run_dir
         try:
             meta = self.task.load_meta(checkpoint["meta"]) if checkpoint else None
             data = self.task.prepare(meta, quiet=self.console is None)
@@ -435,7 +440,7 @@ class Trainer:
         if not interrupted:
             distributed.barrier(self.world)  # best.pt is written
             s.model.load_state_dict(load_checkpoint(s.run_dir / BEST)["model"])
-            if s.data.test is not None:
+            if s.data.test is not None and self.test:
                 test_metrics = self._run(s.model, s.data.test, s.device, s.state.epoch, label="test")
             if self.world.main:
                 extra = self.task.extra_rows(s.model, s.data)
@@ -458,7 +463,7 @@ class Trainer:
         for line in warnings:
             s.log.text("warning", line)
         if self.console:
-            rows = {"val": s.state.best_val, "test": test_metrics}
+            rows = {"val": s.state.best_val, **({"test": test_metrics} if self.test else {})}
             rows.update({f"{name} {split}": values for split, named in extra.items() for name, values in named.items()})
             title = f"{self.task.name}: best epoch" + (" [bold red](worse than a baseline)[/]" if warnings else "")
             for table in metrics_tables(title, rows, self.task.metric_names):
