@@ -1,6 +1,6 @@
 """Using a trained model: load it from its checkpoint alone, score it, or hand it to the command its task offers.
 
-Each task declares one `ability` (predict, generate, translate, forecast)
+Each task declares one `ability` (predict, generate, translate, forecast, tag)
 and implements the method of that name; a command asks `require` for it, so
 the CLI never inspects task types.
 """
@@ -28,6 +28,7 @@ COMMANDS = {
     "generate": 'seqtrain generate {run} --prime "..."',
     "translate": 'seqtrain translate {run} "text"',
     "forecast": "seqtrain forecast {run} --data FILE",
+    "tag": 'seqtrain tag {run} "text"',
 }
 
 
