@@ -190,3 +190,14 @@ def test_tokenizer_keeps_abbreviations_whole():
         "Jim", "bought", "300", "shares", "of", "Acme", "Corp.", "in", "2006", "."
     ]
     assert tokenize_sentence("The U.S. didn't.") == ["The", "U.S.", "did", "n't", "."]
+
+
+def test_conll2003_originals_read_as_the_manifest_counts():
+    from conftest import shared_data
+
+    tagged = read_tagged(shared_data("conll2003"))
+    sizes = {split: (len(s), sum(len(x.tokens) for x in s)) for split, s in tagged.splits.items()}
+    assert sizes == {"train": (14041, 203621), "val": (3250, 51362), "test": (3453, 46435)}
+    assert detect_scheme(tagged.splits["train"]) == "iob1"
+    entities = [e for s in tagged.splits["train"] for e in spans(s.tags)]
+    assert len(entities) == 6600 + 7140 + 6321 + 3438

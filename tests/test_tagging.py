@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from seqtrain.errors import SeqtrainError
 from seqtrain.training.runs import latest_run
 from seqtrain_cli.main import app
 
@@ -122,3 +123,30 @@ def test_bad_data_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert "bad.txt:2: 1 columns where the file's first line has 2" in result.output
     assert "Traceback" not in result.output
+
+
+def test_pos_preset_downloads_ewt_with_checksums_from_a_mirror(tmp_path):
+    import gzip
+    import shutil
+
+    from conftest import shared_data
+
+    source = shared_data("ud-english-ewt")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in ("train", "dev", "test"):
+        with gzip.open(source / f"en_ewt-ud-{name}.conllu.gz", "rb") as packed, open(mirror / f"en_ewt-ud-{name}.conllu", "wb") as out:
+            shutil.copyfileobj(packed, out)
+    from seqtrain.tasks import build_config, make_task
+
+    task = make_task(build_config("pos", {"mirror": str(mirror), "cache_dir": str(tmp_path / "cache")}))
+    tagged = task.load_tagged(quiet=True)
+    sizes = {split: sum(len(s.tokens) for s in sentences) for split, sentences in tagged.splits.items()}
+    assert sizes == {"train": 204577, "val": 25147, "test": 25094}
+    assert {t for s in tagged.splits["test"] for t in s.tags} == set(
+        "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
+    )
+    (mirror / "en_ewt-ud-dev.conllu").write_text("1\tx\tx\tX\t_\t_\t0\troot\t_\t_\n")
+    fresh = make_task(build_config("pos", {"mirror": str(mirror), "cache_dir": str(tmp_path / "other")}))
+    with pytest.raises(SeqtrainError, match="checksum mismatch"):
+        fresh.load_tagged(quiet=True)
