@@ -150,3 +150,28 @@ def test_pos_preset_downloads_ewt_with_checksums_from_a_mirror(tmp_path):
     fresh = make_task(build_config("pos", {"mirror": str(mirror), "cache_dir": str(tmp_path / "other")}))
     with pytest.raises(SeqtrainError, match="checksum mismatch"):
         fresh.load_tagged(quiet=True)
+
+
+def test_bench_tagging_times_both_variants(ner_run):
+    from test_bench_scripts import load_script
+
+    _, data, _ = ner_run
+    bench = load_script("bench_tagging")
+    task, model, optimizer, batches = bench.variant(str(data), False, 1)
+    assert bench.train_rate(task, model, optimizer, batches) > 0 and bench.tag_rate(model, batches) > 0
+
+
+def test_pretrained_embeddings_are_looked_up_case_insensitively(ner_run, tmp_path):
+    _, data, _ = ner_run
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("paris 0.1 0.2 0.3 0.4\nJim 0.5 0.6 0.7 0.8\n")
+    result = invoke("fit", "--task", "conll2003", "--data", data, "--logdir", tmp_path / "runs", "--embeddings", vectors,
+                    "--epochs", "1", "--max-steps", "2", *SMALL[2:])
+    assert result.exit_code == 0, result.output
+    assert "pretrained embeddings cover" in result.output
+    from seqtrain.training.checkpoint import load_checkpoint
+
+    blob = load_checkpoint(latest_run(tmp_path / "runs") / "best.pt")
+    vocab = blob["meta"]["vocab"]
+    assert blob["config"]["model"]["embed_dim"] == 4
+    assert blob["model"]["embedding.weight"][vocab.index("jim")].shape == (4,)
