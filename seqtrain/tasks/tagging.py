@@ -154,7 +154,7 @@ def most_frequent_tags(train: list[Sentence]) -> tuple[dict[str, str], str]:
 class TaggingTask(Task):
     description = "Your own token-labelled data (CoNLL columns, CoNLL-U, JSON Lines): NER, POS, chunking; BiLSTM-CRF."
     schema: ClassVar[Schema] = Schema(TrainSettings, TaggerModel, TagFileData)
-    # Chosen on CoNLL-2003's dev set (docs/tagging.md).
+    # The BiLSTM-CNN-CRF recipe of Ma & Hovy 2016 (200 units, dropout 0.5) with Adam; measured in docs/tagging.md.
     defaults: ClassVar[dict[str, Any]] = {
         "cell": "lstm", "embed_dim": 100, "hidden": 200, "bidirectional": True, "dropout": 0.5,
         "epochs": 20, "batch_size": 32, "lr": 2e-3, "max_vocab": 0, "clip": 5.0,
