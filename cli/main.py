@@ -316,6 +316,42 @@ def translate(
         console.print(output, highlight=False, markup=False, soft_wrap=True)
 
 
+@app.command()
+@friendly
+def tag(
+    run: Annotated[Optional[str], typer.Argument(help="A run folder, checkpoint or run name under --logdir [default: latest]; if it names none, it is taken as the first text.")] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to tag; '-' reads one per line from stdin.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read sentences from a file, one per line (with --tokens: one token a line).")] = None,
+    tokens: Annotated[bool, typer.Option("--tokens", help="The input is already tokenised: one token a line (the first column), a blank line between sentences.")] = False,
+    output: Annotated[str, typer.Option("--format", help="conll: token<TAB>tag lines; spans: one entity a line; json: one object a sentence.")] = "conll",
+    logdir: LogdirOpt = "runs",
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
+) -> None:
+    """Tag sentences with a trained tagger: each token with its tag (in the training data's scheme), or the entities."""
+    use_threads(threads)
+    from seqtrain.data.conll import tokenize_sentence
+    from seqtrain.tasks.tagging import render, token_sentences
+    from seqtrain.training.runs import follow_latest
+
+    if output not in ("conll", "spans", "json"):
+        raise SeqtrainError(f"--format must be conll, spans or json, not '{output}'")
+    if run is not None and not (follow_latest(Path(run)).exists() or follow_latest(Path(logdir) / run).exists()):
+        texts, run = [run, *(texts or [])], None
+    if tokens:
+        if file is not None and not file.is_file():
+            raise SeqtrainError(f"--file {file} does not exist")
+        lines = file.read_text(encoding="utf-8").splitlines() if file else list(texts or []) or sys.stdin.read().splitlines()
+        sentences = token_sentences(lines)
+    else:
+        sentences = [tokenize_sentence(line) for line in read_texts(texts, file)]
+    if not sentences:
+        raise SeqtrainError("no text to tag: pass sentences, --file FILE, or '-' with text on stdin")
+    task, trained = load_run_for(run, logdir, device, "tag", threads)
+    for words, tags in zip(sentences, task.tag(trained.model, sentences, trained.device)):
+        typer.echo(render(words, tags, output, task.meta.scheme == "plain"))
+
+
 #: how often `generate` writes what it has sampled: still a stream to the eye, but one write per few hundred
 #: characters instead of one each (a write and flush per character cost about a tenth of the generation time)
 STREAM_SECONDS = 0.05

@@ -173,6 +173,28 @@ class ClassifierModel(EncoderModel):
 
 
 @dataclass
+class TaggerModel(EncoderModel):
+    """Sequence tagging: word and character features, the recurrent encoder, a softmax or CRF per token."""
+
+    embeddings: str | None = opt(
+        None, "Pretrained word vectors: a GloVe/word2vec text (.txt/.gz/.zip) or binary file, a word2vec or classifier "
+        "run, or a name like glove.6B.100d (looked up case-insensitively)."
+    )
+    freeze_embeddings: bool = opt(False, "Keep pretrained embeddings fixed during training.")
+    char_encoder: str = opt(
+        "cnn", "Character-level word features: a character CNN with max pooling (Ma & Hovy 2016), a character "
+        "BiLSTM (Lample et al. 2016), or none.", ("cnn", "lstm", "none"),
+    )
+    char_dim: int = opt(30, "Character embedding size.", at_least=1)
+    char_hidden: int = opt(50, "Character features per word: CNN filters, or LSTM units per direction.", at_least=1)
+    crf: bool = opt(True, "A linear-chain CRF over the tags (Viterbi decoding, the scheme's invalid moves forbidden); off: a softmax per token.")
+    unk_replace: float = opt(
+        0.5, "Training: a word seen once in training is read as <unk> with this chance, so <unk> learns (Lample et al. 2016).",
+        at_least=0, below=1,
+    )
+
+
+@dataclass
 class LanguageModelModel(ModelSettings):
     embed_dim: int = opt(128, "Embedding size.", at_least=1)
     tie_weights: bool = opt(False, "Share the embedding matrix with the output layer (needs --embed-dim = --hidden).")
@@ -276,6 +298,30 @@ class TextData(ClassifierData):
         "deviation; 0 or 1: one run.", at_least=0,
     )
     fold: int = opt(0, "With --folds K: which fold (0 to K-1) this run tests on; `--folds` runs them all.", at_least=0)
+
+
+@dataclass
+class TaggerData(SourceData, VocabFields):
+    """Token-labelled sentences (seqtrain/data/conll.py)."""
+
+    val_split: float = opt(0.1, "Fraction of the training sentences held out for validation when no dev file is given.", at_least=0, below=1)
+    train_scheme: str = opt(
+        "bioes", "Span tags are trained in this scheme (read in any, written back in the input's).", ("bioes", "iob2")
+    )
+
+
+@dataclass
+class TagFileData(TaggerData):
+    """A user's own tagged files."""
+
+    token_col: str = opt("1", "CoNLL columns: the token's column (1-based).")
+    tag_col: str = opt("auto", "The tag's column: a number (1-based), 'last' (CoNLL default), or for CoNLL-U upos (default), xpos, deprel.")
+    tag_scheme: str = opt(
+        "auto", "The input's tags: iob1, iob2 (BIO), bioes (IOBES), plain (e.g. POS), or auto (detected).",
+        ("auto", "iob1", "iob2", "bioes", "plain"),
+    )
+    encoding: str = opt("utf-8", "Text encoding of the files (e.g. cp1252, latin-1); undecodable bytes are an error.")
+    test_split: float = opt(0.1, "Fraction of the sentences held out for testing when no test file is given.", at_least=0, below=1)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Using a trained model: load it from its checkpoint alone, score it, or hand it to the command its task offers.
 
-Each task declares one `ability` (predict, generate, translate, forecast)
+Each task declares one `ability` (predict, generate, translate, forecast, tag)
 and implements the method of that name; a command asks `require` for it, so
 the CLI never inspects task types. An ability method takes the model first,
 and the model's device as a parameter named `device` if it needs one; the
@@ -32,6 +32,7 @@ COMMANDS = {
     "generate": 'seqtrain generate {run} --prime "..."',
     "translate": 'seqtrain translate {run} "text"',
     "forecast": "seqtrain forecast {run} --data FILE",
+    "tag": 'seqtrain tag {run} "text"',
 }
 
 

@@ -120,7 +120,7 @@ class Task:
     headline: ClassVar[str | None] = None
     #: what StepResult.count counts, for the throughput shown in progress bars
     unit: ClassVar[str] = "ex"
-    #: the command that uses a trained model of this task ("predict", "generate", "translate", "forecast"), which
+    #: the command that uses a trained model of this task ("predict", "generate", "translate", "forecast", "tag"), which
     #: calls the task's method of the same name (see seqtrain/inference.py); None: evaluate only
     ability: ClassVar[str | None] = None
 
