@@ -28,6 +28,7 @@ COMMANDS = {
     "generate": 'seqtrain generate {run} --prime "..."',
     "translate": 'seqtrain translate {run} "text"',
     "forecast": "seqtrain forecast {run} --data FILE",
+    "transcribe": "seqtrain transcribe {run} FILE.wav",
 }
 
 
