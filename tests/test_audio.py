@@ -274,3 +274,14 @@ def test_ctc_task_names_a_missing_column(tmp_path):
     (tmp_path / "t.csv").write_text("file,text\na.wav,ab\n")
     result = CliRunner().invoke(app, ["fit", "--task", "ctc", "--data", str(tmp_path / "t.csv"), "--logdir", str(tmp_path)])
     assert result.exit_code == 2 and "--path-col: no column 'path'" in result.output
+
+
+def test_bench_features_times_decode_features_and_a_training_step(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_features", Path(__file__).resolve().parents[1] / "scripts" / "bench_features.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    files = [write_pcm(tmp_path / f"{i}.wav", tone(300 + 100 * i, 0.3), 2) for i in range(4)]
+    rates = bench.measure(files, rounds=1, batch=2)
+    assert set(rates) == {"decode", "features", "train step"} and min(rates.values()) > 0
