@@ -310,7 +310,9 @@ class SignalTask(SequenceClassificationTask):
     description = ("Classify numeric sequences: --data a .ts file/pair (UCR/UEA), a long CSV (--id-col, --label-col) "
                    "or a folder of class folders of .csv/.npy files.")
     # UCR-sized training sets (tens of sequences) are all training data by default, as the archive's results use them
-    defaults = {"cell": "gru", "hidden": 64, "epochs": 100, "batch_size": 16, "lr": 3e-3, "stack": 4, "val_split": 0.0}
+    defaults = {
+        "cell": "gru", "hidden": 64, "dropout": 0.2, "epochs": 100, "batch_size": 16, "lr": 3e-3, "stack": 4, "val_split": 0.0,
+    }
 
     def load(self, quiet: bool) -> tuple[Sequences, Sequences | None]:
         d = self.config.data
