@@ -192,3 +192,17 @@ def test_reads_the_shared_ucr_sets(tmp_path):
     assert len({len(v) for v in train.values}) > 10  # unequal lengths
     train, test = read_signals(tmp_path / "GunPoint" / "GunPoint_TRAIN.ts")
     assert (len(train), len(test), train.values[0].shape) == (50, 150, (150, 1))
+
+
+def test_predict_reads_long_csv_sequence_csv_and_npy_files(tmp_path):
+    from seqtrain.tasks import build_config, make_task
+
+    task = make_task(build_config("signal", {"id_col": "walk", "time_col": "t"}))
+    (tmp_path / "long.csv").write_text("walk,t,x,y\nw2,2,5,6\nw1,1,1,2\nw2,1,3,4\n")  # no label column needed
+    (tmp_path / "steps.csv").write_text("x,y\n1,2\n3,4\n5,6\n")
+    np.save(tmp_path / "one.npy", np.arange(4.0))
+    named = [item for name in ("long.csv", "steps.csv", "one.npy") for item in task.read_inputs(tmp_path / name)]
+    assert [name for name, _ in named] == ["long.csv:w2", "long.csv:w1", "steps.csv", "one.npy"]
+    assert named[0][1].tolist() == [[3, 4], [5, 6]] and named[2][1].shape == (3, 2) and named[3][1].shape == (4, 1)
+    with pytest.raises(SeqtrainError, match="does not exist"):
+        task.read_inputs(tmp_path / "missing.ts")

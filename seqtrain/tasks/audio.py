@@ -32,7 +32,7 @@ from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.features import LogMel, SpecAugment
 from seqtrain.tasks.base import register
-from seqtrain.tasks.signals import SequenceClassificationTask, SequenceSplits, SignalModel
+from seqtrain.tasks.signals import SequenceClassificationTask, SequenceSplits, SignalMeta, SignalModel
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -115,6 +115,13 @@ class AudioClassificationTask(SequenceClassificationTask):
 
     def cut(self, x: torch.Tensor, max_len: int) -> torch.Tensor:
         return x[: self.frontend().samples_for(max_len)] if max_len else x
+
+    def feature_size(self) -> int:
+        return self.config.data.mfcc or self.config.data.n_mels
+
+    def default_meta(self) -> SignalMeta:
+        size = self.feature_size()
+        return SignalMeta([str(d) for d in range(10)], size, torch.zeros(size), torch.ones(size))
 
     def featurise(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """The front-end's frames of every recording, computed in length-sorted batches."""

@@ -172,8 +172,8 @@ class CtcTask(AudioClassificationTask):
         return CtcModel(meta.channels, len(meta.symbols), self.config.model, meta.mean, meta.std, self.frontend(), self.augment())
 
     def default_meta(self) -> CtcMeta:
-        return CtcMeta([str(d) for d in range(10)], " ", self.config.data.n_mfcc or self.config.data.n_mels,
-                       torch.zeros(1), torch.ones(1))
+        size = self.feature_size()
+        return CtcMeta([str(d) for d in range(10)], "", size, torch.zeros(size), torch.ones(size))
 
     def step(self, model: nn.Module, batch: Batch, state: Any, ctx: StepContext) -> StepResult:
         log_probs, frames = model(batch.tokens, batch.lengths)
