@@ -32,7 +32,7 @@ from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.features import LogMel, SpecAugment
 from seqtrain.tasks.base import register
-from seqtrain.tasks.signals import SequenceClassificationTask, SequenceSplits, SignalMeta, SignalModel
+from seqtrain.tasks.signals import SequenceClassificationTask, SequenceSplits, SignalMeta, SignalModel, TestSplit
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -55,7 +55,7 @@ class AudioFeatures:
 
 
 @dataclass
-class AudioData(SourceData, SequenceSplits, AudioFeatures):
+class AudioData(SourceData, SequenceSplits, TestSplit, AudioFeatures):
     path_col: str = opt("path", "CSV: the column holding each WAV file's path (relative to the CSV).")
     label_col: str = opt("label", "CSV: the column holding each recording's label.")
     dtw_window: float = opt(

@@ -50,13 +50,19 @@ class SequenceSplits:
         0, "Longer sequences keep their first N steps (after any audio features: N frames); 0 keeps all.", at_least=0
     )
     val_split: float = opt(0.1, "Fraction of the training sequences held out for validation (stratified).", at_least=0, below=1)
+
+
+@dataclass
+class TestSplit:
+    """For data that may come without a test split (presets with their own split rule lack it)."""
+
     test_split: float = opt(
         0.2, "Fraction held out for testing when the data gives no test split (stratified, seeded).", at_least=0, below=1
     )
 
 
 @dataclass
-class SignalData(SourceData, SequenceSplits):
+class SignalData(SourceData, SequenceSplits, TestSplit):
     id_col: str = opt("id", "Long CSV: the column naming the sequence each row (step) belongs to.")
     label_col: str = opt("label", "Long CSV: the column holding each sequence's label.")
     time_col: str | None = opt(None, "Long CSV: the column that orders a sequence's rows (numbers or ISO timestamps).")
