@@ -285,3 +285,40 @@ def test_bench_features_times_decode_features_and_a_training_step(tmp_path):
     files = [write_pcm(tmp_path / f"{i}.wav", tone(300 + 100 * i, 0.3), 2) for i in range(4)]
     rates = bench.measure(files, rounds=1, batch=2)
     assert set(rates) == {"decode", "features", "train step"} and min(rates.values()) > 0
+
+
+def write_fsdd_archive(folder: Path) -> Path:
+    """A v1.0.10.tar.gz laid out as GitHub's: 3,000 tiny recordings under <top>/recordings/."""
+    import tarfile
+
+    from seqtrain.tasks.audio import FSDD_SPEAKERS
+
+    root = folder / "src" / "free-spoken-digit-dataset-1.0.10" / "recordings"
+    root.mkdir(parents=True)
+    names = [f"{d}_{s}_{i}.wav" for d in range(10) for s in FSDD_SPEAKERS for i in range(50)]
+    for name in names:
+        write_pcm(root / name, tone(300, 0.01), 2)
+    archive = folder / "mirror" / "v1.0.10.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root.parent, arcname=root.parent.name)
+    return archive
+
+
+def test_fsdd_downloads_through_a_mirror_checks_the_recordings_and_splits_them(tmp_path):
+    from seqtrain.tasks import build_config
+    from seqtrain.tasks.audio import fsdd_problem, fsdd_recordings, fsdd_split
+
+    archive = write_fsdd_archive(tmp_path)
+    config = build_config("fsdd", {"mirror": str(archive.parent)})
+    files = fsdd_recordings(config, quiet=True)
+    assert len(files) == 3000
+    train, test = fsdd_split(files, "index", "")
+    assert (len(train), len(test)) == (2700, 300) and all(int(f.stem.split("_")[2]) < 5 for f in test)
+    train, test = fsdd_split(files, "speakers", "george,theo")
+    assert (len(train), len(test)) == (2000, 1000)
+    with pytest.raises(SeqtrainError, match="--test-speakers must name some but not all"):
+        fsdd_split(files, "speakers", "bob")
+    assert fsdd_problem(tmp_path / "src") is None
+    next((tmp_path / "src").glob("*/recordings/9_*.wav")).unlink()
+    assert fsdd_problem(tmp_path / "src") == "2,999 recordings named {digit}_{speaker}_{index}.wav, expected 3,000"
