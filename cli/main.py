@@ -30,7 +30,9 @@ console = Console()
 errors = Console(stderr=True)
 
 #: commands that only run a trained model: they load the compiled recurrent loop where it is built, never wait for a build
-RUN_ONLY_COMMANDS = {"evaluate", "predict", "forecast", "translate", "generate", "summary", "similar", "analogy", "tasks"}
+RUN_ONLY_COMMANDS = {
+    "evaluate", "predict", "forecast", "translate", "generate", "summary", "similar", "analogy", "tasks", "tag", "transcribe",
+}
 
 
 def show_version(value: bool) -> None:
@@ -245,7 +247,7 @@ def load_run_for(run: str | None, logdir: str, device: str, ability: str, thread
 @friendly
 def predict(
     run: Annotated[str, typer.Argument(help="A run folder, a checkpoint file, a run name under --logdir, or 'latest'.")],
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify; '-' reads one per line from stdin.")] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify ('-' reads one per line from stdin); for sequence and audio models, files (.ts, .csv, .npy, .wav).")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read texts from a file, one per line.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely labels (one-label models).")] = 1,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Multi-label models: show every label at least this likely [default: the run's].")] = None,
@@ -262,8 +264,12 @@ def predict(
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to classify: pass texts, --file FILE, or '-' with text on stdin")
-    model = api.load(run, logdir=logdir, device=device, threads=threads)
-    for text, predictions in zip(lines, model.predict(lines, top_k=top_k, threshold=threshold)):
+    task, trained = load_run_for(run, logdir, device, "predict", threads)
+    if hasattr(task, "predict_files"):  # sequence and audio models: each argument is a file of one or more sequences
+        named = task.predict_files(trained.model, lines, trained.device, top_k)
+    else:
+        named = zip(lines, task.predict(trained.model, lines, trained.device, top_k, threshold))
+    for text, predictions in named:
         shown = text if len(text) <= 70 or not sys.stdout.isatty() else text[:67] + "..."  # a file or pipe gets it all
         labels = ",".join(p.label for p in predictions) or "-"
         probabilities = ",".join(f"{p.probability:.3f}" for p in predictions) or "-"
@@ -341,7 +347,8 @@ def tag(
     if tokens:
         if file is not None and not file.is_file():
             raise SeqtrainError(f"--file {file} does not exist")
-        lines = file.read_text(encoding="utf-8").splitlines() if file else list(texts or []) or sys.stdin.read().splitlines()
+        lines = (text_lines(file.read_bytes(), f"--file {file}") if file
+                 else list(texts or []) or text_lines(sys.stdin.buffer.read(), "stdin"))
         sentences = token_sentences(lines)
     else:
         sentences = [tokenize_sentence(line) for line in read_texts(texts, file)]
@@ -350,6 +357,25 @@ def tag(
     task, trained = load_run_for(run, logdir, device, "tag", threads)
     for words, tags in zip(sentences, task.tag(trained.model, sentences, trained.device)):
         typer.echo(render(words, tags, output, task.meta.scheme == "plain"))
+
+
+@app.command()
+@friendly
+def transcribe(
+    run: Annotated[str, typer.Argument(help="A CTC run (ctc, digits): folder, checkpoint, run name under --logdir, or 'latest'.")],
+    files: Annotated[list[str], typer.Argument(help="WAV files to transcribe.")],
+    beam: Annotated[int, typer.Option("--beam", "-k", help="Prefix beam width; 1 decodes greedily [default: the run's --beam].")] = 0,
+    logdir: LogdirOpt = "runs",
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
+) -> None:
+    """Transcribe WAV files with a trained CTC model: one 'transcript<TAB>file' line each."""
+    use_threads(threads)
+    if beam < 0:
+        raise SeqtrainError(f"--beam must be 1 or more, not {beam}")
+    task, trained = load_run_for(run, logdir, device, "transcribe", threads)
+    for name, text in task.transcribe(trained.model, files, trained.device, beam or None):
+        typer.echo(f"{text}\t{name}")  # tab-separated, for pipes
 
 
 #: how often `generate` writes what it has sampled: still a stream to the eye, but one write per few hundred

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from seqtrain.config import Config
 from seqtrain.tasks import make_task
@@ -28,7 +29,7 @@ def cross_validate(config: Config, console: Console | None) -> tuple[dict[str, d
         run = copy.deepcopy(config)
         run.data.fold = fold
         if console:
-            console.print(f"[bold]fold {fold + 1} of {config.data.folds}[/]")
+            console.print(f"[bold]fold {fold + 1:d} of {config.data.folds:d}[/]")
         result = Trainer(make_task(run), console).fit()
         results.append(result)
         if result.interrupted:
@@ -38,8 +39,8 @@ def cross_validate(config: Config, console: Console | None) -> tuple[dict[str, d
     path = Path(config.train.logdir) / f"{results[0].run_dir.name}-folds.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     if console:
-        console.print(metrics_table(f"{config.task}: {len(results)}-fold cross-validation (test folds)", rows))
-        console.print(f"summary: {path}")
+        console.print(metrics_table(escape(f"{config.task}: {len(results)}-fold cross-validation (test folds)"), rows))
+        console.print(f"summary: {escape(str(path))}")
     return rows, results
 
 

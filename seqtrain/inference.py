@@ -33,6 +33,7 @@ COMMANDS = {
     "translate": 'seqtrain translate {run} "text"',
     "forecast": "seqtrain forecast {run} --data FILE",
     "tag": 'seqtrain tag {run} "text"',
+    "transcribe": "seqtrain transcribe {run} FILE.wav",
 }
 
 

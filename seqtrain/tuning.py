@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqtrain.errors import SeqtrainError
@@ -275,7 +276,7 @@ def run_trials(
 
         if console:
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-            console.print(f"[bold]trial {trial.number}[/] {shown}")
+            console.print(f"[bold]trial {trial.number:d}[/] {escape(shown)}")
         trainer = Trainer(task, console, callbacks=[report], test=False)
         result = trainer.fit()
         trial.set_user_attr("run", result.run_dir.name)
@@ -360,8 +361,8 @@ def ranking_table(study) -> Table:
     """The ranking on screen: the run folders are in trials.md, so the settings get the width."""
     header, rows = ranking_rows(study)
     header, rows = header[:-1], [row[:-1] for row in rows]
-    table = Table(title=f"study {study.study_name}: {study.user_attrs['spec']['task']}, validation "
-                        f"({'lower' if study.direction.name == 'MINIMIZE' else 'higher'} is better)")
+    better = "lower" if study.direction.name == "MINIMIZE" else "higher"
+    table = Table(title=escape(f"study {study.study_name}: {study.user_attrs['spec']['task']}, validation ({better} is better)"))
     for column in header:
         table.add_column(column, justify="right" if column in ("rank", "trial", "value", "epochs") else "left",
                          no_wrap=column in ("state", "value"))
@@ -398,10 +399,10 @@ def finish_study(study, logdir: str, console: Console | None) -> dict[str, Any] 
         from seqtrain.training.progress import metrics_table
 
         own = {name: values for name, values in rows.items() if set(values) & set(rows["test"])}
-        console.print(metrics_table(f"best trial {best.number} ({run.name}): test, scored once", own))
+        console.print(metrics_table(escape(f"best trial {best.number} ({run.name}): test, scored once"), own))
         if len(own) < len(rows):  # per-class scores share no column with the model's: a table of their own
             console.print(metrics_table("best trial, more", {k: v for k, v in rows.items() if k not in own}))
-        console.print(f"best settings: {folder / BEST_CONFIG} (re-run with `seqtrain fit --config {folder / BEST_CONFIG}`)")
+        console.print(escape(f"best settings: {folder / BEST_CONFIG} (re-run with `seqtrain fit --config {folder / BEST_CONFIG}`)"))
     return summary
 
 
@@ -430,8 +431,8 @@ def tune(
     direction = "maximize" if probe.monitor_mode == "max" else "minimize"
     study = create_study(name, logdir, spec, direction, storage_url, pruner)
     if console:
-        console.print(f"study [bold]{name}[/]: {trials} trials of {task}, {direction} validation {probe.monitor}; "
-                      f"runs and {DB} in {study_dir(logdir, name)}")
+        console.print(f"study [bold]{escape(name)}[/]: {trials:d} trials of "
+                      + escape(f"{task}, {direction} validation {probe.monitor}; runs and {DB} in {study_dir(logdir, name)}"))
     return continue_study(study, logdir, timeout, workers, storage_url, console)
 
 
@@ -453,7 +454,7 @@ def resume(name: str, logdir: str, timeout: float | None, workers: int, storage_
         run_trials(study, logdir, timeout, None, worker)
         return None
     if console:
-        console.print(f"study [bold]{name}[/]: {finished(study)} of {study.user_attrs['spec']['trials']} trials finished")
+        console.print(f"study [bold]{escape(name)}[/]: {finished(study):d} of {study.user_attrs['spec']['trials']:d} trials finished")
     return continue_study(study, logdir, timeout, workers, storage_url, console)
 
 

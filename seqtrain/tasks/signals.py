@@ -1,0 +1,328 @@
+"""Classify numeric sequences: `signal` (a user's .ts, long CSV or folder of per-sequence files).
+
+Each step is a vector of channels; sequences vary in length and reach the
+same padding-exact recurrent encoder as text. Every run also scores the
+baselines people compare against on such data: the majority class and
+1-nearest-neighbour (Euclidean, and DTW in a Sakoe-Chiba band where
+affordable; models/nearest.py). The audio tasks (tasks/audio.py) share this
+class with a waveform front-end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqtrain.config import ModelSettings, Schema, SourceData, TrainSettings, opt
+from seqtrain.data.batching import Batch, SequenceLoader, epoch_batches
+from seqtrain.data.signals import Sequences, read_long_csv, read_sequence_file, read_signals, read_ts
+from seqtrain.data.sources import local_source
+from seqtrain.errors import SeqtrainError
+from seqtrain.models.nearest import one_nn_baselines
+from seqtrain.models.signals import SignalClassifier
+from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
+from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
+from seqtrain.tasks.classification import NO_MATPLOTLIB, Prediction, have_matplotlib, plot_confusion, stratified_split
+
+
+# ------------------------------------------------------------------ settings
+@dataclass
+class SignalModel(ModelSettings):
+    bidirectional: bool = opt(True, "Run each layer in both directions.")
+    pooling: str = opt("mean", "How the sequence output becomes one vector.", ("last", "mean", "max"))
+    stack: int = opt(
+        1, "Stack every N consecutive steps into one input vector (frame subsampling): N times fewer recurrent steps.",
+        at_least=1,
+    )
+
+
+@dataclass
+class SequenceSplits:
+    max_len: int = opt(
+        0, "Longer sequences keep their first N steps (after any audio features: N frames); 0 keeps all.", at_least=0
+    )
+    val_split: float = opt(0.1, "Fraction of the training sequences held out for validation (stratified).", at_least=0, below=1)
+
+
+@dataclass
+class TestSplit:
+    """For data that may come without a test split (presets with their own split rule lack it)."""
+
+    test_split: float = opt(
+        0.2, "Fraction held out for testing when the data gives no test split (stratified, seeded).", at_least=0, below=1
+    )
+
+
+@dataclass
+class SignalData(SourceData, SequenceSplits, TestSplit):
+    id_col: str = opt("id", "Long CSV: the column naming the sequence each row (step) belongs to.")
+    label_col: str = opt("label", "Long CSV: the column holding each sequence's label.")
+    time_col: str | None = opt(None, "Long CSV: the column that orders a sequence's rows (numbers or ISO timestamps).")
+    features: str | None = opt(None, "Long CSV: comma-separated feature columns (default: every other column).")
+    dtw_window: float = opt(
+        0.1, "Sakoe-Chiba band of the 1-NN DTW baseline, as a fraction of the length; 0 skips DTW.", at_least=0, below=1
+    )
+
+
+@dataclass
+class SignalMeta(Meta):
+    """Label names, channel count, the training split's per-channel statistics, and the length cut predictions repeat."""
+
+    labels: list[str]
+    channels: int
+    mean: torch.Tensor
+    std: torch.Tensor
+    max_len: int = 0
+
+
+def label_order(names: set[str]) -> list[str]:
+    """Labels sorted with numbers in numeric order ('2' before '10')."""
+    return sorted(names, key=lambda name: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)])
+
+
+class VectorLoader(SequenceLoader):
+    """Length-bucketed batches of [T, C] sequences (or [S] waveforms), zero-padded; tells the task its split."""
+
+    def __init__(self, sequences, targets, batch_size: int, name: str, task: SignalTask, seed: int):
+        super().__init__(sequences, targets, batch_size, name == "train", seed)
+        self.name, self.task = name, task
+
+    def __iter__(self):
+        self.task.current_split = self.name
+        for indices in epoch_batches(self.lengths, self.batch_size, self.shuffle, self.seed, self.epoch):
+            x = nn.utils.rnn.pad_sequence([self.sequences[i] for i in indices], batch_first=True)
+            yield Batch(x, torch.tensor([self.lengths[i] for i in indices]), self.targets[indices])
+
+
+# ---------------------------------------------------------------------- task
+class SequenceClassificationTask(Task):
+    """Subclasses say where the sequences come from (`load`) and, for audio, the front-end (`frontend`)."""
+
+    schema: ClassVar[Schema] = Schema(TrainSettings, SignalModel, SignalData)
+    meta_type = SignalMeta
+    monitor = "accuracy"
+    monitor_mode = "max"
+    metric_names = ("loss", "accuracy", "macro_f1")
+    headline = "accuracy"
+    ability = "predict"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.current_split = "train"
+        self.counts: dict[str, Counts] = {}
+        self.baselines: dict[str, dict[str, dict[str, float]]] = {}
+        self.report: list[str] = []
+
+    # ----------------------------------------------------------------- data
+    def load(self, quiet: bool) -> tuple[Sequences, Sequences | None]:
+        raise NotImplementedError
+
+    def frontend(self) -> nn.Module | None:
+        """The module that turns raw inputs into feature frames on the device (audio); None: inputs are the features."""
+        return None
+
+    def augment(self) -> nn.Module | None:
+        """Training-time masking of the normalised features (audio's SpecAugment); None: none."""
+        return None
+
+    def to_input(self, values: np.ndarray) -> torch.Tensor:
+        """One stored sequence as the model's input tensor (audio: the waveform [S]; else [T, C])."""
+        return torch.from_numpy(values)
+
+    def cut(self, x: torch.Tensor, max_len: int) -> torch.Tensor:
+        """The --max-len rule: the first max_len steps (for audio, the samples of max_len frames)."""
+        return x[:max_len] if max_len else x
+
+    def featurise(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """What the encoder reads, before normalisation, for statistics and baselines (audio: the front-end's frames)."""
+        return inputs
+
+    def prepare(self, meta: SignalMeta | None = None, quiet: bool = False) -> TaskData:
+        config, data = self.config, self.config.data
+        train_set, test_set = self.load(quiet)
+        names = label_order(set(train_set.labels) | set(test_set.labels if test_set else []))
+        if meta is not None:
+            unknown = sorted(set(names) - set(meta.labels))
+            if unknown:
+                raise SeqtrainError(
+                    f"the data has labels the model was not trained on ({', '.join(unknown[:8])}): "
+                    "point --data at the data it was trained on"
+                )
+            names = list(meta.labels)
+        index = {name: i for i, name in enumerate(names)}
+        everything = Sequences(train_set.values + (test_set.values if test_set else []),
+                               train_set.labels + (test_set.labels if test_set else []),
+                               train_set.names + (test_set.names if test_set else []))
+        targets = torch.tensor([index[label] for label in everything.labels], dtype=torch.long)
+        seed = config.train.seed
+        if test_set is not None:
+            rest, test = torch.arange(len(train_set)), torch.arange(len(train_set), len(everything))
+        else:
+            test, rest = stratified_split(targets, data.test_split, seed)
+        held, kept = stratified_split(targets[rest], data.val_split, seed + 1)
+        parts = {"train": rest[kept], "val": rest[held], "test": test}
+        if not len(parts["train"]):
+            raise SeqtrainError("no training sequences are left after the validation and test splits; lower --val-split")
+        max_len = meta.max_len if meta is not None else data.max_len
+        inputs = [self.to_input(v) for v in everything.values]
+        cut = [self.cut(x, max_len) for x in inputs]
+        features = self.featurise(cut)
+        if meta is None:
+            channels, mean, std = self.statistics([features[i] for i in parts["train"].tolist()])
+            meta = SignalMeta(names, channels, mean, std, data.max_len)
+        self.meta = meta
+        longer = sum(len(a) > len(b) for a, b in zip(inputs, cut))
+        self.report = self.describe(names, targets, parts, everything, features, longer)
+        self.baselines = self.score_baselines(features, targets, parts, len(names))
+        loaders = {
+            name: VectorLoader([cut[i] for i in idx.tolist()], targets[idx], config.train.batch_size, name, self, seed)
+            if len(idx) or name == "train" else None
+            for name, idx in parts.items()
+        }
+        if loaders["val"] is None:  # the training loss, not the training accuracy (soon 1.0 at every epoch), picks the best epoch
+            self.monitor, self.monitor_mode = "loss", "min"
+        return TaskData(loaders["train"], loaders["val"], loaders["test"], meta)
+
+    def statistics(self, train: list[torch.Tensor]) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """Channels and per-channel mean and std over every step of the training split (a constant channel gets std 1)."""
+        rows = torch.cat(train).double()
+        std = rows.std(0, correction=0)
+        return rows.shape[1], rows.mean(0).float(), torch.where(std > 0, std, torch.ones_like(std)).float()
+
+    def describe(self, names, targets, parts, everything: Sequences, features: list[torch.Tensor], longer: int) -> list[str]:
+        """Start-of-run lines: labels with counts, split sizes, lengths and the --max-len cut."""
+        counts = Counter(targets.tolist())
+        lengths = [len(v) for v in features]
+        lines = [
+            f"labels ({len(names)}): " + ", ".join(f"{names[i]} {counts[i]:,}" for i in range(len(names))[:40]),
+            "sequences: " + ", ".join(f"{name} {len(idx):,}" for name, idx in parts.items() if len(idx))
+            + f"; {features[0].shape[1]} channel(s), {min(lengths):,}-{max(lengths):,} steps"
+            + (f" (median {int(np.median(lengths)):,})" if min(lengths) != max(lengths) else ""),
+        ]
+        if longer:
+            lines.append(f"--max-len {self.meta.max_len}: {longer:,} longer sequences keep their first {self.meta.max_len} steps")
+        return lines
+
+    def score_baselines(self, inputs: list[torch.Tensor], targets: torch.Tensor, parts: dict[str, torch.Tensor],
+                        classes: int) -> dict[str, dict[str, dict[str, float]]]:
+        """Majority class and 1-NN on the normalised sequences of val and test (train is the reference set)."""
+        mean, std = self.meta.mean.numpy(), self.meta.std.numpy()
+
+        def values(idx: torch.Tensor) -> list[np.ndarray]:
+            return [(inputs[i].numpy() - mean) / std for i in idx.tolist()]
+
+        splits = {name: (values(idx), targets[idx]) for name, idx in parts.items() if name != "train" and len(idx)}
+        rows, lines = one_nn_baselines(values(parts["train"]), targets[parts["train"]], splits, classes,
+                                       self.config.data.dtw_window)
+        self.report += lines
+        return rows
+
+    def notes(self) -> list[str]:
+        return self.report + ([] if have_matplotlib() else [NO_MATPLOTLIB])
+
+    # ---------------------------------------------------------------- model
+    def build_model(self, meta: SignalMeta) -> nn.Module:
+        return SignalClassifier(
+            meta.channels, len(meta.labels), self.config.model, meta.mean, meta.std, self.frontend(), self.augment()
+        )
+
+    def default_meta(self) -> SignalMeta:
+        return SignalMeta(["a", "b"], 1, torch.zeros(1), torch.ones(1))
+
+    def step(self, model: nn.Module, batch: Batch, state: Any, ctx: StepContext) -> StepResult:
+        logits = model(batch.tokens, batch.lengths)
+        loss = F.cross_entropy(logits, batch.targets)
+        predicted = logits.argmax(-1)
+        count = len(batch)
+        sums = {"loss": loss.detach() * count, "accuracy": (predicted == batch.targets).sum()}
+        sums.update(count_sums(predicted, batch.targets, len(self.meta.labels)))
+        return StepResult(loss, count, sums)
+
+    def metrics(self, sums: dict[str, float], count: int) -> dict[str, float]:
+        counts = counts_from_sums(sums, len(self.meta.labels), False)
+        self.counts[self.current_split] = counts
+        return {"loss": sums.get("loss", 0.0) / max(count, 1), **headline_scores(counts, sums.get("accuracy", 0.0), count, False)}
+
+    def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
+        """The baselines by split, and per-class scores of the pass just scored."""
+        rows = {split: dict(named) for split, named in self.baselines.items()}
+        split, counts = self.current_split, self.counts.get(self.current_split)
+        if split in ("val", "test") and counts is not None:
+            per_class = counts.per_class()
+            for i, label in enumerate(self.meta.labels):
+                rows.setdefault(split, {})[f"class {label}"] = {k: float(v[i]) for k, v in per_class.items()}
+        return rows
+
+    def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
+        for split, named in self.baselines.items():
+            for name, values in named.items():
+                log.scalars(f"baseline/{split}/{name}", values, epoch)
+        counts = self.counts.get("val")
+        if data.val is not None and counts is not None:
+            plot_confusion(counts, self.meta.labels, log, epoch)
+
+    # ------------------------------------------------------------ inference
+    def read_inputs(self, path: Path) -> list[tuple[str, torch.Tensor]]:
+        """(name, model input) for each sequence in a file: every case of a .ts, every id of a long CSV
+        (when it has --id-col), else the whole file as one sequence (a .csv of steps or a .npy)."""
+        if not path.is_file():
+            raise SeqtrainError(f"{path} does not exist")
+        if path.suffix.lower() == ".ts":
+            found = read_ts(path)
+            return [(f"{path.name}:{i}", self.to_input(v)) for i, v in enumerate(found.values)]
+        data = self.config.data
+        if path.suffix.lower() == ".csv" and has_column(path, data.id_col):
+            found = read_long_csv(path, data.id_col, data.label_col, data.time_col, data.features, labelled=False)
+            return [(f"{path.name}:{n}", self.to_input(v)) for n, v in zip(found.names, found.values)]
+        return [(path.name, self.to_input(read_sequence_file(path)))]
+
+    def predict_files(
+        self, model: nn.Module, paths: list[str], device: torch.device, top_k: int = 1
+    ) -> list[tuple[str, list[Prediction]]]:
+        """Per sequence in the files: its name and the `top_k` most likely labels with their probabilities."""
+        named = [item for path in paths for item in self.read_inputs(Path(path).expanduser())]
+        for name, x in named:
+            if x.dim() == 2 and x.shape[1] != self.meta.channels:
+                raise SeqtrainError(f"{name} has {x.shape[1]} channel(s); the model reads {self.meta.channels}")
+        out = []
+        model.eval()
+        for start in range(0, len(named), 64):
+            chunk = [self.cut(x, self.meta.max_len) for _, x in named[start : start + 64]]
+            lengths = torch.tensor([len(x) for x in chunk])
+            x = nn.utils.rnn.pad_sequence(chunk, batch_first=True)
+            with torch.no_grad():
+                probs = torch.softmax(model(x.to(device), lengths.to(device)).float(), -1).cpu()
+            top = probs.topk(min(top_k, probs.shape[-1]), -1)
+            for (name, _), values, indices in zip(named[start : start + 64], top.values, top.indices):
+                out.append((name, [Prediction(self.meta.labels[i], p) for p, i in zip(values.tolist(), indices.tolist())]))
+        return out
+
+
+def has_column(path: Path, name: str) -> bool:
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        return name in [c.strip() for c in handle.readline().split(",")]
+
+
+@register("signal")
+class SignalTask(SequenceClassificationTask):
+    description = ("Classify numeric sequences: --data a .ts file/pair (UCR/UEA), a long CSV (--id-col, --label-col) "
+                   "or a folder of class folders of .csv/.npy files.")
+    # UCR-sized training sets (tens of sequences) are all training data by default, as the archive's results use them
+    defaults = {
+        "cell": "gru", "hidden": 64, "dropout": 0.2, "epochs": 100, "batch_size": 16, "lr": 3e-3, "stack": 4, "val_split": 0.0,
+    }
+
+    def load(self, quiet: bool) -> tuple[Sequences, Sequences | None]:
+        d = self.config.data
+        path = local_source(d)
+        if path is None:
+            raise SeqtrainError("signal needs --data: a .ts file (NAME_TRAIN.ts beside NAME_TEST.ts), a long CSV, or a folder")
+        return read_signals(path, d.id_col, d.label_col, d.time_col, d.features)
