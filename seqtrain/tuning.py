@@ -374,7 +374,7 @@ def ranking_table(study) -> Table:
 def finish_study(study, logdir: str, console: Console | None) -> dict[str, Any] | None:
     """Write the ranking and the best trial's config.toml; score the best trial's test split once."""
     optuna = optuna_module()
-    from seqtrain.inference import evaluate_checkpoint
+    from seqtrain.inference import evaluate_trained, load_trained
     from seqtrain.tasks import read_config
 
     folder = study_dir(logdir, study.study_name)
@@ -391,7 +391,7 @@ def finish_study(study, logdir: str, console: Console | None) -> dict[str, Any] 
     config = read_config(run / "config.toml")
     config.train.logdir = str(logdir)
     (folder / BEST_CONFIG).write_text(config.to_toml())
-    rows, _ = evaluate_checkpoint(run / "best.pt", "test", config.train.device, None, None, config.train.threads)
+    rows = evaluate_trained(load_trained(run / "best.pt", config.train.device, config.train.threads), "test", None, None)
     summary = {"study": study.study_name, "best_trial": best.number, "run": str(run), "params": best.params,
                "val": best.value, "test": rows, "ranking": str(ranking), "config": str(folder / BEST_CONFIG)}
     (folder / "best.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
