@@ -370,6 +370,9 @@ def tasks() -> None:
     console.print(table)
 
 
+from seqtrain_cli import deploy  # noqa: E402,F401  (registers `export` and `serve`)
+
+
 def main() -> None:
     app()
 

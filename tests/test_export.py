@@ -1,0 +1,119 @@
+"""`seqtrain export`: every family's graphs in ONNX (onnxruntime) and TorchScript (torch.jit.load) equal PyTorch's
+outputs on the run's test batches; the sidecar alone serves a caller without seqtrain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from seqtrain.export.core import load_runner
+from seqtrain.inference import load_trained
+from seqtrain.training.runs import resolve_checkpoint
+from seqtrain_cli.main import app
+
+pytest.importorskip("onnxruntime")
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+TINY = ["--epochs", "1", "--max-steps", "4", "--quiet", "--device", "cpu"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, imdb_dir) -> dict[str, Path]:
+    """One tiny trained run per family, each with a shape that exercises the export: bidirectional, stacked, attention."""
+    root = tmp_path_factory.mktemp("runs")
+    text = root / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog.\n" * 100)
+    pairs = root / "pairs.tsv"
+    pairs.write_text("".join(f"{a} plus {b}\t{a + b}\n" for a in range(15) for b in range(15)))
+    settings = {
+        "imdb": ["--task", "imdb", "--data", imdb_dir, "--hidden", "8", "--embed-dim", "8"],  # bi-GRU, max pooling
+        "charlm": ["--task", "charlm", "--text", text, "--cell", "lstm", "--layers", "2", "--hidden", "16", "--embed-dim", "8"],
+        "pairs": ["--task", "pairs", "--data", pairs, "--bidirectional", "--attention", "dot", "--hidden", "16", "--embed-dim", "8"],
+        "sine": ["--task", "sine", "--hidden", "8", "--cell", "gru"],
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEQTRAIN_CACHE", str(root / "cache"))
+        for name, args in settings.items():
+            result = invoke("fit", *args, *TINY, "--logdir", root / name)
+            assert result.exit_code == 0, result.output
+    return {name: resolve_checkpoint("latest", root / name).parent for name in settings}
+
+
+@pytest.mark.parametrize("family", ["imdb", "charlm", "pairs", "sine"])
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_each_family_exports_with_parity_and_a_sidecar(runs, family, fmt, tmp_path):
+    out = tmp_path / "export"
+    result = invoke("export", runs[family], "--format", fmt, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "parity with PyTorch" in result.output
+    sidecar = json.loads((out / "seqtrain.json").read_text())
+    assert sidecar["runtime"] == fmt and sidecar["parity"]["max_abs_diff"] <= 1e-5 and sidecar["parity"]["samples"] >= 2
+    for graph in sidecar["graphs"].values():
+        assert (out / graph["file"]).is_file() and graph["inputs"] and graph["outputs"]
+
+
+def test_an_exported_language_model_step_matches_the_models_own_generation_step(runs, tmp_path):
+    """Beyond the export's own check: a state carried through several written steps stays equal to PyTorch's."""
+    out = tmp_path / "lm"
+    assert invoke("export", runs["charlm"], "--out", out).exit_code == 0
+    step = load_runner(out / "step.onnx")
+    trained = load_trained(runs["charlm"] / "best.pt", "cpu")
+    tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]] * 2)
+    state = tuple(np.zeros((2, 2, 16), np.float32) for _ in range(2))
+    with torch.no_grad():
+        expected, _ = trained.model(tokens)
+    for t in range(tokens.shape[1]):
+        scores, *state = step((tokens[:, t].numpy(), *state))
+        np.testing.assert_allclose(scores, expected[:, t].numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_the_no_seqtrain_example_classifies_like_seqtrain_predict(runs, tmp_path):
+    out = tmp_path / "onnx"
+    assert invoke("export", runs["imdb"], "--out", out).exit_code == 0
+    blocker = tmp_path / "blocked" / "seqtrain"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('the example must run without seqtrain')\n")
+    texts = ["A wonderful, brilliant film.<br />Loved it", "Awful. Dull and boring, a waste", ""]
+    done = subprocess.run(
+        [sys.executable, ROOT / "examples" / "classify_onnx.py", out, *texts],
+        capture_output=True, text=True, env={"PYTHONPATH": str(blocker.parent), "PATH": "/usr/bin:/bin"}, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    trained = load_trained(runs["imdb"] / "best.pt", "cpu")
+    expected = trained.task.predict(trained.model, texts, trained.device)
+    assert len(done.stdout.splitlines()) == len(texts)
+    for line, (prediction,) in zip(done.stdout.splitlines(), expected):
+        label, probability, _ = line.split("\t")
+        assert label == prediction.label and abs(float(probability) - prediction.probability) < 1e-4
+
+
+def test_refusals_are_one_line(runs, tmp_path, monkeypatch):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "file").write_text("x")
+    taken = invoke("export", runs["sine"], "--out", out)
+    assert taken.exit_code == 2 and "--force" in taken.output
+    wrong = invoke("export", runs["sine"], "--format", "tflite", "--out", tmp_path / "a")
+    assert wrong.exit_code == 2 and "onnx, torchscript" in wrong.output
+    monkeypatch.setattr("seqtrain.export.core.TOLERANCE", -1.0)  # nothing can pass: the failure path
+    failed = invoke("export", runs["sine"], "--out", tmp_path / "b")
+    assert failed.exit_code == 2 and "parity check failed" in failed.output and "Traceback" not in failed.output
+
+
+def test_loop_cells_are_refused(tmp_path):
+    result = invoke("fit", "--task", "sine", "--hidden", "8", "--recurrent-dropout", "0.1", *TINY, "--logdir", tmp_path)
+    assert result.exit_code == 0, result.output
+    refused = invoke("export", "latest", "--logdir", tmp_path, "--out", tmp_path / "x")
+    assert refused.exit_code == 2 and "--recurrent-dropout" in refused.output
