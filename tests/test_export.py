@@ -117,3 +117,24 @@ def test_loop_cells_are_refused(tmp_path):
     assert result.exit_code == 0, result.output
     refused = invoke("export", "latest", "--logdir", tmp_path, "--out", tmp_path / "x")
     assert refused.exit_code == 2 and "--recurrent-dropout" in refused.output
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_int8_reports_the_test_metric_before_and_after(runs, fmt, tmp_path):
+    out = tmp_path / "int8"
+    result = invoke("export", runs["imdb"], "--format", fmt, "--quantize", "int8", "--out", out)
+    assert result.exit_code == 0, result.output
+    quantized = json.loads((out / "seqtrain.json").read_text())["quantized"]
+    assert quantized["metric"] == "accuracy" and 0 <= quantized["int8"] <= 1 and quantized["size_ratio"] > 0
+    assert (out / quantized["files"]["classifier"]).is_file() and "test accuracy" in result.output
+
+
+def test_int8_is_refused_past_the_limit_unless_forced(runs, tmp_path, monkeypatch):
+    monkeypatch.setattr("seqtrain.export.quantize.MAX_DROP", {"max": -1.0, "min": -1.0})  # any result is a drop
+    refused = invoke("export", runs["sine"], "--quantize", "int8", "--out", tmp_path / "a")
+    assert refused.exit_code == 2 and "refused" in refused.output and "--force" in refused.output
+    assert not list((tmp_path / "a").glob("*.int8.onnx"))
+    forced = invoke("export", runs["sine"], "--quantize", "int8", "--out", tmp_path / "b", "--force")
+    assert forced.exit_code == 0 and (tmp_path / "b" / "forecaster.int8.onnx").is_file()
+    language_model = invoke("export", runs["charlm"], "--quantize", "int8", "--out", tmp_path / "c")
+    assert language_model.exit_code == 2 and "classifiers and forecasters" in language_model.output

@@ -126,6 +126,8 @@ def export_run(
     adapter = adapter_for(trained.task)
     with torch.no_grad():
         export = adapter(trained, test_loader(trained))
+    if quantize is not None and export.score is None:
+        raise SeqtrainError("--quantize is scored for classifiers and forecasters; this family exports in float32 only")
     out.mkdir(parents=True, exist_ok=True)
     runtimes = {graph.name: write_graph(graph, fmt, out) for graph in export.graphs}
     worst = max(check_parity(graph, runtimes[graph.name]) for graph in export.graphs)
