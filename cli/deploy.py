@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -46,3 +47,43 @@ def export_command(
     quantized = sidecar.get("quantized")
     if quantized:
         console.print(quantized["summary"], highlight=False)
+
+
+@app.command()
+@friendly
+def serve(
+    runs: Annotated[list[str], typer.Argument(help="Runs to serve: a run folder, checkpoint or run name under --logdir; NAME=RUN names its route /v1/NAME/...")],
+    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but loopback wants --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Most inputs merged into one model call; 1 turns batching off.")] = 32,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="Longest a request waits for others to share its model call.")] = 5.0,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="SEQTRAIN_TOKEN", help="Require 'Authorization: Bearer TOKEN' on /v1 routes and /metrics.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes, each with its own copy of the models.")] = 1,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads per worker.")] = 1,
+    logdir: LogdirOpt = "runs",
+) -> None:
+    """Serve trained runs over HTTP: POST /v1/NAME/{predict,generate,translate,forecast}, GET /health, /metrics, /docs."""
+    from seqtrain.training.runs import resolve_checkpoint
+
+    if max_batch < 1 or max_wait_ms < 0 or workers < 1 or threads < 1:
+        raise SeqtrainError("--max-batch, --workers and --threads must be at least 1 and --max-wait-ms at least 0")
+    named = {}
+    for spec in runs:
+        name, _, where = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        checkpoint = resolve_checkpoint(where, logdir)
+        named[name or checkpoint.parent.name] = str(checkpoint)
+    try:
+        import uvicorn
+
+        from seqtrain.serving.app import ServeSettings, settings_to_environment
+    except ImportError as exc:
+        raise missing_extra("serve", exc) from None
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who reaches the port can use it")
+    settings_to_environment(ServeSettings(named, max_batch, max_wait_ms, token, threads))
+    console.print(f"serving {', '.join(f'/v1/{n}' for n in named)} on http://{host}:{port} (docs: /docs)", highlight=False)
+    # uvicorn drains in-flight requests on SIGTERM, then raises the signal again once its own handler is gone:
+    # with this one in place that ends in an orderly exit 0, the status a service manager expects from a stop.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run("seqtrain.serving.app:from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", timeout_graceful_shutdown=30)

@@ -15,14 +15,13 @@ from typer.testing import CliRunner
 
 from seqtrain.export.core import load_runner
 from seqtrain.inference import load_trained
-from seqtrain.training.runs import resolve_checkpoint
 from seqtrain_cli.main import app
+from tiny_runs import TINY, tiny_runs
 
 pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-TINY = ["--epochs", "1", "--max-steps", "4", "--quiet", "--device", "cpu"]
 
 
 def invoke(*args):
@@ -31,24 +30,7 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, imdb_dir) -> dict[str, Path]:
-    """One tiny trained run per family, each with a shape that exercises the export: bidirectional, stacked, attention."""
-    root = tmp_path_factory.mktemp("runs")
-    text = root / "text.txt"
-    text.write_text("the quick brown fox jumps over the lazy dog.\n" * 100)
-    pairs = root / "pairs.tsv"
-    pairs.write_text("".join(f"{a} plus {b}\t{a + b}\n" for a in range(15) for b in range(15)))
-    settings = {
-        "imdb": ["--task", "imdb", "--data", imdb_dir, "--hidden", "8", "--embed-dim", "8"],  # bi-GRU, max pooling
-        "charlm": ["--task", "charlm", "--text", text, "--cell", "lstm", "--layers", "2", "--hidden", "16", "--embed-dim", "8"],
-        "pairs": ["--task", "pairs", "--data", pairs, "--bidirectional", "--attention", "dot", "--hidden", "16", "--embed-dim", "8"],
-        "sine": ["--task", "sine", "--hidden", "8", "--cell", "gru"],
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEQTRAIN_CACHE", str(root / "cache"))
-        for name, args in settings.items():
-            result = invoke("fit", *args, *TINY, "--logdir", root / name)
-            assert result.exit_code == 0, result.output
-    return {name: resolve_checkpoint("latest", root / name).parent for name in settings}
+    return tiny_runs(tmp_path_factory, imdb_dir)
 
 
 @pytest.mark.parametrize("family", ["imdb", "charlm", "pairs", "sine"])
