@@ -36,7 +36,7 @@ def export_command(
 
         checkpoint = resolve_checkpoint(run, logdir)
         folder = out or checkpoint.parent / f"export-{fmt}{'-int8' if quantize else ''}"
-        sidecar = export_run(checkpoint, fmt, folder, force, quantize, allow_quantize_drop=force)
+        sidecar = export_run(checkpoint, fmt, folder, force, quantize)
     except ImportError as exc:
         raise missing_extra("export", exc) from None
     parity = sidecar["parity"]

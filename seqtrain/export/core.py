@@ -112,11 +112,10 @@ def test_loader(trained: Trained) -> Any:
     return loader
 
 
-def export_run(
-    checkpoint: Path, fmt: str, out: Path, force: bool = False, quantize: str | None = None, console_log=None,
-    allow_quantize_drop: bool = False,
-) -> dict[str, Any]:
-    """Write the run's graphs and sidecar into `out`; returns the sidecar. One SeqtrainError line on any failure."""
+def export_run(checkpoint: Path, fmt: str, out: Path, force: bool = False, quantize: str | None = None) -> dict[str, Any]:
+    """Write the run's graphs and sidecar into `out`; returns the sidecar. One SeqtrainError line on any failure.
+
+    `force` overwrites a non-empty `out` and keeps an int8 export whose metric dropped past the limit."""
     if fmt not in FORMATS:
         raise SeqtrainError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
     if out.exists() and any(out.iterdir()) and not force:
@@ -144,7 +143,7 @@ def export_run(
     if quantize is not None:
         from seqtrain.export.quantize import quantize_export
 
-        sidecar["quantized"] = quantize_export(export, fmt, out, runtimes, quantize, allow_quantize_drop)
+        sidecar["quantized"] = quantize_export(export, fmt, out, runtimes, quantize, force)
         sidecar["graphs"] = {graph.name: describe(graph, fmt, sidecar["quantized"]["files"][graph.name]) for graph in export.graphs}
     (out / SIDECAR).write_text(json.dumps(sidecar, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return sidecar

@@ -34,6 +34,8 @@ WORD_TOKENIZER = {
     "token_pattern": _TOKEN.pattern,
 }
 CHAR_TOKENIZER = {"rule": "chars", "steps": "every character is one token"}
+#: word language models read whitespace-separated words (seqtrain.tasks.language_modeling.word_tokens)
+WHITESPACE_TOKENIZER = {"rule": "whitespace", "steps": "split each line on whitespace; every line ends with the token <eos>"}
 
 
 def tokenizer(level: str) -> dict[str, str]:
@@ -141,8 +143,7 @@ def language_model(trained: Trained, loader: Any) -> Export:
         "level": meta.level,
         "vocab": meta.vocab,
         "unk_id": meta.vocab.index("<unk>") if "<unk>" in meta.vocab else None,
-        "tokenizer": tokenizer(meta.level) | ({} if meta.level == "char" else {"rule": "whitespace",
-                                                                                "steps": "split on whitespace; each line ends with <eos>"}),
+        "tokenizer": CHAR_TOKENIZER if meta.level == "char" else WHITESPACE_TOKENIZER,
         "eos": LM_EOS if LM_EOS in meta.vocab else None,
         "scores": "log_probabilities" if model.adaptive else "logits",
         "state": {"layers": model.rnn.num_layers, "hidden": model.rnn.hidden_size, "initial": "zeros"},

@@ -47,6 +47,19 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+#: paths counted under their own name in the metrics; any other is "other", so no client can grow the label set
+OPEN_PATHS = ("/health", "/metrics", "/docs", "/openapi.json")
+
+
+def metric_route(path: str) -> str:
+    if path in OPEN_PATHS:
+        return path
+    ability = path.rsplit("/", 1)[-1]
+    if path.startswith("/v1/") and (ability in ABILITIES or ability == "generate"):
+        return "/v1/{run}/" + ability
+    return "other"
+
+
 class Guard:
     """ASGI middleware: bearer auth, the body-size bound, and each request's latency and status in the metrics."""
 
@@ -58,7 +71,7 @@ class Guard:
             return await self.app(scope, receive, send)
         start, status = time.perf_counter(), [500]
         path = scope["path"]
-        route = "/v1/{run}/" + path.rsplit("/", 1)[-1] if path.startswith("/v1/") else path
+        route = metric_route(path)
 
         async def send_and_record(message):
             if message["type"] == "http.response.start":
@@ -91,8 +104,8 @@ class Guard:
             await error(exc.status, str(exc))(scope, receive, send_and_record)
 
 
-def build_app(settings: ServeSettings, trained: dict[str, Trained] | None = None) -> FastAPI:
-    """The app for `settings.runs` (loaded here unless given as `trained`)."""
+def build_app(settings: ServeSettings, trained: dict[str, Trained] | None = None) -> Guard:
+    """The ASGI app for `settings.runs` (loaded here unless given as `trained`): FastAPI inside the Guard."""
     import torch
 
     torch.set_num_threads(settings.threads)
