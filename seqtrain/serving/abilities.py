@@ -86,8 +86,29 @@ def predict_inputs(trained: Trained, request: PredictRequest, limits: Limits) ->
     return request.texts, request.top_k
 
 
+#: texts in one model call differ in length by at most this factor: a batch is padded to its longest text, and
+#: one long review among short ones would make the recurrent layers step through its padding for all of them
+LENGTH_SPREAD = 1.5
+
+
+def by_length(texts: list[str], run: Callable[[list[str]], list[Any]]) -> list[Any]:
+    """`run` over groups of texts of similar length (characters stand in for tokens), answers in the texts' order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    answers: list[Any] = [None] * len(texts)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and len(texts[order[end]]) <= LENGTH_SPREAD * max(len(texts[order[start]]), 40):
+            end += 1
+        group = order[start:end]
+        for i, answer in zip(group, run([texts[i] for i in group])):
+            answers[i] = answer
+        start = end
+    return answers
+
+
 def predict_run(trained: Trained, texts: list[str], top_k: Hashable) -> list[Any]:
-    predictions = trained.task.predict(trained.model, texts, trained.device, top_k)
+    predictions = by_length(texts, lambda group: trained.task.predict(trained.model, group, trained.device, top_k))
     return [[{"label": p.label, "probability": p.probability} for p in row] for row in predictions]
 
 
@@ -104,7 +125,7 @@ def translate_inputs(trained: Trained, request: TranslateRequest, limits: Limits
 
 def translate_run(trained: Trained, texts: list[str], key: Hashable) -> list[Any]:
     beam, max_len = key
-    return trained.task.translate(trained.model, texts, trained.device, beam, 1.0, max_len)
+    return by_length(texts, lambda group: trained.task.translate(trained.model, group, trained.device, beam, 1.0, max_len))
 
 
 def forecast_inputs(trained: Trained, request: ForecastRequest, limits: Limits) -> tuple[list[Any], Hashable]:
