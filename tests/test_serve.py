@@ -174,3 +174,13 @@ def test_a_real_server_streams_generation_and_drains_on_sigterm(runs, tmp_path):
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_merged_texts_run_in_groups_of_similar_length_and_answer_in_order():
+    from seqtrain.serving.abilities import by_length
+
+    texts = ["x" * 500, "a", "y" * 60, "b" * 45, "z" * 2000, "c"]
+    calls = []
+    answers = by_length(texts, lambda group: calls.append(group) or [len(t) for t in group])
+    assert answers == [len(t) for t in texts]
+    assert all(max(map(len, g)) <= 1.5 * max(min(map(len, g)), 40) for g in calls) and len(calls) == 3
