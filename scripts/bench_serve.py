@@ -164,27 +164,36 @@ def abuse(server: Server, name: str, lm: str | None) -> list[str]:
 
 
 def generation_rates(lm: str, length: int, rounds: int) -> None:
-    """Characters per second of `seqtrain generate` (its wall time less a 1-token run's: start-up and loading) and of
-    one client reading the served stream, interleaved."""
+    """Characters per second of `seqtrain generate`'s loop (task.generate gathered as the command streams it, timed
+    in this process after loading, so start-up is not counted) and of one client reading the served stream, interleaved."""
+    import torch
+
+    from seqtrain.generation import gathered
+    from seqtrain.inference import load_trained
+    from seqtrain.training.runs import resolve_checkpoint
+    from seqtrain_cli.main import STREAM_SECONDS
+
+    torch.set_num_threads(1)
+    trained = load_trained(resolve_checkpoint(lm), "cpu")
     server = Server([f"lm={lm}"])
-    command = [sys.executable, "-m", "seqtrain", "generate", lm, "--seed", "1", "--threads", "1"]
     cli, served = [], []
     try:
         for _ in range(rounds):
             start = time.perf_counter()
-            subprocess.run([*command, "--length", "1"], capture_output=True, check=True)
-            base = time.perf_counter() - start
-            start = time.perf_counter()
-            subprocess.run([*command, "--length", str(length)], capture_output=True, check=True)
-            cli.append(length / max(time.perf_counter() - start - base, 1e-9))
+            for _chunk in gathered(trained.task.generate(trained.model, "", length, 1.0, None, 1), STREAM_SECONDS):
+                pass
+            cli.append(length / (time.perf_counter() - start))
             start = time.perf_counter()
             with httpx.stream("POST", f"{server.base}/v1/lm/generate", json={"length": length, "seed": 1}, timeout=120) as response:
                 text = "".join(response.iter_text())
+            if response.status_code != 200:
+                raise SystemExit(f"the served generation failed: {text}")
             served.append(length / (time.perf_counter() - start))
     finally:
         server.stop()
     print(f"generation, {length} characters, {rounds} rounds interleaved: seqtrain generate {statistics.median(cli):,.0f} chars/s, "
-          f"served stream {statistics.median(served):,.0f} chars/s ({statistics.median(served) / statistics.median(cli):.0%})")
+          f"served stream {statistics.median(served):,.0f} chars/s ({statistics.median(served) / statistics.median(cli):.0%}); "
+          f"{len(text)} characters received")
 
 
 def main() -> None:
@@ -197,7 +206,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5)
     parser.add_argument("--lm", help="a language-model run: adds a dropped stream and the generation rate")
-    parser.add_argument("--gen-length", type=int, default=5000)
+    parser.add_argument("--gen-length", type=int, default=2000, help="at most the server's generation limit (2,000)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     bodies = [{"texts": [text]} for text in reviews(args.reviews, 500)]
