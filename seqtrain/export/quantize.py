@@ -91,10 +91,11 @@ def quantize_export(
     timings = [[batch_one_latency(run, first.samples[0]) for run in runs] for _ in range(2)]  # interleaved, twice
     float_s, int8_s = (sum(t[i] for t in timings) / 2 for i in (0, 1))
     limit = MAX_DROP[better]
-    worse = f"{drop * 100:.2f} points" if better == "max" else f"{drop:.1%}"
-    summary = (f"int8 ({fmt}): test {metric} {before:.4f} -> {after:.4f} ({worse} worse; limit "
-               f"{limit * 100:.0f} points)" if better == "max" else
-               f"int8 ({fmt}): test {metric} {before:.4g} -> {after:.4g} ({worse} worse; limit {limit:.0%})")
+    if better == "max":
+        change = f"{(after - before) * 100:+.2f} points; refused below -{limit * 100:.0f} points"
+    else:
+        change = f"{drop:+.1%}; refused above +{limit:.0%}"
+    summary = f"int8 ({fmt}): test {metric} {before:.4g} -> {after:.4g} ({change})"
     summary += f"; size {size:.2f}x and batch-1 latency {int8_s / float_s:.2f}x of float32's"
     if drop > limit and not allow_drop:
         for graph in export.graphs:
