@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import time
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -409,14 +408,11 @@ def generate(
 
 def stream(pieces: Iterable[str]) -> None:
     """Echo text as it is produced, gathered into one write per STREAM_SECONDS, then a line break."""
-    pending, shown = [], time.monotonic()
-    for text in pieces:
-        pending.append(text)
-        if time.monotonic() - shown >= STREAM_SECONDS:
-            typer.echo("".join(pending), nl=False)
-            pending.clear()
-            shown = time.monotonic()
-    typer.echo("".join(pending))
+    from seqtrain.generation import gathered
+
+    for chunk in gathered(pieces, STREAM_SECONDS):
+        typer.echo(chunk, nl=False)
+    typer.echo("")
 
 
 VectorsArg = Annotated[str, typer.Argument(help="Word vectors: a word2vec or classifier run (folder or checkpoint), a GloVe/word2vec text or binary file, or glove.6B.<d>d.")]
@@ -506,6 +502,9 @@ def tasks() -> None:
     for name, info in api.list_tasks().items():
         table.add_row(escape(name), escape(info.description), escape(", ".join(f"{k}={v}" for k, v in info.defaults.items())))
     console.print(table)
+
+
+from seqtrain_cli import deploy  # noqa: E402,F401  (registers `export` and `serve`)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ through the model's one-step path (`LanguageModel.stepper`, bound once per gener
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -103,3 +104,16 @@ def sample(
             with torch.inference_mode():  # per step, not around the yield: the caller's code runs outside it
                 scores, state = step(fed.fill_(token), state)
                 scores = scores[0]
+
+
+def gathered(pieces: Iterable[str], seconds: float) -> Iterator[str]:
+    """Text pieces joined into one chunk per `seconds`: still a stream to the eye, at one write (or network
+    send) per few hundred characters instead of one per token, which would cost about a tenth of the generation time."""
+    pending, shown = [], time.monotonic()
+    for text in pieces:
+        pending.append(text)
+        if time.monotonic() - shown >= seconds:
+            yield "".join(pending)
+            pending.clear()
+            shown = time.monotonic()
+    yield "".join(pending)

@@ -183,14 +183,19 @@ class ForecastTask(Task):
         _, values = read_columns(Path(path).expanduser(), names[0], ",".join(names[1:]) or None, time_col, every)
         if len(values) < meta.window:
             raise SeqtrainError(f"{path} has {len(values)} rows (after --every {every}); the model reads {meta.window}")
-        mean, std = meta.mean.numpy(), meta.std.numpy()
-        x = torch.from_numpy((values[-meta.window :] - mean) / std).unsqueeze(0).to(device)
+        return self.forecast_windows(model, values[None, -meta.window :], device)[0]
+
+    def forecast_windows(self, model: nn.Module, windows: np.ndarray, device: torch.device) -> list[list[float]]:
+        """Per window [window, features] of rows in the columns' own units (a batch [N, window, features]), the next
+        `horizon` target values in the target's units."""
+        mean, std = self.meta.mean.numpy(), self.meta.std.numpy()
+        x = torch.from_numpy(((windows - mean) / std).astype(np.float32)).to(device)
         model.eval()
         with torch.no_grad():
             predicted = model(x).cpu()
         if predicted.dim() == 3:
             predicted = predicted[:, -1]
-        return (predicted[0] * float(std[0]) + float(mean[0])).tolist()
+        return (predicted * float(std[0]) + float(mean[0])).tolist()
 
     def series_step(self) -> Step | None:
         """The series' step between rows (from --time-col), for the plots' time axis; None without one. Read once."""
