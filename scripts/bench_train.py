@@ -39,6 +39,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+if __name__ == "__main__" and "--keras-worker" not in sys.argv:
+    # TensorBoard (imported by seqtrain) loads TensorFlow where it is installed, as it is for the Keras rows: keep
+    # its runtime out of the PyTorch contenders' process (see train_keras); TensorBoard uses its own stand-in.
+    sys.modules["tensorflow"] = None
+
 from seqtrain.data.batching import SequenceLoader, bucket_batches, pad_batch
 from seqtrain.models.fused_loop import compiled_loop
 from seqtrain.tasks import build_config, make_task
