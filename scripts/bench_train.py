@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+TENSORFLOW = importlib.util.find_spec("tensorflow") is not None  # looked up before the stand-in below hides it
 if __name__ == "__main__" and "--keras-worker" not in sys.argv:
     # TensorBoard (imported by seqtrain) loads TensorFlow where it is installed, as it is for the Keras rows: keep
     # its runtime out of the PyTorch contenders' process (see train_keras); TensorBoard uses its own stand-in.
@@ -152,7 +153,7 @@ def keras_backend() -> str | None:
     """The backend the Keras row runs on: TensorFlow where installed (Keras' home), else torch; None without Keras."""
     if importlib.util.find_spec("keras") is None:
         return None
-    default = "tensorflow" if importlib.util.find_spec("tensorflow") is not None else "torch"
+    default = "tensorflow" if TENSORFLOW else "torch"
     return os.environ.setdefault("KERAS_BACKEND", default)
 
 
