@@ -16,7 +16,11 @@ and the best round of each is reported (these machines are noisy):
   on TensorFlow when it is installed (`pip install tensorflow-cpu keras`), else on
   Keras' torch backend (step by step in Python: timed on fewer reviews); each Keras round
   runs in a fresh process of its own, so TensorFlow's runtime never shares a process with
-  the PyTorch contenders (in one process it halved their rates).
+  the PyTorch contenders (in one process it halved their rates),
+- keras-xla (on TensorFlow): the same with `jit_compile=True`, which Keras leaves off on CPU by default:
+  the strongest setting a Keras user has, so every ratio is also taken against it. Its own process too,
+  the same thread count, and the XLA program compiled on a warm-up batch before the timed epoch,
+- seqtrain-bf16 (where the CPU has native bfloat16, avx512_bf16 or AMX): seqtrain with `--precision bf16`.
 
     python scripts/bench_train.py [--data-dir ../shared/data/imdb] [--examples 3200] [--rounds 3] [--threads 1]
 """
@@ -35,10 +39,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+TENSORFLOW = importlib.util.find_spec("tensorflow") is not None  # looked up before the stand-in below hides it
+if __name__ == "__main__" and "--keras-worker" not in sys.argv:
+    # TensorBoard (imported by seqtrain) loads TensorFlow where it is installed, as it is for the Keras rows: keep
+    # its runtime out of the PyTorch contenders' process (see train_keras); TensorBoard uses its own stand-in.
+    sys.modules["tensorflow"] = None
+
 from seqtrain.data.batching import SequenceLoader, bucket_batches, pad_batch
 from seqtrain.models.fused_loop import compiled_loop
 from seqtrain.tasks import build_config, make_task
 from seqtrain.tasks.classification import ClassifierMeta
+from seqtrain.training.device import cpu_has_native_bf16
 from seqtrain.training.tensorboard import RunLogger
 from seqtrain.training.trainer import Trainer, make_optimizer
 
@@ -118,11 +129,11 @@ def train_bucketed(seqs, targets) -> float:
     return len(seqs) / (time.perf_counter() - start)
 
 
-def train_seqtrain(seqs, targets, packing: str = "off", kernel: str = "auto") -> float:
+def train_seqtrain(seqs, targets, packing: str = "off", kernel: str = "auto", precision: str = "32") -> float:
     # the lectures' model: one LSTM(32) read at the last step, no dropout (the imdb task's other defaults off)
     settings = {"cell": "lstm", "bidirectional": False, "dropout": 0.0, "embed_dim": 32, "hidden": 32, "pooling": "last",
                 "batch_size": BATCH, "max_vocab": VOCAB, "epochs": 1, "device": "cpu", "packing": packing,
-                "lr": 1e-3, "lr_schedule": "constant", "kernel": kernel}
+                "lr": 1e-3, "lr_schedule": "constant", "kernel": kernel, "precision": precision}
     task = make_task(build_config("imdb", settings))
     config = task.config
     task.meta = ClassifierMeta(["<pad>", "<unk>"] + ["w"] * (VOCAB - 2), ["neg", "pos"])  # what loading data sets
@@ -142,29 +153,34 @@ def keras_backend() -> str | None:
     """The backend the Keras row runs on: TensorFlow where installed (Keras' home), else torch; None without Keras."""
     if importlib.util.find_spec("keras") is None:
         return None
-    default = "tensorflow" if importlib.util.find_spec("tensorflow") is not None else "torch"
+    default = "tensorflow" if TENSORFLOW else "torch"
     return os.environ.setdefault("KERAS_BACKEND", default)
 
 
-def train_keras(seqs, targets, threads: int) -> float:
+def train_keras(seqs, targets, threads: int, xla: bool = False) -> float:
     """Keras 3 on the same reviews, padded to 500 as `pad_sequences` does, in a process of its own.
 
     Each round starts a fresh Python process that times one epoch of `model.fit` after a warm-up
     batch: TensorFlow's thread pools and oneDNN/OpenMP runtime, loaded into this process, would
     also slow the PyTorch contenders here (by about half, measured), and no user trains with both
-    frameworks in one process.
+    frameworks in one process. `xla` compiles the model with XLA (`jit_compile=True`, TensorFlow only).
     """
     with tempfile.TemporaryDirectory() as folder:
         arrays = Path(folder) / "reviews.pt"
         torch.save({"x": front_padded(seqs, torch.int32), "y": targets.float()}, arrays)
-        worker = subprocess.run([sys.executable, __file__, "--keras-worker", str(arrays), "--threads", str(threads)],
-                                capture_output=True, text=True, check=True, env=os.environ.copy())
+        command = [sys.executable, __file__, "--keras-worker", str(arrays), "--threads", str(threads)]
+        worker = subprocess.run(command + (["--xla"] if xla else []), capture_output=True, text=True, check=True,
+                                env=os.environ.copy())
     return float(worker.stdout.strip().splitlines()[-1])
 
 
-def keras_worker(arrays: str, threads: int) -> None:
-    """One Keras epoch over the saved reviews on `threads` threads (0: the backend's default); prints samples per
-    second as the last line."""
+def keras_worker(arrays: str, threads: int, xla: bool = False) -> None:
+    """One Keras epoch over the saved reviews on `threads` threads (0: the backend's default), with XLA where `xla`;
+    prints samples per second as the last line.
+
+    The warm-up batch traces (and with XLA compiles) the training step, so the timed epoch runs compiled code:
+    only the epoch's last, shorter batch may still compile a program of its own shape.
+    """
     if threads and keras_backend() == "tensorflow":
         import tensorflow as tf
 
@@ -177,7 +193,7 @@ def keras_worker(arrays: str, threads: int) -> None:
     data = torch.load(arrays, weights_only=True)
     x, y = data["x"].numpy(), data["y"].numpy()
     model = lectures_keras_model(keras)
-    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=xla)
     model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
@@ -194,9 +210,10 @@ def main() -> None:
                         help="threads for every contender, Keras' process included (0: each framework's default; "
                         "`seqtrain fit` picks 1 for this model)")
     parser.add_argument("--keras-worker", metavar="ARRAYS", help=argparse.SUPPRESS)  # the Keras round's own process
+    parser.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)  # that process compiles with XLA
     args = parser.parse_args()
     if args.keras_worker:
-        return keras_worker(args.keras_worker, args.threads)
+        return keras_worker(args.keras_worker, args.threads, args.xla)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -212,6 +229,10 @@ def main() -> None:
         "seqtrain-packed": lambda s, t: train_seqtrain(s, t, packing="on"),
         "seqtrain-nn": lambda s, t: train_seqtrain(s, t, kernel="torch"),
     }
+    if cpu_has_native_bf16():
+        contenders["seqtrain-bf16"] = lambda s, t: train_seqtrain(s, t, precision="bf16")
+    else:
+        print("seqtrain-bf16: left out, this CPU has no native bfloat16 (avx512_bf16 or amx_bf16)")
     backend = keras_backend()
     if backend is None:
         print("keras: not installed (pip install tensorflow-cpu keras for the Keras row)")
@@ -219,7 +240,9 @@ def main() -> None:
         # On its torch backend Keras runs this LSTM step by step in Python: time it on fewer reviews.
         subset = len(seqs) if backend == "tensorflow" else min(len(seqs), args.keras_examples)
         contenders[f"keras-{backend}"] = lambda s, t: train_keras(s[:subset], t[:subset], args.threads)
-        print(f"keras 3 on the {backend} backend, {subset} reviews")
+        if backend == "tensorflow":
+            contenders["keras-xla"] = lambda s, t: train_keras(s, t, args.threads, xla=True)
+        print(f"keras 3 on the {backend} backend, {subset} reviews" + (", and with XLA" if backend == "tensorflow" else ""))
     best = {name: 0.0 for name in contenders}
     for round_ in range(args.rounds):
         for name, run in contenders.items():
@@ -236,6 +259,10 @@ def main() -> None:
     print(f"auto / nn kernel (seqtrain) = {best['seqtrain'] / best['seqtrain-nn']:.2f}x")
     if backend is not None:
         print(f"seqtrain / keras 3 ({backend}) = {best['seqtrain'] / best[f'keras-{backend}']:.2f}x  (target >= 5)")
+    if "keras-xla" in best:
+        print(f"seqtrain / keras-xla       = {best['seqtrain'] / best['keras-xla']:.2f}x  (target >= 3)")
+        if "seqtrain-bf16" in best:
+            print(f"seqtrain-bf16 / keras-xla  = {best['seqtrain-bf16'] / best['keras-xla']:.2f}x  (target >= 5)")
 
 
 if __name__ == "__main__":

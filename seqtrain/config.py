@@ -75,7 +75,8 @@ class TrainSettings:
         at_least=1,
     )
     precision: str = opt(
-        "32", "Arithmetic of the forward pass: 32 (float32), bf16 or 16 (float16 autocast with a gradient scaler).",
+        "32", "Arithmetic of the forward pass: 32 (float32), bf16 (bfloat16 products; on CPU only where it has native "
+        "bfloat16, else float32) or 16 (float16 autocast with a gradient scaler).",
         ("32", "bf16", "16"),
     )
     accumulate: int = opt(

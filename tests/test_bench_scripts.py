@@ -4,6 +4,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -44,3 +45,14 @@ def test_keras_recipe_feeds_keras_seqtrains_own_tokens_front_padded(imdb_dir):
     assert (x[:, -1] > 0).all() and (lengths < recipe.MAX_LEN).all()  # short reviews: zeros in front, tokens at the end
     long = [torch.arange(1, 601)]
     assert recipe.front_padded(long)[0].tolist() == list(range(101, 601))  # truncated at the front, as pad_sequences does
+
+
+def test_the_keras_xla_worker_trains_on_a_tiny_input_in_its_own_process(monkeypatch):
+    bench = load_script("bench_train")
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+        pytest.skip("the keras-xla row needs TensorFlow and Keras 3, not installed: pip install tensorflow-cpu keras")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    generator = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(2, bench.VOCAB, (int(n),), generator=generator) for n in torch.randint(5, 40, (bench.BATCH,))]
+    targets = torch.randint(0, 2, (len(seqs),), generator=generator)
+    assert bench.train_keras(seqs, targets, threads=1, xla=True) > 0

@@ -24,7 +24,7 @@ def loop(request, monkeypatch):
         chosen = fused_loop.compiled_loop()
         if chosen is None:
             pytest.skip("the compiled recurrent loop could not be built here (no C++ compiler or ninja)")
-    monkeypatch.setattr(fused, "loop", lambda like: chosen)
+    monkeypatch.setattr(fused, "loop", lambda like, weight=None: chosen)
     return request.param
 
 
@@ -207,7 +207,7 @@ def test_the_classifier_trains_its_lstm_with_the_compiled_loop(compiled, monkeyp
     real = fused_loop.compiled_loop()
 
     class Spy:
-        def __init__(self, like):
+        def __init__(self, like, weight=None):
             pass
 
         def __getattr__(self, name):

@@ -25,6 +25,13 @@ slower than its sigmoid): the tanh rows of the weights are doubled (an exact
 scaling) so one sigmoid covers every gate. The results agree with nn's within
 float32 rounding, with either loop (tests/test_fused.py).
 
+Under CPU autocast to bfloat16 (`--precision bf16`) every matrix product
+of a layer takes bfloat16 operands (float32 accumulation inside the GEMM),
+while the weights stay float32 masters, and the gate arithmetic, the states
+and every gradient stay float32: the bfloat16 copies of W_ih and W_hh are made
+once per forward and carry the mode into the loops (`product`). Those
+products run in the Python loop (the compiled one is float32 only).
+
 The modules dispatch at forward time: the fused Function for a padded batch
 where `kernel` allows it, nn's own kernel otherwise (packed sequences, CUDA
 under "auto"); see FusedRecurrent for what "auto" picks, from
@@ -90,6 +97,29 @@ class Workspace:
 WORKSPACE = Workspace()
 
 
+def product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+            add: bool = False) -> torch.Tensor:
+    """out = a @ b (+ bias), or out += a @ b with `add`; a new tensor without `out`.
+
+    With b in a narrower dtype than a (bfloat16 weights under `--precision bf16`), a is rounded to it and the
+    product, accumulated in float32 inside the GEMM, lands in a's dtype: the loops keep float32 states throughout.
+    """
+    if a.dtype == b.dtype:
+        if out is None:
+            return a @ b if bias is None else torch.addmm(bias, a, b)
+        if add:
+            return out.addmm_(a, b)
+        return torch.mm(a, b, out=out) if bias is None else torch.addmm(bias, a, b, out=out)
+    narrow = torch.mm(a.to(b.dtype), b)
+    if out is None:
+        out = narrow.to(a.dtype)
+    elif add:
+        out.add_(narrow)
+    else:
+        out.copy_(narrow)
+    return out if bias is None else out.add_(bias)
+
+
 class DenseInputs:
     """A layer's input [B, T, I] as [T*B, I] rows in time order (a copy), so every step's slice of a product is contiguous.
 
@@ -107,7 +137,7 @@ class DenseInputs:
 
     def project(self, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
         """out [T*B, G*H] = rows @ w.T + b."""
-        loop(self.rows).matmul(self.rows, w.t(), b, out)
+        loop(self.rows, w).matmul(self.rows, w.t(), b, out)
 
     def per_step(self, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """w: nothing is computed here, the loop forms each step's input product with the state's, in cache."""
@@ -124,10 +154,10 @@ class DenseInputs:
         sum) over all rows; dx and dW_ih as given where the layer has formed them."""
         if needs.input and dx is None:
             dx = grads.new_empty(grads.shape[0], w_ih.shape[1])
-            loop(grads).matmul(grads, w_ih, None, dx)
+            loop(grads, w_ih).matmul(grads, w_ih, None, dx)
             dx = dx.view(-1, self.batch, w_ih.shape[1]).transpose(0, 1)
         if needs.w_ih and dw_ih is None:
-            dw_ih = grads.t() @ self.rows
+            dw_ih = product(grads.t(), self.rows.to(w_ih.dtype))
         return dx, dw_ih, _row_sums(grads, needs.b_ih or needs.b_hh)
 
 
@@ -148,7 +178,7 @@ class TokenInputs:
         self.buffers = ()
 
     def project(self, w: torch.Tensor, b: torch.Tensor | None, out: torch.Tensor) -> None:
-        products = self.rows @ w.t() if b is None else torch.addmm(b, self.rows, w.t())
+        products = product(self.rows, w.t(), bias=b)
         torch.index_select(products, 0, self.index, out=out)
 
     def per_step(self, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -167,10 +197,10 @@ class TokenInputs:
         loop(grads).index_add_rows(grads, self.index, per_token)
         d_table = None
         if needs.input:
-            d_table = grads.new_zeros(self.table.shape).index_copy_(0, self.distinct, per_token @ w_ih)
+            d_table = grads.new_zeros(self.table.shape).index_copy_(0, self.distinct, product(per_token, w_ih))
             if self.padding_idx is not None:
                 d_table[self.padding_idx] = 0  # nn.Embedding never trains its padding row
-        dw_ih = per_token.t() @ self.rows if needs.w_ih else None
+        dw_ih = product(per_token.t(), self.rows.to(w_ih.dtype)) if needs.w_ih else None
         return d_table, dw_ih, _row_sums(per_token, needs.b_ih or needs.b_hh)
 
 
@@ -257,12 +287,13 @@ def _row_sums(grads: torch.Tensor, needed: bool) -> torch.Tensor | None:
     return grads.view(-1, grads.shape[-1]).sum(0) if needed else None
 
 
-def _recurrent_weight_grad(ctx, grads: torch.Tensor, h: torch.Tensor) -> torch.Tensor | None:
-    """dW_hh as ONE product over all B*T rows of the gate gradients [T, B, G*H] and the states before them."""
+def _recurrent_weight_grad(ctx, grads: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor | None:
+    """dW_hh as ONE product over all B*T rows of the gate gradients [T, B, G*H] and the states before them (in
+    w_hh's precision)."""
     if not _needs(ctx).w_hh:
         return None
     rows = grads.view(-1, grads.shape[-1])
-    return rows.t() @ h[:-1].reshape(rows.shape[0], -1)
+    return product(rows.t(), h[:-1].reshape(rows.shape[0], -1).to(w_hh.dtype))
 
 
 def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_ih: torch.Tensor):
@@ -270,10 +301,11 @@ def _input_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, w_
     return inputs.grads(grads.view(-1, grads.shape[-1]), w_ih, _needs(ctx))
 
 
-def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor):
+def _shared_gate_grads(ctx, grads: torch.Tensor, inputs: DenseInputs | TokenInputs, h: torch.Tensor, w_ih: torch.Tensor,
+                       w_hh: torch.Tensor):
     """(dx, dW_ih, dW_hh, db_ih, db_hh) where both products see the same gate gradients (the RNN's)."""
     dx, dw_ih, db = _input_grads(ctx, grads, inputs, w_ih)
-    return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h), db, (db.clone() if db is not None else None)
+    return dx, dw_ih, _recurrent_weight_grad(ctx, grads, h, w_hh), db, (db.clone() if db is not None else None)
 
 
 class PythonLoop:
@@ -287,7 +319,7 @@ class PythonLoop:
     @staticmethod
     def matmul(a, b, bias, out) -> None:
         """out = a @ b (+ bias in every row)."""
-        torch.mm(a, b, out=out) if bias is None else torch.addmm(bias, a, b, out=out)
+        product(a, b, out, bias)
 
     @staticmethod
     def index_add_rows(rows, index, out) -> None:
@@ -301,7 +333,7 @@ class PythonLoop:
         i, f, gg, o = (gates[..., k * hidden : (k + 1) * hidden].unbind(0) for k in range(4))
         xhs, hs, ccs, tcs = xh.unbind(0), xh[..., -hidden:].unbind(0), cc.unbind(0), tanh_c.unbind(0)
         for t, a in enumerate(gates.unbind(0)):
-            (a.addmm_(xhs[t], w_in) if add else torch.mm(xhs[t], w_in, out=a)).add_(bias).sigmoid_()
+            product(xhs[t], w_in, a, add=add).add_(bias).sigmoid_()
             _tanh_from_sigmoid_(gg[t], minus_one)
             c = torch.mul(f[t], ccs[t], out=ccs[t + 1]).addcmul_(i[t], gg[t], value=2)
             torch.mul(o[t], _tanh_from_sigmoid_(torch.sigmoid(c, out=tcs[t]), minus_one), out=hs[t + 1])
@@ -324,11 +356,11 @@ class PythonLoop:
             dc.addcmul_(dh[t], to_dc[t])
             rows[t].mul_(torch.cat((dc, dc, dc, dh[t]), 1, out=scale))
             dc.mul_(forget[t])
-            dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
+            dh_prev = product(rows[t], w_hh, dh[t - 1], add=True) if t else product(rows[t], w_hh)
         WORKSPACE.release(dc_from_dh)
         rows = grads.view(-1, grads.shape[2])
         if dx is not None:  # in Python, all steps' at once
-            dx.transpose(0, 1).copy_((rows @ w_ih).view(steps, batch, -1))
+            dx.transpose(0, 1).copy_(product(rows, w_ih).view(steps, batch, -1))
         if db is not None:
             torch.sum(rows, 0, out=db)
         return dh_prev
@@ -341,7 +373,7 @@ class PythonLoop:
         rz, rec_rz, rec_n = gates[..., : 2 * hidden].unbind(0), rec[..., : 2 * hidden].unbind(0), rec[..., 2 * hidden :].unbind(0)
         hs, recs = h.unbind(0), rec.unbind(0)
         for t in range(gates.shape[0]):
-            torch.addmm(b_hh, hs[t], w_rec, out=recs[t])
+            product(hs[t], w_rec, recs[t], b_hh)
             rz[t].add_(rec_rz[t]).sigmoid_()
             _tanh_from_sigmoid_(cand[t].addcmul_(r[t], rec_n[t], value=2).sigmoid_(), minus_one)
             torch.lerp(cand[t], hs[t], z[t], out=hs[t + 1])
@@ -364,9 +396,9 @@ class PythonLoop:
         for t in range(steps - 1, -1, -1):
             rows[t].mul_(torch.cat((dh[t], dh[t], dh[t]), 1, out=scale))
             if t:
-                dh[t - 1].addcmul_(dh[t], keep[t]).addmm_(rows[t], w_hh)
+                product(rows[t], w_hh, dh[t - 1].addcmul_(dh[t], keep[t]), add=True)
             else:
-                dh_prev = torch.addmm(dh[t] * keep[t], rows[t], w_hh)
+                dh_prev = product(rows[t], w_hh, dh[t] * keep[t], add=True)
         dh_all.mul_(a)  # once used: the gradient the input product sees for n
         WORKSPACE.release(a)
         return dh_prev
@@ -376,7 +408,7 @@ class PythonLoop:
         minus_one = h.new_tensor(-1.0)
         hs = h.unbind(0)
         for t in range(h.shape[0] - 1):
-            _tanh_from_sigmoid_(hs[t + 1].addmm_(hs[t], w_rec).sigmoid_(), minus_one)
+            _tanh_from_sigmoid_(product(hs[t], w_rec, hs[t + 1], add=True).sigmoid_(), minus_one)
 
     @staticmethod
     def rnn_backward(h, dh_all, grads, w_hh) -> torch.Tensor:
@@ -384,15 +416,27 @@ class PythonLoop:
         rows, dh = grads.unbind(0), dh_all.unbind(0)
         for t in range(dh_all.shape[0] - 1, -1, -1):
             rows[t].mul_(dh[t])
-            dh_prev = dh[t - 1].addmm_(rows[t], w_hh) if t else torch.mm(rows[t], w_hh)
+            dh_prev = product(rows[t], w_hh, dh[t - 1], add=True) if t else product(rows[t], w_hh)
         return dh_prev
 
 
-def loop(like: torch.Tensor):
-    """The per-step loops for tensors like `like`: the compiled ones (CPU only; built on first use) where they load,
-    else PythonLoop."""
-    compiled = compiled_loop() if like.device.type == "cpu" else None
+def loop(like: torch.Tensor, weight: torch.Tensor | None = None):
+    """The per-step loops for tensors like `like` and products with `weight`: the compiled ones (CPU only, one
+    dtype; built on first use) where they load, else PythonLoop."""
+    same = weight is None or weight.dtype == like.dtype
+    compiled = compiled_loop() if like.device.type == "cpu" and same else None
     return PythonLoop if compiled is None else compiled
+
+
+def _product_weights(narrow: torch.dtype | None, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The weights a layer's products read: copies in `narrow` (bfloat16) where given, the float32 masters otherwise."""
+    return weights if narrow is None else tuple(w.to(narrow) for w in weights)
+
+
+def autocast_products(like: torch.Tensor) -> torch.dtype | None:
+    """bfloat16 where CPU autocast to it is on (`--precision bf16`) for a layer on `like`'s CPU, else None."""
+    cpu = like.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+    return torch.bfloat16 if cpu and torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -402,7 +446,8 @@ class LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None, narrow=None):
+        w_ih, w_hh = _product_weights(narrow, w_ih, w_hh)
         batch, steps = h0.shape[0], (x if tokens is None else tokens).shape[1]
         hidden = w_hh.shape[1]
         g = (2 * hidden, 3 * hidden)  # PyTorch's gate order i, f, g, o: only g is a tanh
@@ -418,7 +463,7 @@ class LSTMFunction(torch.autograd.Function):
         h[0] = h0
         torch.mul(c0, 2, out=cc[0])
         w_in = torch.cat((front, _doubled(w_hh, *g)), 1).t()
-        loop(x).lstm_forward(gates, xh, cc, tanh_c, w_in, _doubled(b_ih + b_hh, *g))
+        loop(x, w_in).lstm_forward(gates, xh, cc, tanh_c, w_in, _doubled(b_ih + b_hh, *g))
         return *_finish_forward(ctx, w_ih, w_hh, inputs, (xh, cc, gates, tanh_c), h), cc[steps] * 0.5
 
     @staticmethod
@@ -433,16 +478,16 @@ class LSTMFunction(torch.autograd.Function):
         needs = _needs(ctx)
         dx = ctx.inputs.input_grad(cc, needs)
         db = cc.new_empty(acts.shape[2]) if needs.b_ih or needs.b_hh else None  # the loop writes it
-        dh_prev = loop(cc).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih, dx, db)
+        dh_prev = loop(cc, w_hh).lstm_backward(acts, cc, tanh_c, dh_all, dc, grads, w_hh, w_ih, dx, db)
         rows = grads.view(-1, grads.shape[-1])
         # dW_ih and dW_hh as ONE product over all B*T rows of the gate gradients and each step's [x_t, h_t]
-        dw = rows.t() @ xh[:-1].view(rows.shape[0], -1) if needs.w_ih or needs.w_hh else None
+        dw = product(rows.t(), xh[:-1].view(rows.shape[0], -1).to(w_hh.dtype)) if needs.w_ih or needs.w_hh else None
         dw_ih = dw[:, :width] if needs.w_ih and width else None
         # the loop has summed the bias gradient
         dx, dw_ih, _ = ctx.inputs.grads(rows, w_ih, needs._replace(b_ih=False, b_hh=False), dx, dw_ih)
         WORKSPACE.release(grads, dh_all)
         dw_hh = dw[:, width:] if needs.w_hh else None
-        return dx, dh_prev, dc, dw_ih, dw_hh, db, (db.clone() if db is not None else None), None, None
+        return dx, dh_prev, dc, dw_ih, dw_hh, db, (db.clone() if db is not None else None), None, None, None
 
 
 class GRUFunction(torch.autograd.Function):
@@ -453,7 +498,8 @@ class GRUFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None, narrow=None):
+        w_ih, w_hh = _product_weights(narrow, w_ih, w_hh)
         batch, steps = h0.shape[0], (x if tokens is None else tokens).shape[1]
         hidden = w_hh.shape[1]
         n = (2 * hidden, 3 * hidden)  # only n is a tanh: its input rows are doubled, r * (h W_hn + b_hn) added twice
@@ -464,7 +510,7 @@ class GRUFunction(torch.autograd.Function):
         rec = WORKSPACE.empty(x, steps, batch, 3 * hidden)  # h W_hh^T + b_hh
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         h[0] = h0
-        loop(x).gru_forward(gates, h, rec, w_hh.t(), b_hh)
+        loop(x, w_hh).gru_forward(gates, h, rec, w_hh.t(), b_hh)
         return _finish_forward(ctx, w_ih, w_hh, inputs, (h, gates, rec), h)
 
     @staticmethod
@@ -475,19 +521,20 @@ class GRUFunction(torch.autograd.Function):
         n = slice(2 * h.shape[2], None)
         grads = WORKSPACE.empty(acts, *acts.shape)
         dh_all = _hidden_grads(dout, dh_n, h)
-        dh_prev = loop(h).gru_backward(acts, h, rec, dh_all, grads, w_hh)
-        dw_hh, db_hh = _recurrent_weight_grad(ctx, grads, h), _row_sums(grads, _needs(ctx).b_hh)
+        dh_prev = loop(h, w_hh).gru_backward(acts, h, rec, dh_all, grads, w_hh)
+        dw_hh, db_hh = _recurrent_weight_grad(ctx, grads, h, w_hh), _row_sums(grads, _needs(ctx).b_hh)
         grads[..., n] = dh_all  # the input product sees n's gradient before r multiplies it
         dx, dw_ih, db_ih = _input_grads(ctx, grads, ctx.inputs, w_ih)
         WORKSPACE.release(grads, dh_all)
-        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh, None, None
+        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh, None, None, None
 
 
 class RNNFunction(torch.autograd.Function):
     """One tanh RNN layer: (x [B,T,I], h0 [B,H], W_ih, W_hh, b_ih, b_hh) -> (out [B,T,H], h_n)."""
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, tokens=None, padding_idx=None, narrow=None):
+        w_ih, w_hh = _product_weights(narrow, w_ih, w_hh)
         batch, steps = h0.shape[0], (x if tokens is None else tokens).shape[1]
         hidden = w_hh.shape[1]
         ctx.first_weight = 2
@@ -495,7 +542,7 @@ class RNNFunction(torch.autograd.Function):
         h = WORKSPACE.empty(x, steps + 1, batch, hidden)
         h[0] = h0
         inputs.project(_doubled(w_ih), _doubled(b_ih + b_hh), h[1:].view(steps * batch, hidden))
-        loop(x).rnn_forward(h, _doubled(w_hh).t())
+        loop(x, w_hh).rnn_forward(h, _doubled(w_hh).t())
         return _finish_forward(ctx, w_ih, w_hh, inputs, (h,), h)
 
     @staticmethod
@@ -505,10 +552,10 @@ class RNNFunction(torch.autograd.Function):
         (h,) = ctx.saved
         grads = WORKSPACE.empty(h, *h[1:].shape)
         dh_all = _hidden_grads(dout, dh_n, h)
-        dh_prev = loop(h).rnn_backward(h, dh_all, grads, w_hh)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, ctx.inputs, h, w_ih)
+        dh_prev = loop(h, w_hh).rnn_backward(h, dh_all, grads, w_hh)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _shared_gate_grads(ctx, grads, ctx.inputs, h, w_ih, w_hh)
         WORKSPACE.release(grads, dh_all)
-        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh, None, None
+        return dx, dh_prev, dw_ih, dw_hh, db_ih, db_hh, None, None, None
 
 
 class FusedRecurrent:
@@ -579,15 +626,17 @@ class FusedRecurrent:
             self.check_forward_args(input, hx, None)
         states = hx if lstm else (hx,)
         x, finals = input, []
+        narrow = autocast_products(like)
         for layer in range(self.num_layers):
             if layer:
                 x = F.dropout(x, self.dropout, self.training)
             weights = (getattr(self, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             initial = [s[layer] for s in states]
-            if layer == 0 and embedding is not None:
-                x, *final = self.function.apply(embedding.weight, *initial, *weights, x, embedding.padding_idx)
-            else:
-                x, *final = self.function.apply(x, *initial, *weights)
+            with torch.autocast("cpu", enabled=False):  # the layer picks its products' precision itself (narrow)
+                if layer == 0 and embedding is not None:
+                    x, *final = self.function.apply(embedding.weight, *initial, *weights, x, embedding.padding_idx, narrow)
+                else:
+                    x, *final = self.function.apply(x, *initial, *weights, None, None, narrow)
             finals.append(final)
         state = tuple(torch.stack(parts) for parts in zip(*finals))
         return x, state if lstm else state[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -52,6 +53,25 @@ def apply_threads(requested: int, model: nn.Module, batch_size: int, device: tor
     threads, why = choose_threads(requested, model, batch_size, device)
     torch.set_num_threads(threads)
     return f"threads {threads} ({why})"
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512_BF16 or AMX, torch's own checks of the CPU's flags).
+
+    Elsewhere oneDNN emulates bfloat16 products with float32 ones plus conversions: slower than float32.
+    """
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """(the precision a run computes in, a one-line note where that is not `precision`).
+
+    bf16 on a CPU without native bfloat16 falls back to float32: there it would only be slower and less exact.
+    """
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        return "32", "--precision bf16: no native bfloat16 on this CPU, training in float32"
+    return precision, ""
 
 
 def resolve_device(spec: str) -> torch.device:

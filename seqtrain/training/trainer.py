@@ -35,7 +35,7 @@ from seqtrain.sums import add_sums, as_floats, fetch, floats
 from seqtrain.tasks.base import Loader, StepContext, Task, TaskData
 from seqtrain.training.checkpoint import BEST, FORMAT, LAST, MARKER, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqtrain.training import distributed
-from seqtrain.training.device import apply_threads, detach_state, move, resolve_device
+from seqtrain.training.device import apply_threads, detach_state, move, resolve_device, resolve_precision
 from seqtrain.training.distributed import World
 from seqtrain.training.guard import StepGuard
 from seqtrain.training.progress import epoch_progress, format_stats, metrics_tables
@@ -273,6 +273,9 @@ class Trainer:
         self._say(
             f"run [bold]{escape(str(run_dir))}[/]  {escape(f'device {device}{processes}  {threads}')}  parameters {sum(p.numel() for p in model.parameters()):,}"
         )
+        precision_note = resolve_precision(train.precision, device)[1]
+        if precision_note:
+            self._say(f"[yellow]{precision_note}[/]")
         if not checkpoint:
             for note in self.task.notes():
                 self._say(escape(note))
@@ -651,7 +654,7 @@ class Trainer:
         )
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        precision = self.config.train.precision
+        precision = resolve_precision(self.config.train.precision, device)[0]
         if precision == "32":
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
