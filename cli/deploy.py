@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from seqtrain.errors import SeqtrainError
 from seqtrain_cli.main import LogdirOpt, app, console, friendly
@@ -41,9 +42,10 @@ def export_command(
         raise missing_extra("export", exc) from None
     parity = sidecar["parity"]
     files = ", ".join(graph["file"] for graph in sidecar["graphs"].values())
-    console.print(f"exported {sidecar['task']} ({sidecar['family']}) to {folder}: {files}, seqtrain.json", highlight=False)
+    console.print(f"exported {sidecar['task']} ({sidecar['family']}) to {folder}: {files}, seqtrain.json",
+                  highlight=False, markup=False)
     console.print(f"parity with PyTorch on {parity['samples']} test samples: max |diff| {parity['max_abs_diff']:.2e} "
-                  f"(tolerance {parity['tolerance']:g})", highlight=False)
+                  f"(tolerance {parity['tolerance']:g})", highlight=False, markup=False)
     quantized = sidecar.get("quantized")
     if quantized:
         console.print(quantized["summary"], highlight=False)
@@ -79,9 +81,10 @@ def serve(
     except ImportError as exc:
         raise missing_extra("serve", exc) from None
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who reaches the port can use it")
+        console.print(f"[yellow]warning:[/] serving on {escape(host)} without --token: anyone who reaches the port can use it")
     settings_to_environment(ServeSettings(named, max_batch, max_wait_ms, token, threads))
-    console.print(f"serving {', '.join(f'/v1/{n}' for n in named)} on http://{host}:{port} (docs: /docs)", highlight=False)
+    console.print(f"serving {', '.join(f'/v1/{n}' for n in named)} on http://{host}:{port} (docs: /docs)",
+                  highlight=False, markup=False)
     # uvicorn drains in-flight requests on SIGTERM, then raises the signal again once its own handler is gone:
     # with this one in place that ends in an orderly exit 0, the status a service manager expects from a stop.
     signal.signal(signal.SIGTERM, lambda *_: None)

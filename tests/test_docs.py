@@ -35,7 +35,9 @@ def command_lines(text: str) -> list[str]:
         joined = re.sub(r"\\\n\s*", " ", block["body"])
         found += [line for line in joined.splitlines() if re.search(r"(^|\s)seqtrain\s", line)]
     indented = [line for line in text.splitlines() if line.startswith("    ") and re.search(r"(^|\s)seqtrain\s", line)]
-    return list(dict.fromkeys(found + indented + INLINE.findall(text)))
+    output = re.compile(r"^\s*(error|warning):")  # a message the docs quote, not a command
+    lines = [line for line in found + indented if not output.match(line)]
+    return list(dict.fromkeys(lines + INLINE.findall(text)))
 
 
 def split(line: str) -> list[str]:

@@ -275,7 +275,7 @@ class Trainer:
         )
         precision_note = resolve_precision(train.precision, device)[1]
         if precision_note:
-            self._say(f"[yellow]{precision_note}[/]")
+            self._say(f"[yellow]{escape(precision_note)}[/]")
         if not checkpoint:
             for note in self.task.notes():
                 self._say(escape(note))
