@@ -374,21 +374,10 @@ class TextClassificationTask(Task):
     def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
         """The baselines by split, and per-class precision, recall, F1 and support of the pass just scored
         (the test pass at the end of `fit`, the chosen split in `evaluate`)."""
-        rows = {split: dict(named) for split, named in self.baselines.items()}
-        split, counts = self.current_split, self.counts.get(self.current_split)
-        if split in ("val", "test") and counts is not None:
-            per_class = counts.per_class()
-            for i, label in enumerate(self.meta.labels):
-                rows.setdefault(split, {})[f"class {label}"] = {k: v[i].item() for k, v in per_class.items()}
-        return rows
+        return baseline_and_class_rows(self.baselines, self.current_split, self.counts, self.meta.labels)
 
     def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
-        for split, named in self.baselines.items():
-            for name, values in named.items():
-                log.scalars(f"baseline/{split}/{name}", values, epoch)
-        counts = self.counts.get("val")
-        if data.val is not None and counts is not None:
-            plot_confusion(counts, self.meta.labels, log, epoch)
+        log_baselines_and_confusion(self.baselines, self.counts, data, self.meta.labels, log, epoch)
         if self.config.model.log_embeddings and epoch >= self.config.train.epochs:
             log_embedding_layer(log, model.embedding.weight, self.meta.vocab, epoch)
 
@@ -495,3 +484,29 @@ def plot_confusion(counts: Counts, labels: list[str], log, epoch: int) -> None:
     figure.tight_layout()
     log.figure("confusion/val", figure, epoch)
     plt.close(figure)
+
+
+def baseline_and_class_rows(
+    baselines: dict[str, dict[str, dict[str, float]]], split: str, counts: dict[str, Counts], labels: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """A classifier's extra report rows: its baselines by split, and per-class scores of the pass just scored
+    (`split`, with its counts) when that pass was val or test."""
+    rows = {name: dict(named) for name, named in baselines.items()}
+    scored = counts.get(split)
+    if split in ("val", "test") and scored is not None:
+        per_class = scored.per_class()
+        for i, label in enumerate(labels):
+            rows.setdefault(split, {})[f"class {label}"] = {k: float(v[i]) for k, v in per_class.items()}
+    return rows
+
+
+def log_baselines_and_confusion(
+    baselines: dict[str, dict[str, dict[str, float]]], counts: dict[str, Counts], data: TaskData, labels: list[str],
+    log, epoch: int,
+) -> None:
+    """Each epoch's baseline scalars and the validation confusion image, for every classifier family."""
+    for split, named in baselines.items():
+        for name, values in named.items():
+            log.scalars(f"baseline/{split}/{name}", values, epoch)
+    if data.val is not None and counts.get("val") is not None:
+        plot_confusion(counts["val"], labels, log, epoch)

@@ -30,7 +30,9 @@ from seqtrain.models.nearest import one_nn_baselines
 from seqtrain.models.signals import SignalClassifier
 from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
-from seqtrain.tasks.classification import NO_MATPLOTLIB, Prediction, have_matplotlib, plot_confusion, stratified_split
+from seqtrain.tasks.classification import (
+    NO_MATPLOTLIB, Prediction, baseline_and_class_rows, have_matplotlib, log_baselines_and_confusion, stratified_split,
+)
 
 
 # ------------------------------------------------------------------ settings
@@ -253,21 +255,10 @@ class SequenceClassificationTask(Task):
 
     def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
         """The baselines by split, and per-class scores of the pass just scored."""
-        rows = {split: dict(named) for split, named in self.baselines.items()}
-        split, counts = self.current_split, self.counts.get(self.current_split)
-        if split in ("val", "test") and counts is not None:
-            per_class = counts.per_class()
-            for i, label in enumerate(self.meta.labels):
-                rows.setdefault(split, {})[f"class {label}"] = {k: float(v[i]) for k, v in per_class.items()}
-        return rows
+        return baseline_and_class_rows(self.baselines, self.current_split, self.counts, self.meta.labels)
 
     def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
-        for split, named in self.baselines.items():
-            for name, values in named.items():
-                log.scalars(f"baseline/{split}/{name}", values, epoch)
-        counts = self.counts.get("val")
-        if data.val is not None and counts is not None:
-            plot_confusion(counts, self.meta.labels, log, epoch)
+        log_baselines_and_confusion(self.baselines, self.counts, data, self.meta.labels, log, epoch)
 
     # ------------------------------------------------------------ inference
     def read_inputs(self, path: Path) -> list[tuple[str, torch.Tensor]]:
