@@ -496,7 +496,7 @@ def baseline_and_class_rows(
     if split in ("val", "test") and scored is not None:
         per_class = scored.per_class()
         for i, label in enumerate(labels):
-            rows.setdefault(split, {})[f"class {label}"] = {k: float(v[i]) for k, v in per_class.items()}
+            rows.setdefault(split, {})[f"class {label}"] = {k: v[i].item() for k, v in per_class.items()}  # support stays an int
     return rows
 
 
