@@ -130,7 +130,11 @@ class SequenceLoader:
             return len(self.batches())
         return (len(self.sequences) + self.batch_size - 1) // self.batch_size
 
+    def pad(self, sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch's padded inputs and their lengths: token ids here; loaders of other inputs override it."""
+        return pad_batch(sequences)
+
     def __iter__(self) -> Iterator[Batch]:
         for indices in self.batches():
-            tokens, lengths = pad_batch([self.sequences[i] for i in indices])
-            yield Batch(tokens, lengths, self.targets[indices])
+            inputs, lengths = self.pad([self.sequences[i] for i in indices])
+            yield Batch(inputs, lengths, self.targets[indices])

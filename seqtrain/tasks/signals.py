@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqtrain.config import ModelSettings, Schema, SourceData, TrainSettings, opt
-from seqtrain.data.batching import Batch, SequenceLoader, epoch_batches
+from seqtrain.data.batching import Batch
 from seqtrain.data.signals import Sequences, read_long_csv, read_sequence_file, read_signals, read_ts
 from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
@@ -31,7 +31,8 @@ from seqtrain.models.signals import SignalClassifier
 from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
 from seqtrain.tasks.classification import (
-    NO_MATPLOTLIB, Prediction, baseline_and_class_rows, have_matplotlib, log_baselines_and_confusion, stratified_split,
+    NO_MATPLOTLIB, Prediction, SplitLoader, baseline_and_class_rows, have_matplotlib, log_baselines_and_confusion,
+    stratified_split,
 )
 
 
@@ -90,18 +91,11 @@ def label_order(names: set[str]) -> list[str]:
     return sorted(names, key=lambda name: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)])
 
 
-class VectorLoader(SequenceLoader):
+class VectorLoader(SplitLoader):
     """Length-bucketed batches of [T, C] sequences (or [S] waveforms), zero-padded; tells the task its split."""
 
-    def __init__(self, sequences, targets, batch_size: int, name: str, task: SignalTask, seed: int):
-        super().__init__(sequences, targets, batch_size, name == "train", seed)
-        self.name, self.task = name, task
-
-    def __iter__(self):
-        self.task.current_split = self.name
-        for indices in epoch_batches(self.lengths, self.batch_size, self.shuffle, self.seed, self.epoch):
-            x = nn.utils.rnn.pad_sequence([self.sequences[i] for i in indices], batch_first=True)
-            yield Batch(x, torch.tensor([self.lengths[i] for i in indices]), self.targets[indices])
+    def pad(self, sequences):
+        return nn.utils.rnn.pad_sequence(list(sequences), batch_first=True), torch.tensor([len(s) for s in sequences])
 
 
 # ---------------------------------------------------------------------- task
