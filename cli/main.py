@@ -235,6 +235,16 @@ def printable(text: str) -> str:
     return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
 
 
+def run_or_first_text(run: str | None, texts: list[str] | None, logdir: str) -> tuple[str | None, list[str] | None]:
+    """`translate`/`tag`'s optional RUN: an argument naming no run (a folder, checkpoint or name under --logdir)
+    is the first text, and the latest run is used."""
+    from seqtrain.training.runs import follow_latest
+
+    if run is not None and not (follow_latest(Path(run)).exists() or follow_latest(Path(logdir) / run).exists()):
+        return None, [run, *(texts or [])]
+    return run, texts
+
+
 def load_run_for(run: str | None, logdir: str, device: str, ability: str, threads: int):
     """The run's task (metadata loaded) and model, refusing runs whose task does not do `ability`: for a command
     that calls its task's method itself rather than through `api.Model`."""
@@ -309,10 +319,7 @@ def translate(
 ) -> None:
     """Translate texts with a trained seq2seq run: prints one output per input line."""
     use_threads(threads)
-    from seqtrain.training.runs import follow_latest
-
-    if run is not None and not (follow_latest(Path(run)).exists() or follow_latest(Path(logdir) / run).exists()):
-        texts, run = [run, *(texts or [])], None
+    run, texts = run_or_first_text(run, texts, logdir)
     lines = read_texts(texts, file)
     if not lines:
         raise SeqtrainError("no text to translate: pass texts, --file FILE, or '-' with text on stdin")
@@ -337,12 +344,10 @@ def tag(
     use_threads(threads)
     from seqtrain.data.conll import tokenize_sentence
     from seqtrain.tasks.tagging import render, token_sentences
-    from seqtrain.training.runs import follow_latest
 
     if output not in ("conll", "spans", "json"):
         raise SeqtrainError(f"--format must be conll, spans or json, not '{output}'")
-    if run is not None and not (follow_latest(Path(run)).exists() or follow_latest(Path(logdir) / run).exists()):
-        texts, run = [run, *(texts or [])], None
+    run, texts = run_or_first_text(run, texts, logdir)
     if tokens:
         if file is not None and not file.is_file():
             raise SeqtrainError(f"--file {file} does not exist")
