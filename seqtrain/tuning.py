@@ -396,12 +396,11 @@ def finish_study(study, logdir: str, console: Console | None) -> dict[str, Any] 
                "val": best.value, "test": rows, "ranking": str(ranking), "config": str(folder / BEST_CONFIG)}
     (folder / "best.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if console:
-        from seqtrain.training.progress import metrics_table
+        from seqtrain.training.progress import metrics_tables
 
-        own = {name: values for name, values in rows.items() if set(values) & set(rows["test"])}
-        console.print(metrics_table(escape(f"best trial {best.number} ({run.name}): test, scored once"), own))
-        if len(own) < len(rows):  # per-class scores share no column with the model's: a table of their own
-            console.print(metrics_table("best trial, more", {k: v for k, v in rows.items() if k not in own}))
+        title = escape(f"best trial {best.number} ({run.name}): test, scored once")
+        for table in metrics_tables(title, rows, list(rows["test"])):  # per-class scores in a table of their own
+            console.print(table)
         console.print(escape(f"best settings: {folder / BEST_CONFIG} (re-run with `seqtrain fit --config {folder / BEST_CONFIG}`)"))
     return summary
 
