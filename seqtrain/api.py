@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,9 +215,9 @@ def typed_value(name: str, hint: Any, value: Any) -> Any:
     """`value` as setting `name` of type `hint` takes it: a path for a string, an integer for a float; anything
     else of the wrong type is refused in one line naming the flag (types other than bool, int, float and str,
     optional or not, are left to the setting's own checks)."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    kind = next((t for t in args if t is not type(None)), hint) if optional else hint
+    from seqtrain.config import setting_kind
+
+    kind, optional = setting_kind(hint)
     if kind not in KINDS or (value is None and optional):
         return value
     if kind is str and isinstance(value, os.PathLike):

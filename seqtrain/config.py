@@ -510,11 +510,17 @@ def checked_file_values(raw: dict[str, Any], schema: Schema, task: str, source: 
     return out
 
 
+def setting_kind(hint: Any) -> tuple[Any, bool]:
+    """A setting's type without its Optional, and whether None is allowed: what a config file's values and
+    the Python API's keywords are both checked against."""
+    optional = type(None) in typing.get_args(hint)
+    return (next((t for t in typing.get_args(hint) if t is not type(None)), hint) if optional else hint), optional
+
+
 def _typed(value: Any, hint: Any, f: dataclasses.Field, where: str) -> Any:
     """`value` as its setting's type, or one line saying what the setting takes."""
     flag = "--" + f.name.replace("_", "-")
-    optional = type(None) in typing.get_args(hint)
-    kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint) if optional else hint
+    kind, optional = setting_kind(hint)
     choices = f.metadata.get("choices")
     if kind is str and choices and isinstance(value, int) and not isinstance(value, bool) and str(value) in choices:
         return str(value)  # precision = 32 means "32"
