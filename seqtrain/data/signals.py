@@ -4,6 +4,8 @@
   `@univariate`, `@equalLength`, `@classLabel true ...`), then one case a line:
   comma-separated values, channels separated by `:`, the label after the last
   `:`. `NAME_TRAIN.ts` and `NAME_TEST.ts` side by side give the two splits.
+  The regression archive (Monash TSER) writes `@targetLabel true` instead:
+  the field after the last `:` is then a real number.
 - A long CSV: one row per time step, an id column grouping rows into
   sequences, an optional time column ordering them, feature columns and a label
   column (`--id-col`, `--time-col`, `--features`, `--label-col`).
@@ -37,6 +39,7 @@ class Sequences:
     values: list[np.ndarray] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    numeric: bool = False  # the labels are numbers to predict (a .ts with @targetLabel true), not class names
 
     def __len__(self) -> int:
         return len(self.values)
@@ -82,7 +85,8 @@ def _number(text: str, where: str) -> float:
 
 # ------------------------------------------------------------------------ .ts
 def read_ts(path: Path) -> Sequences:
-    """A `.ts` file (univariate or multivariate, equal or unequal lengths, missing values) with class labels."""
+    """A `.ts` file (univariate or multivariate, equal or unequal lengths, missing values) with class labels,
+    or with numeric targets (`@targetLabel true`: `numeric` is set and every target is checked to be a number)."""
     out, header, data = Sequences(), {}, False
     try:
         handle = open(path, encoding="utf-8", errors="strict")
@@ -103,8 +107,11 @@ def read_ts(path: Path) -> Sequences:
                         data = True
                         if header.get("timestamps", "false").lower() == "true":
                             raise SeqtrainError(f"{path}: @timeStamps true is not supported; write the values without timestamps")
-                        if header.get("classlabel", "false").split(" ")[0].lower() != "true":
-                            raise SeqtrainError(f"{path}: no '@classLabel true' line: seqtrain reads classification .ts files")
+                        out.numeric = header.get("targetlabel", "false").lower() == "true"
+                        if header.get("classlabel", "false").split(" ")[0].lower() != "true" and not out.numeric:
+                            raise SeqtrainError(
+                                f"{path}: no '@classLabel true' (classes) or '@targetLabel true' (numbers) line before @data"
+                            )
                     continue
                 parts = line.split(":")
                 if len(parts) < 2:
@@ -116,6 +123,8 @@ def read_ts(path: Path) -> Sequences:
                 if not label:
                     raise SeqtrainError(f"{path} line {number}: the label after the last ':' is empty")
                 where = f"{path} line {number}"
+                if out.numeric and not math.isfinite(_number(label, f"{where}, the target after the last ':'")):
+                    raise SeqtrainError(f"{where}: the target after the last ':' is missing; every case needs its number")
                 rows = [[_number(v, where) for v in channel.split(",")] for channel in channels]
                 width = max(len(r) for r in rows)
                 array = np.full((width, len(rows)), np.nan, dtype=np.float64)
