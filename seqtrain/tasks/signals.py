@@ -162,11 +162,6 @@ class SequenceClassificationTask(Task):
             self.monitor, self.monitor_mode, self.headline = "rmse", "min", "rmse"
             self.metric_names = ("loss", "rmse", "mae", "r2")
 
-    def load_meta(self, raw: dict[str, Any]) -> SignalMeta:
-        meta = super().load_meta(raw)
-        self.use_objective(meta.regress)
-        return meta
-
     def prepare(self, meta: SignalMeta | None = None, quiet: bool = False) -> TaskData:
         config, data = self.config, self.config.data
         train_set, test_set = self.load(quiet)
@@ -412,3 +407,8 @@ class SignalTask(SequenceClassificationTask):
     def regresses(self, train: Sequences) -> bool:
         objective = self.config.data.objective
         return train.numeric if objective == "auto" else objective == "regress"
+
+    def load_meta(self, raw: dict[str, Any]) -> SignalMeta:
+        meta = super().load_meta(raw)
+        self.use_objective(meta.regress)
+        return meta
