@@ -58,6 +58,17 @@ def test_ts_reader_reads_numeric_targets(tmp_path):
         read_ts(path)
 
 
+def test_the_objective_is_known_before_the_data_loads(tmp_path):
+    """`seqtrain tune` asks the task which way is better before any data loads."""
+    (tmp_path / "Toy_TRAIN.ts").write_text(TSER)
+    (tmp_path / "Classes_TRAIN.ts").write_text(TSER.replace("@targetLabel true", "@classLabel true a b"))
+    (tmp_path / "long.csv").write_text("id,x,label\na,1,2.5\n")
+    assert (make("signal", data=str(tmp_path / "Toy_TRAIN.ts")).monitor_mode, make("signal").monitor_mode) == ("min", "max")
+    assert make("signal", data=str(tmp_path / "Classes_TRAIN.ts")).monitor == "accuracy"
+    assert make("signal", data=str(tmp_path / "long.csv")).monitor == "accuracy"
+    assert make("signal", data=str(tmp_path / "long.csv"), objective="regress").monitor == "rmse"
+
+
 def test_regression_scores_add_up_over_batches_and_match_numpy():
     rng = np.random.default_rng(0)
     truth, predicted = rng.normal(50, 3, 40), rng.normal(50, 3, 40)

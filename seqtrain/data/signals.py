@@ -142,6 +142,26 @@ def read_ts(path: Path) -> Sequences:
     return out
 
 
+def is_ts_source(path: Path) -> bool:
+    """A `.ts` file, or a folder holding `NAME_TRAIN.ts` (or one level down)."""
+    return path.suffix.lower() == ".ts" or (path.is_dir() and (any(path.glob("*_TRAIN.ts")) or any(path.glob("*/*_TRAIN.ts"))))
+
+
+def declares_targets(path: Path) -> bool:
+    """Whether `.ts` data says '@targetLabel true' (numbers to regress), from the training file's header alone;
+    False for anything else, or a path that is not there (a trained run's data may have moved)."""
+    if not path.exists() or not is_ts_source(path):
+        return False
+    with open(ts_pair(path)[0], encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            key, _, value = line.strip().partition(" ")
+            if key.lower() == "@data":
+                return False
+            if key.lower() == "@targetlabel":
+                return value.strip().lower() == "true"
+    return False
+
+
 def ts_pair(path: Path) -> tuple[Path, Path | None]:
     """(train, test) files for a `.ts` path or a folder holding `NAME_TRAIN.ts` (and `NAME_TEST.ts`)."""
     if path.is_dir():
@@ -269,7 +289,7 @@ def read_signals(
     path: Path, id_col: str = "id", label_col: str = "label", time_col: str | None = None, features: str | None = None
 ) -> tuple[Sequences, Sequences | None]:
     """(train, test or None) from a `.ts` file or pair, a long CSV, or a folder of class folders (train/ and test/ give the splits)."""
-    if path.suffix.lower() == ".ts" or (path.is_dir() and (any(path.glob("*_TRAIN.ts")) or any(path.glob("*/*_TRAIN.ts")))):
+    if is_ts_source(path):
         train, test = ts_pair(path)
         return read_ts(train), read_ts(test) if test else None
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt"):

@@ -25,8 +25,10 @@ from torch import nn
 
 from seqtrain.config import ModelSettings, Schema, SourceData, TrainSettings, opt
 from seqtrain.data.batching import Batch
-from seqtrain.data.signals import Sequences, read_long_csv, read_sequence_file, read_signals, read_ts
-from seqtrain.data.sources import local_source
+from seqtrain.data.signals import (
+    Sequences, declares_targets, read_long_csv, read_sequence_file, read_signals, read_ts,
+)
+from seqtrain.data.sources import given_sources, local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.nearest import one_nn_baselines, regression_baselines
 from seqtrain.models.signals import SignalClassifier, SignalRegressor
@@ -403,6 +405,14 @@ class SignalTask(SequenceClassificationTask):
         if path is None:
             raise SeqtrainError("signal needs --data: a .ts file (NAME_TRAIN.ts beside NAME_TEST.ts), a long CSV, or a folder")
         return read_signals(path, d.id_col, d.label_col, d.time_col, d.features)
+
+    def validate(self) -> None:
+        """What the run monitors, known before any data loads where the settings tell (--objective, or a .ts
+        header): `seqtrain tune` reads it to choose its direction."""
+        super().validate()
+        objective, given = self.config.data.objective, given_sources(self.config.data)
+        declared = len(given) == 1 and declares_targets(Path(given[0][1]).expanduser())
+        self.use_objective(objective == "regress" or (objective == "auto" and declared))
 
     def regresses(self, train: Sequences) -> bool:
         objective = self.config.data.objective
