@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
 from seqtrain.data.signals import read_ts
@@ -184,3 +185,8 @@ def test_two_gloo_processes_regress_as_one(tmp_path):
     for key in ("rmse", "mae", "r2"):
         assert ddp["test"][key] == pytest.approx(one["test"][key], rel=1e-4)
     assert ddp["extra"]["test"] == one["extra"]["test"]
+    events = EventAccumulator(str(next((tmp_path / "one").glob("signal-*"))))
+    events.Reload()
+    assert "baseline/val/ridge/rmse" in events.Tags()["scalars"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert "predictions/val" in events.Tags()["images"]  # predicted against true, each epoch

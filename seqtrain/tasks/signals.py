@@ -266,7 +266,7 @@ class SequenceClassificationTask(Task):
         return rows
 
     def notes(self) -> list[str]:
-        return self.report + ([] if have_matplotlib() else [NO_MATPLOTLIB])
+        return self.report + ([] if have_matplotlib() else [NO_MATPLOTLIB_SCATTER if self.meta.regress else NO_MATPLOTLIB])
 
     # ---------------------------------------------------------------- model
     def build_model(self, meta: SignalMeta) -> nn.Module:
@@ -307,6 +307,8 @@ class SequenceClassificationTask(Task):
 
     def on_epoch_end(self, model: nn.Module, data: TaskData, log, epoch: int) -> None:
         log_baselines_and_confusion(self.baselines, self.counts, data, self.meta.labels, log, epoch)
+        if self.meta.regress and data.val is not None:
+            plot_predictions(model, data.val, log, epoch)
 
     # ------------------------------------------------------------ inference
     def read_inputs(self, path: Path) -> list[tuple[str, torch.Tensor]]:
@@ -348,6 +350,40 @@ class SequenceClassificationTask(Task):
             for (name, _), values, indices in zip(named[start : start + 64], top.values, top.indices):
                 out.append((name, [Prediction(self.meta.labels[i], p) for p, i in zip(values.tolist(), indices.tolist())]))
         return out
+
+
+NO_MATPLOTLIB_SCATTER = "prediction plots are skipped: matplotlib is not installed (pip install 'seqtrain[plot]')"
+
+
+def plot_predictions(model: nn.Module, loader: VectorLoader, log, epoch: int) -> None:
+    """A TensorBoard scatter of a regression model's validation predictions against the truth, with the diagonal
+    where they would be exact: the regression counterpart of the confusion image."""
+    if not have_matplotlib():
+        if epoch == 1:
+            log.text("predictions", NO_MATPLOTLIB_SCATTER, epoch)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        pairs = [(batch.targets, model(batch.tokens.to(device), batch.lengths.to(device)).float().cpu()) for batch in loader]
+    model.train(was_training)
+    truth, predicted = (torch.cat(side).numpy() for side in zip(*pairs))
+    figure, axes = plt.subplots(figsize=(5, 5))
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    axes.plot([low, high], [low, high], ":", color="gray")
+    axes.scatter(truth, predicted, s=8, alpha=0.6)
+    axes.set_xlabel("true")
+    axes.set_ylabel("predicted")
+    axes.set_title(f"validation, epoch {epoch}")
+    figure.tight_layout()
+    log.figure("predictions/val", figure, epoch)
+    plt.close(figure)
 
 
 def numeric_targets(sequences: Sequences) -> torch.Tensor:
