@@ -116,4 +116,5 @@ class SignalRegressor(SignalClassifier):
         self.register_buffer("target_std", torch.tensor(float(target_std)))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return super().forward(x, lengths).squeeze(-1) * self.target_std + self.target_mean
+        # scaled back in float32: under half-precision autocast a value near 100 would keep steps of 0.5
+        return super().forward(x, lengths).squeeze(-1).float() * self.target_std + self.target_mean
