@@ -267,7 +267,8 @@ def predict(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
 ) -> None:
-    """Classify texts with a trained model: prints label(s), probability(ies) and the text, tab-separated.
+    """Classify texts with a trained model: prints label(s), probability(ies) and the text, tab-separated
+    (a regression model of sequences: the predicted number and the sequence's name).
 
     Several labels (--top-k, or a multi-label model) are comma-separated in the first column, their
     probabilities in the second, most likely first; '-' where no label reaches the threshold.
@@ -283,6 +284,9 @@ def predict(
         named = zip(lines, task.predict(trained.model, lines, trained.device, top_k, threshold))
     for text, predictions in named:
         shown = text if len(text) <= 70 or not sys.stdout.isatty() else text[:67] + "..."  # a file or pipe gets it all
+        if isinstance(predictions, float):  # a regression model's number
+            typer.echo(f"{predictions:.6g}\t{printable(shown)}")
+            continue
         labels = ",".join(p.label for p in predictions) or "-"
         probabilities = ",".join(f"{p.probability:.3f}" for p in predictions) or "-"
         typer.echo(f"{labels}\t{probabilities}\t{printable(shown)}")  # tab-separated, for pipes
