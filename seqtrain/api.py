@@ -100,7 +100,7 @@ def list_tasks() -> dict[str, TaskInfo]:
     Returns:
         Task name -> `TaskInfo`.
 
-    Example:
+    Examples:
         >>> sorted(seqtrain.list_tasks()["sine"].settings)[:3]
         ['accumulate', 'batch_size', 'cell']
     """
@@ -152,7 +152,7 @@ def fit(
         SeqtrainError: a setting the task lacks, a value of the wrong type or outside its range, missing data,
             a diverged run...: the one-line message `seqtrain fit` prints, naming the flag.
 
-    Example:
+    Examples:
         >>> run = seqtrain.fit("sine", epochs=2, hidden=16, logdir="runs")
         >>> run.test["mse"], run.best_checkpoint
     """
@@ -263,7 +263,7 @@ def load(
     Raises:
         SeqtrainError: no such run or checkpoint, a damaged or foreign checkpoint, a device that is not there.
 
-    Example:
+    Examples:
         >>> model = seqtrain.load("runs/latest")
         >>> model.task, model.ability
         ('imdb', 'predict')
@@ -375,7 +375,7 @@ class Model:
             sequence in the files (`name` is the file's, with `:i` for the i-th of several), where a regression
             model's predictions are its number.
 
-        Example:
+        Examples:
             >>> [[p.label for p in ps] for ps in model.predict(["a wonderful film", "dull"])]
             [['pos'], ['neg']]
         """
@@ -411,7 +411,7 @@ class Model:
         Returns:
             The prime and the sampled text.
 
-        Example:
+        Examples:
             >>> model.generate(prime="ROMEO:", length=200, temperature=0.5, seed=1)
         """
         if length < 0:
