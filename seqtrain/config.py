@@ -220,6 +220,11 @@ class ForecastModel(ModelSettings):
         "scored on the last) instead of from the last state only.",
     )
     residual: bool = opt(False, "Learn the change from the last observed value (the naive forecast plus a correction).")
+    highway: bool = opt(
+        False,
+        "A linear autoregressive path over the target's window, summed with the recurrent output (LSTNet's "
+        "highway): the model holds the linear forecast and learns what it misses.",
+    )
 
 
 @dataclass
