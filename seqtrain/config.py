@@ -222,8 +222,8 @@ class ForecastModel(ModelSettings):
     residual: bool = opt(False, "Learn the change from the last observed value (the naive forecast plus a correction).")
     highway: bool = opt(
         False,
-        "A linear autoregressive path over the target's window, summed with the recurrent output (LSTNet's "
-        "highway): the model holds the linear forecast and learns what it misses.",
+        "A linear autoregression on the target's window added to the forecast (LSTNet's highway), started at the "
+        "least-squares fit: the model starts as the linear forecast and learns what it misses.",
     )
 
 
