@@ -220,6 +220,11 @@ class ForecastModel(ModelSettings):
         "scored on the last) instead of from the last state only.",
     )
     residual: bool = opt(False, "Learn the change from the last observed value (the naive forecast plus a correction).")
+    highway: bool = opt(
+        False,
+        "A linear autoregression on the target's window added to the forecast (LSTNet's highway), started at the "
+        "least-squares fit: the model starts as the linear forecast and learns what it misses.",
+    )
 
 
 @dataclass

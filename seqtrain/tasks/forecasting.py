@@ -28,7 +28,8 @@ from seqtrain.data.series import (
     split_points,
 )
 from seqtrain.errors import SeqtrainError
-from seqtrain.models.forecaster import Forecaster
+from seqtrain.models.forecaster import Forecaster, last_step
+from seqtrain.models.least_squares import least_squares, with_bias
 from seqtrain.models.target_transform import TargetTransform, parse_transforms, transform_statistics
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
 from seqtrain.training.budget import step_budget
@@ -95,28 +96,12 @@ def naive_forecast(x: torch.Tensor, horizon: int) -> torch.Tensor:
 
 
 def fit_linear(windows: Windows, chunk: int = 4096) -> torch.Tensor:
-    """Least squares from the flattened window (plus a bias) to the next `horizon` values; [window*F + 1, horizon].
-
-    Accumulates the normal equations in float64 chunk by chunk.
-    """
-    size = windows.window * windows.inputs.shape[-1] + 1
-    gram = torch.zeros(size, size, dtype=torch.float64)
-    moment = torch.zeros(size, windows.horizon, dtype=torch.float64)
-    for x, y in chunks(windows, chunk):
-        a = _design(x)
-        gram += a.T @ a
-        moment += a.T @ y[:, -1].double()
-    ridge = 1e-8 * gram.diagonal().mean() * torch.eye(size, dtype=torch.float64)  # only to keep a singular system solvable
-    return torch.linalg.solve(gram + ridge, moment)
+    """Least squares from the flattened window (plus a bias) to the next `horizon` values; [window*F + 1, horizon]."""
+    return least_squares((x, y[:, -1]) for x, y in chunks(windows, chunk))
 
 
 def linear_forecast(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return (_design(x) @ weights).float()
-
-
-def _design(x: torch.Tensor) -> torch.Tensor:
-    flat = x.flatten(1).double()
-    return torch.cat([flat, torch.ones(len(flat), 1, dtype=torch.float64)], 1)
+    return (with_bias(x) @ weights).float()
 
 
 class ForecastTask(Task):
@@ -133,6 +118,7 @@ class ForecastTask(Task):
     step_found: Step | None = None
 
     split_report: list[str] = []  # start-of-run lines on the split sizes
+    train_windows: Windows | None = None  # set by prepare(): the highway's least-squares start
 
     def load(self, meta: ForecastMeta | None, quiet: bool) -> tuple[dict[str, Windows | None], ForecastMeta]:
         """The windows of each split (train, val, test) and the meta that rebuilds the model."""
@@ -143,6 +129,7 @@ class ForecastTask(Task):
 
     def prepare(self, meta: ForecastMeta | None = None, quiet: bool = False) -> TaskData:
         windows, self.meta = self.load(meta, quiet)
+        self.train_windows = windows["train"]
         batch, seed = self.config.train.batch_size, self.config.train.seed
         loaders = {
             split: WindowLoader(w, batch, shuffle=split == "train", seed=seed) if w is not None else None
@@ -155,7 +142,10 @@ class ForecastTask(Task):
     def build_model(self, meta: ForecastMeta) -> nn.Module:
         names = parse_transforms(meta.transform)
         transform = TargetTransform(names, float(meta.mean[0]), float(meta.std[0]), meta.shift, meta.spread) if names else None
-        return Forecaster(len(meta.features), meta.horizon, meta.window, self.config.model, float(meta.std[0]), transform)
+        model = Forecaster(len(meta.features), meta.horizon, meta.window, self.config.model, float(meta.std[0]), transform)
+        if model.highway is not None and self.train_windows is not None:  # training: start as the linear forecast
+            model.start_highway((x, y[:, -1]) for x, y in chunks(self.train_windows))
+        return model
 
     def default_meta(self) -> ForecastMeta:
         data = self.config.data
@@ -165,8 +155,7 @@ class ForecastTask(Task):
         x, y = batch
         predicted = model(x)
         loss = LOSSES[self.config.train.loss](predicted, y if predicted.dim() == 3 else y[:, -1])
-        last = predicted[:, -1] if predicted.dim() == 3 else predicted
-        diff = ((last - y[:, -1]) * model.target_std).detach()
+        diff = ((last_step(predicted) - y[:, -1]) * model.target_std).detach()
         count = len(x)
         sums = {
             "loss": loss.detach() * count,
@@ -192,9 +181,7 @@ class ForecastTask(Task):
         x = torch.from_numpy(((windows - mean) / std).astype(np.float32)).to(device)
         model.eval()
         with torch.no_grad():
-            predicted = model(x).cpu()
-        if predicted.dim() == 3:
-            predicted = predicted[:, -1]
+            predicted = last_step(model(x).cpu())
         return (predicted * float(std[0]) + float(mean[0])).tolist()
 
     def series_step(self) -> Step | None:
@@ -253,10 +240,8 @@ def plot_forecasts(model: nn.Module, windows: Windows, meta: ForecastMeta, log, 
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        predicted = model(x.to(model.target_std.device)).cpu()
+        predicted = last_step(model(x.to(model.target_std.device)).cpu())
     model.train(was_training)
-    if predicted.dim() == 3:
-        predicted = predicted[:, -1]
     mean, std = float(meta.mean[0]), float(meta.std[0])
     unit, size = step.unit() if step is not None else ("time steps", 1.0)
     past = np.arange(-windows.window + 1, 1) * size
@@ -350,7 +335,10 @@ class SineTask(ForecastTask):
 class CsvSeriesTask(ForecastTask):
     description = "Forecast a column of your own CSV: --data FILE --target COL [--features COL,...] [--time-col COL]."
     # Each window scaled by itself: a user's series often trends out of its training range (measured in docs/tuning.md)
-    defaults = {"cell": "gru", "hidden": 32, "residual": True, "epochs": 10, "window": 24, "val_split": 0.2, "transform": "scale"}
+    defaults = {
+        "cell": "gru", "hidden": 32, "residual": True, "highway": True, "epochs": 10, "window": 24, "val_split": 0.2,
+        "transform": "scale",
+    }
 
     def validate(self) -> None:
         super().validate()
@@ -378,6 +366,7 @@ class JenaTask(ForecastTask):
         "cell": "gru",
         "hidden": 32,
         "residual": True,
+        "highway": True,
         "epochs": 10,
         "batch_size": 128,
         "target": "T (degC)",
