@@ -85,10 +85,9 @@ def corpus_key(corpus: dict[str, Any], settings: dict[str, Any], epochs: int) ->
 
 
 def write_documents(path: Path, documents: list[str]) -> Path:
-    """One document a line (word2vec's --text format), written atomically once."""
+    """One document a line (word2vec's --text format), written atomically."""
     from seqtrain.files import atomic_write
 
-    if not path.exists():
-        with atomic_write(path) as temporary:
-            temporary.write_text("".join(doc.replace("\n", " ") + "\n" for doc in documents), encoding="utf-8")
+    with atomic_write(path) as temporary:
+        temporary.write_text("".join(doc.replace("\n", " ") + "\n" for doc in documents), encoding="utf-8")
     return path
