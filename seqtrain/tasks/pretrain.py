@@ -23,7 +23,7 @@ from seqtrain.data.download import cache_dir
 
 #: word2vec reads at least this many words: one epoch of IMDB's 20M, several of a smaller corpus
 WORD_BUDGET = 10_000_000
-MAX_EPOCHS = 20
+MAX_EPOCHS = 5
 MIN_COUNT = 2
 #: part of the cache key: bump when what is trained changes
 VERSION = 1
@@ -56,7 +56,7 @@ def in_domain_vectors(config: Config, name: str, source: dict[str, Any], quiet: 
     words = len(corpus["ids"])
     task.config.train.epochs = word2vec_epochs(words)
     key = corpus_key(corpus, settings, task.config.train.epochs)
-    root = cache_dir(config.data.cache_dir) / "vectors"
+    root = cache_dir(config.data.cache_dir) / "pretrained"
     final = root / f"{name}-{key}"
     what = (f"word vectors: word2vec over {name}'s unlabelled text ({words:,} words, {task.config.train.epochs} "
             f"epoch(s), dim {config.model.embed_dim})")
