@@ -1,14 +1,16 @@
 """--pretrain-vectors: word2vec over a preset's own unlabelled text, trained once, cached, and the
 classifier's first embedding rows."""
 
+import pytest
 import torch
 
 import seqtrain
 from seqtrain.data.vectors import run_vectors
+from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.pretrain import WORD_BUDGET, word2vec_epochs
 from seqtrain.training.checkpoint import load_checkpoint
 
-from conftest import write_imdb
+from conftest import make, write_imdb
 
 
 def test_word2vec_reads_about_the_word_budget():
@@ -48,3 +50,10 @@ def test_no_pretrain_vectors_starts_from_random_rows(tmp_path):
     seqtrain.fit("imdb", data=str(root), cache_dir=str(cache), logdir=str(tmp_path / "r"), epochs=1, hidden=8,
                  embed_dim=8, pretrain_vectors=False)
     assert not (cache / "pretrained").exists()
+
+
+def test_a_distributed_first_run_is_refused_in_one_line(tmp_path, monkeypatch):
+    root = write_imdb(tmp_path / "d", train_per_class=10, test_per_class=5)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SeqtrainError, match="run without torchrun first"):
+        make("imdb", data=str(root), cache_dir=str(tmp_path / "cache"), hidden=8).prepare()

@@ -20,6 +20,7 @@ import torch
 
 from seqtrain.config import Config
 from seqtrain.data.download import cache_dir
+from seqtrain.errors import SeqtrainError
 
 #: word2vec reads at least this many words: one epoch of IMDB's 20M, several of a smaller corpus
 WORD_BUDGET = 10_000_000
@@ -62,6 +63,11 @@ def in_domain_vectors(config: Config, name: str, source: dict[str, Any], quiet: 
             f"epoch(s), dim {config.model.embed_dim})")
     if final.is_dir():
         return str(final), f"{what}, from the cache {final}"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SeqtrainError(
+            f"--pretrain-vectors trains {name}'s word vectors once, in one process: run without torchrun first "
+            "(later runs read them from the cache), or pass --no-pretrain-vectors"
+        )
     from rich.console import Console
 
     logdir = root / f".training-{key}-{os.getpid()}"
