@@ -59,7 +59,7 @@ def in_domain_vectors(config: Config, name: str, source: dict[str, Any], quiet: 
     key = corpus_key(corpus, settings, task.config.train.epochs)
     root = cache_dir(config.data.cache_dir) / "pretrained"
     final = root / f"{name}-{key}"
-    what = (f"word vectors: word2vec over {name}'s unlabelled text ({words:,} words, {task.config.train.epochs} "
+    what = (f"word vectors: word2vec over {name}'s text outside the test split ({words:,} words, {task.config.train.epochs} "
             f"epoch(s), dim {config.model.embed_dim})")
     if final.is_dir():
         return str(final), f"{what}, from the cache {final}"
@@ -76,7 +76,10 @@ def in_domain_vectors(config: Config, name: str, source: dict[str, Any], quiet: 
     with torch.random.fork_rng(devices=[]):  # the classifier starts alike whether the vectors were cached or not
         run = Trainer(task, None if quiet else Console()).fit()
     random.setstate(state)
-    os.replace(run.run_dir, final)  # a finished run only: an interrupted one leaves no cache entry
+    if run.interrupted:  # Ctrl-C: no cache entry, and the classifier does not start
+        shutil.rmtree(logdir, ignore_errors=True)
+        raise KeyboardInterrupt
+    os.replace(run.run_dir, final)
     shutil.rmtree(logdir, ignore_errors=True)
     return str(final), f"{what}, trained now and cached in {final}"
 
