@@ -79,6 +79,7 @@ def in_domain_vectors(config: Config, name: str, source: dict[str, Any], quiet: 
     if run.interrupted:  # Ctrl-C: no cache entry, and the classifier does not start
         shutil.rmtree(logdir, ignore_errors=True)
         raise KeyboardInterrupt
+    (run.run_dir / "last.pt").unlink(missing_ok=True)  # best.pt holds the vectors; nothing resumes a cached run
     os.replace(run.run_dir, final)
     shutil.rmtree(logdir, ignore_errors=True)
     return str(final), f"{what}, trained now and cached in {final}"
