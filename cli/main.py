@@ -100,7 +100,7 @@ ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torc
 DEFAULT_FIT = (
     "No --task given: training the default task, imdb (IMDB review sentiment, 3 epochs), on its 84 MB download "
     "(cached for later runs): about 15 minutes on a 2-core CPU the first time, word vectors of the unlabelled "
-    "reviews included (cached too), about 8 after. Ctrl-C stops it. "
+    "reviews included (cached too), about 9 after. Ctrl-C stops it. "
     "A one-minute first run: seqtrain fit --task sine"
 )
 
