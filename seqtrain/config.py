@@ -280,6 +280,20 @@ class ClassifierData(SourceData, VocabFields):
 
 
 @dataclass
+class PretrainFields:
+    pretrain_vectors: bool = opt(
+        False, "Start the embedding from word2vec vectors trained on the data's own unlabelled text (IMDB: the training "
+        "and unlabelled reviews; Reuters R8/R52: the records outside the test split), once; later runs read them "
+        "from the cache. --embeddings replaces them.",
+    )
+
+
+@dataclass
+class ImdbData(ClassifierData, PretrainFields):
+    """IMDB: the text classifier's data settings and in-domain word vectors."""
+
+
+@dataclass
 class TextData(ClassifierData):
     """A user's own labelled texts (seqtrain/data/labelled.py)."""
 
@@ -331,7 +345,7 @@ class TagFileData(TaggerData):
 
 
 @dataclass
-class ReutersData(ClassifierData):
+class ReutersData(ClassifierData, PretrainFields):
     subset: str = opt(
         "reuters46",
         "reuters46: the lectures' 46 topics (Keras' 11,228 newswires, 80/20 split); r8 / r52: Cardoso-Cachopo's "

@@ -82,8 +82,8 @@ def test_summary_of_a_run_and_of_a_fresh_model(trained):
     assert "Total params" in result.output and "GRU" in result.output
     fresh = invoke("summary", "--task", "imdb", "--cell", "gru", "--hidden", "10", "--no-bidirectional", "--max-vocab", "1000")
     assert fresh.exit_code == 0, fresh.output
-    # Embedding 1000x128 + GRU(128->10) + Linear(10->1)
-    expected = 1000 * 128 + 3 * (128 * 10 + 10 * 10 + 2 * 10) + 11
+    # Embedding 1000x100 (the size of IMDB's word2vec vectors) + GRU(100->10) + Linear(10->1)
+    expected = 1000 * 100 + 3 * (100 * 10 + 10 * 10 + 2 * 10) + 11
     assert f"Total params: {expected:,}" in fresh.output
 
 

@@ -91,3 +91,17 @@ def test_download_from_a_mirror_is_verified(tmp_path, monkeypatch):
 
     with pytest.raises(SeqtrainError, match="checksum mismatch"):
         reuters.locate(make("reuters", mirror=str(mirror), cache_dir=str(tmp_path / "other")).config, quiet=True)
+
+
+def test_r8_pretrains_on_the_records_outside_the_test_split_and_reuters46_skips(small_corpus):
+    from seqtrain.data.download import cache_dir
+
+    task = make("reuters", data=str(small_corpus), subset="r8", embed_dim=8, hidden=8)
+    task.prepare()
+    [written] = (cache_dir(None) / "reuters").glob("not-test-*.txt")
+    kept = [a.text.replace("\n", " ") for a in read_corpus(small_corpus) if a.lewis_split != "TEST" and a.text]
+    assert written.read_text(encoding="utf-8").splitlines() == kept
+    assert task.config.model.embeddings.startswith(str(cache_dir(None) / "pretrained" / "reuters-"))
+    whole = make("reuters", data=str(small_corpus), subset="reuters46", embed_dim=8, hidden=8)
+    whole.prepare()
+    assert whole.config.model.embeddings is None and any("skipped" in line for line in whole.notes())

@@ -246,6 +246,7 @@ class TextClassificationTask(Task):
 
         text_of_token = torch.repeat_interleave(torch.arange(n), offsets.diff())
         if meta is None:
+            self.pretrain_vectors(quiet)
             in_train = torch.zeros(n, dtype=torch.bool)
             in_train[train] = True
             counts = torch.bincount(ids[in_train[text_of_token]].long(), minlength=len(blob["words"]))
@@ -287,6 +288,21 @@ class TextClassificationTask(Task):
             len(blob["words"]), classes, multi_label, meta.threshold,
         )
         return TaskData(loader(train, "train"), loader(val, "val"), loader(test, "test"), meta)
+
+    def pretrain_vectors(self, quiet: bool) -> None:
+        """--pretrain-vectors: the preset's in-domain word2vec vectors become --embeddings (a fresh run only)."""
+        if not getattr(self.config.data, "pretrain_vectors", False) or self.config.model.embeddings:
+            return
+        found = self.in_domain_vectors(quiet)
+        if found is None:
+            self.data_notes.append("--pretrain-vectors: this data has no unlabelled text kept apart from its test split; skipped")
+            return
+        self.config.model.embeddings, note = found
+        self.data_notes.append(note)
+
+    def in_domain_vectors(self, quiet: bool) -> tuple[str, str] | None:
+        """(vectors, a line about them) trained on text the run may read without labels; None where there is none."""
+        return None
 
     def start_meta(self, meta: ClassifierMeta, counts: dict[str, int] | None = None) -> ClassifierMeta:
         """Keep a fresh run's meta, and look up what --embeddings and --init-from bring (`counts`: training frequencies)."""

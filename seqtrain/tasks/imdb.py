@@ -11,15 +11,16 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from seqtrain.config import Config
+from seqtrain.config import ClassifierModel, Config, ImdbData, Schema, TrainSettings
 from seqtrain.data.download import cache_dir, download, extract, source_key
 from seqtrain.data.labelled import read_labelled
 from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import register
 from seqtrain.tasks.classification import TextClassificationTask, cached_corpus, text_bytes
+from seqtrain.tasks.pretrain import in_domain_vectors
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -66,25 +67,31 @@ def layout_problem(folder: Path, per_part: int | None = None) -> str | None:
     return None
 
 
+#: the supervised recipe: chosen by validation accuracy among full-data trials (README): a bidirectional GRU
+#: with max pooling and a cosine learning-rate decay over 3 epochs, reading whole reviews (the last 400 tokens
+#: over 5 epochs gave 88.75% test; whole reviews over 3 epochs 89.92%, in about 9 minutes)
+RECIPE = {
+    "cell": "gru",
+    "embed_dim": 128,
+    "hidden": 96,
+    "bidirectional": True,
+    "pooling": "max",
+    "dropout": 0.4,
+    "epochs": 3,
+    "lr": 2e-3,
+    "lr_schedule": "cosine",
+    "batch_size": 64,
+    "max_len": 0,
+}
+
+
 @register("imdb")
 class ImdbTask(TextClassificationTask):
     description = "IMDB movie-review sentiment (25k train / 25k test), many-to-one binary classification."
-    # Chosen by validation accuracy among full-data trials (README): a bidirectional GRU with max
-    # pooling and a cosine learning-rate decay over 3 epochs, reading whole reviews (the last 400
-    # tokens over 5 epochs gave 88.75% test; whole reviews over 3 epochs 89.92%, in about 9 minutes).
-    defaults = {
-        "cell": "gru",
-        "embed_dim": 128,
-        "hidden": 96,
-        "bidirectional": True,
-        "pooling": "max",
-        "dropout": 0.4,
-        "epochs": 3,
-        "lr": 2e-3,
-        "lr_schedule": "cosine",
-        "batch_size": 64,
-        "max_len": 0,
-    }
+    schema: ClassVar[Schema] = Schema(TrainSettings, ClassifierModel, ImdbData)
+    # The recipe over word2vec vectors of the 75,000 training and unlabelled reviews (word2vec's size, 100):
+    # random embeddings stayed under the TF-IDF row of the same run (89.96% vs 90.87%).
+    defaults = {**RECIPE, "embed_dim": 100, "pretrain_vectors": True}
 
     def load_corpus(self, quiet: bool) -> dict[str, Any]:
         root = locate(self.config, quiet)
@@ -94,3 +101,8 @@ class ImdbTask(TextClassificationTask):
             cache_dir(self.config.data.cache_dir), "imdb", folders, ("imdb",),
             lambda: read_labelled(root, classes=LABELS, max_bytes=text_bytes(limit)), limit,
         )
+
+    def in_domain_vectors(self, quiet: bool) -> tuple[str, str]:
+        """word2vec over train/{pos,neg,unsup} (every archive beside --data's, or the download), never test."""
+        data = self.config.data
+        return in_domain_vectors(self.config, "imdb", {"data": data.data or data.data_dir}, quiet)

@@ -18,6 +18,7 @@ from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import register
 from seqtrain.tasks.classification import TextClassificationTask, cached_corpus
+from seqtrain.tasks.pretrain import in_domain_vectors, write_documents
 
 URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/reuters21578-mld/reuters21578.tar.gz"
 SHA256 = "fd2511814cf2e8ea89fb25d80366126aedd79b6b8d64863adf799d69f5c8f441"
@@ -60,7 +61,10 @@ def locate(config: Config, quiet: bool = False) -> Path:
 class ReutersTask(TextClassificationTask):
     description = "Reuters-21578 newswire topics: the lectures' 46 topics (--subset reuters46), R8 or R52 (ModApte)."
     schema: ClassVar[Schema] = Schema(TrainSettings, ClassifierModel, ReutersData)
+    # R8/R52 start from word2vec vectors of the records outside ModApte's test split (in-domain vectors took
+    # R8 from 96.21% to 97.12%, past the TF-IDF row's 97.03%; R52 from 92.10% to 93.96%).
     defaults = {
+        "pretrain_vectors": True,
         "cell": "gru",
         "embed_dim": 128,
         "hidden": 128,
@@ -94,3 +98,15 @@ class ReutersTask(TextClassificationTask):
             cache_dir(self.config.data.cache_dir), "reuters", [folder / f for f in FILES], (subset,), read,
             self.config.data.max_text_tokens,
         )
+
+    def in_domain_vectors(self, quiet: bool) -> tuple[str, str] | None:
+        """word2vec over the title and body of every record outside ModApte's test split (train, unused and
+        topic-less ones alike); None for reuters46, whose test split is drawn from all records."""
+        if self.config.data.subset == "reuters46":
+            return None
+        folder = locate(self.config, quiet)
+        cache = cache_dir(self.config.data.cache_dir)
+        texts = cache / "reuters" / f"not-test-{source_key([folder / f for f in FILES])}.txt"
+        if not texts.exists():
+            write_documents(texts, [a.text for a in read_corpus(folder) if a.lewis_split != "TEST" and a.text])
+        return in_domain_vectors(self.config, "reuters", {"text": str(texts)}, quiet)

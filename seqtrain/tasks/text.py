@@ -12,7 +12,7 @@ from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import register
 from seqtrain.tasks.classification import TextClassificationTask, cached_corpus, text_bytes
-from seqtrain.tasks.imdb import ImdbTask
+from seqtrain.tasks.imdb import RECIPE
 
 
 @register("text")
@@ -21,7 +21,7 @@ class TextTask(TextClassificationTask):
         "Your own labelled texts: class folders, or a CSV/TSV/JSON Lines file; one label or several per text."
     )
     schema: ClassVar[Schema] = Schema(TrainSettings, ClassifierModel, TextData)
-    defaults = ImdbTask.defaults  # the recipe measured on IMDB, a sound start for any text
+    defaults = RECIPE  # the supervised recipe measured on IMDB, a sound start for any text
 
     def validate(self) -> None:
         super().validate()
