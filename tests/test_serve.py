@@ -96,6 +96,22 @@ def test_concurrent_requests_are_merged_into_batches(trained):
     assert batch_sizes(metrics, "imdb") == (16, 16)  # batching off: one call per request
 
 
+
+def test_a_merged_batch_answers_each_text_as_predict_alone_would(trained):
+    run = trained["imdb"]
+    texts = ["good", "a dull and far too long film " * 30, "fine acting", "bad " * 200, "ok"]
+
+    async def calls(client):
+        answers = await asyncio.gather(*(client.post("/v1/imdb/predict", json={"texts": [t]}) for t in texts))
+        return [a.json()["predictions"][0][0] for a in answers], (await client.get("/metrics")).text
+
+    served, metrics = serve(trained, calls, max_batch=32, max_wait_ms=200)
+    assert batch_sizes(metrics, "imdb")[0] < len(texts)  # merged, then split by length inside the call
+    alone = [run.task.predict(run.model, [t], run.device)[0][0] for t in texts]
+    assert [s["label"] for s in served] == [p.label for p in alone]
+    assert [s["probability"] for s in served] == pytest.approx([p.probability for p in alone], abs=1e-5)
+    assert run.task.vocab() is run.task.vocab()  # built once per run, not per call
+
 BAD = [
     ("/v1/imdb/predict", b"{not json", 422, "malformed JSON"),
     ("/v1/imdb/predict", b"[1, 2]", 422, "JSON object"),
