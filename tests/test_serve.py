@@ -96,6 +96,22 @@ def test_concurrent_requests_are_merged_into_batches(trained):
     assert batch_sizes(metrics, "imdb") == (16, 16)  # batching off: one call per request
 
 
+
+def test_a_merged_batch_answers_each_text_as_predict_alone_would(trained):
+    run = trained["imdb"]
+    texts = ["good", "a dull and far too long film " * 30, "fine acting", "bad " * 200, "ok"]
+
+    async def calls(client):
+        answers = await asyncio.gather(*(client.post("/v1/imdb/predict", json={"texts": [t]}) for t in texts))
+        return [a.json()["predictions"][0][0] for a in answers], (await client.get("/metrics")).text
+
+    served, metrics = serve(trained, calls, max_batch=32, max_wait_ms=200)
+    assert batch_sizes(metrics, "imdb")[0] < len(texts)  # merged, then split by length inside the call
+    alone = [run.task.predict(run.model, [t], run.device)[0][0] for t in texts]
+    assert [s["label"] for s in served] == [p.label for p in alone]
+    assert [s["probability"] for s in served] == pytest.approx([p.probability for p in alone], abs=1e-5)
+    assert run.task.vocab() is run.task.vocab()  # built once per run, not per call
+
 BAD = [
     ("/v1/imdb/predict", b"{not json", 422, "malformed JSON"),
     ("/v1/imdb/predict", b"[1, 2]", 422, "JSON object"),
@@ -179,8 +195,32 @@ def test_a_real_server_streams_generation_and_drains_on_sigterm(runs, tmp_path):
 def test_merged_texts_run_in_groups_of_similar_length_and_answer_in_order():
     from seqtrain.serving.abilities import by_length
 
-    texts = ["x" * 500, "a", "y" * 60, "b" * 45, "z" * 2000, "c"]
+    texts = ["x" * 500, "a", "y" * 60, "b" * 45, "z" * 20000, "c", "w" * 480]
     calls = []
     answers = by_length(texts, lambda group: calls.append(group) or [len(t) for t in group])
     assert answers == [len(t) for t in texts]
-    assert all(max(map(len, g)) <= 1.5 * max(min(map(len, g)), 40) for g in calls) and len(calls) == 3
+    assert ["z" * 20000] in calls  # the long review runs alone: the others would step through its padding
+    assert len(calls) < len(texts) - 1  # the short ones share calls
+
+
+def test_length_groups_are_the_cheapest_split_of_the_sorted_lengths():
+    import itertools
+    import random
+
+    from seqtrain.serving.abilities import CALL_COST, ROW_COST, STEP_COST, length_groups
+
+    def cost(groups, lengths):
+        return sum(CALL_COST + max(lengths[i] for i in g) * (STEP_COST + ROW_COST * len(g)) for g in groups)
+
+    rng = random.Random(0)
+    for _ in range(20):
+        lengths = [rng.choice([40, 300, 1500, 6000]) + rng.randrange(200) for _ in range(8)]
+        groups = length_groups(lengths)
+        assert sorted(i for g in groups for i in g) == list(range(8))
+        order = sorted(range(8), key=lengths.__getitem__)
+        splits = (
+            [order[a:b] for a, b in zip((0, *cuts), (*cuts, 8))]
+            for k in range(8) for cuts in itertools.combinations(range(1, 8), k)
+        )
+        assert cost(groups, lengths) == pytest.approx(min(cost(s, lengths) for s in splits))
+    assert length_groups([1000] * 40) == [list(range(40))]  # equal lengths: one call

@@ -147,7 +147,7 @@ def build_app(settings: ServeSettings, trained: dict[str, Trained] | None = None
             add_generate(app, name, run, limits)
         elif ability in ABILITIES:
             batcher = Batcher(
-                lambda items, key, run=run, spec=ABILITIES[ability]: spec.run(run, items, key),
+                lambda items, key, run=run, spec=ABILITIES[ability]: without_autograd(spec.run, run, items, key),
                 settings.max_batch, settings.max_wait_ms / 1000, lambda size, name=name: metrics.batch(name, size), executor,
             )
             add_batched(app, name, run, ability, batcher, limits)
@@ -160,6 +160,16 @@ def build_app(settings: ServeSettings, trained: dict[str, Trained] | None = None
         raise BadRequest(f"run '{run}' does {own}, not {action}: POST /v1/{run}/{own}", 404)
 
     return Guard(app, settings, metrics)
+
+
+def without_autograd(fn, *args):
+    """fn(*args) under torch.inference_mode: no autograd records, and the recurrent layers' buffers are then
+    allocated per call and freed after it rather than kept in their reuse pool (models/fused.py's Workspace), which
+    for the many sizes of served batches held memory that kept growing (scripts/bench_serve.py --memory-minutes)."""
+    import torch
+
+    with torch.inference_mode():
+        return fn(*args)
 
 
 def describe_invalid(errors: list[dict]) -> str:
@@ -177,7 +187,8 @@ def add_batched(app: FastAPI, name: str, run: Trained, ability: str, batcher: Ba
 
     async def handle(body):
         items, key = spec.inputs(run, body, limits)
-        return spec.respond(await batcher.submit(items, key))
+        # a JSONResponse as is: FastAPI would otherwise walk the answer through jsonable_encoder first
+        return JSONResponse(spec.respond(await batcher.submit(items, key)))
 
     handle.__annotations__["body"] = spec.request  # the ability's own request model, for validation and the docs
 

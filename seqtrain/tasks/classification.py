@@ -398,6 +398,13 @@ class TextClassificationTask(Task):
             log_embedding_layer(log, model.embedding.weight, self.meta.vocab, epoch)
 
     # ------------------------------------------------------------ inference
+    def vocab(self) -> Vocab:
+        """The run's Vocab, built once per meta: a dict over tens of thousands of words takes about 10 ms, more than
+        the model takes for a short text, and a server predicts many times."""
+        if getattr(self, "_vocab", (None,))[0] is not self.meta:
+            self._vocab = (self.meta, Vocab(self.meta.vocab))
+        return self._vocab[1]
+
     def predict(
         self, model: nn.Module, texts: list[str], device: torch.device, top_k: int = 1, threshold: float | None = None
     ) -> list[list[Prediction]]:
@@ -408,7 +415,7 @@ class TextClassificationTask(Task):
         if threshold is not None and not 0 <= threshold <= 1:
             raise SeqtrainError(f"--threshold must be between 0 and 1, not {threshold}")
         meta = self.meta
-        vocab = Vocab(meta.vocab)
+        vocab = self.vocab()
         cut = meta.max_len
         ceiling = self.config.data.max_text_tokens  # as in training: a huge text costs no more than a long one
         ids = [torch.tensor(vocab.encode(tokenize(t, ceiling))[-cut if cut else 0 :] or [vocab.unk_index]) for t in texts]
