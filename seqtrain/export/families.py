@@ -72,6 +72,25 @@ class Probabilities(nn.Module):
         return torch.softmax(logits, -1)
 
 
+def label_accuracy(loader: Any, multi_label: bool = False, threshold: float = 0.5):
+    """The test accuracy of a `classifier` graph (tokens or values, lengths -> probabilities) over batches of
+    (tokens, lengths, targets); a multi-label text counts when every label is right."""
+
+    def accuracy(runners: dict[str, Runner]) -> tuple[str, float, str]:
+        correct = total = 0
+        for batch in loader:
+            probabilities = runners["classifier"](as_arrays((batch.tokens, batch.lengths)))[0]
+            truth = batch.targets.numpy()
+            if multi_label:
+                correct += int(((probabilities >= threshold) == (truth == 1)).all(-1).sum())
+            else:
+                correct += int((probabilities.argmax(-1) == truth).sum())
+            total += len(truth)
+        return "accuracy", correct / max(total, 1), "max"
+
+    return accuracy
+
+
 @exporter(TextClassificationTask)
 def classifier(trained: Trained, loader: Any) -> Export:
     meta = trained.task.meta
@@ -81,19 +100,6 @@ def classifier(trained: Trained, loader: Any) -> Export:
         {"tokens": {0: "batch", 1: "steps"}, "lengths": BATCH, "probabilities": BATCH},
         [(batch.tokens, batch.lengths) for batch in first_batches(loader)],
     )
-
-    def accuracy(runners: dict[str, Runner]) -> tuple[str, float, str]:
-        correct = total = 0
-        for batch in loader:
-            probabilities = runners["classifier"](as_arrays((batch.tokens, batch.lengths)))[0]
-            truth = batch.targets.numpy()
-            if meta.multi_label:
-                correct += int(((probabilities >= meta.threshold) == (truth == 1)).all(-1).sum())
-            else:
-                correct += int((probabilities.argmax(-1) == truth).sum())
-            total += len(truth)
-        return "accuracy", correct / max(total, 1), "max"
-
     sidecar = {
         "family": "classifier",
         "vocab": meta.vocab,
@@ -106,7 +112,7 @@ def classifier(trained: Trained, loader: Any) -> Export:
         "multi_label": meta.multi_label,
         "threshold": meta.threshold,
     }
-    return Export([graph], sidecar, accuracy)
+    return Export([graph], sidecar, label_accuracy(loader, meta.multi_label, meta.threshold))
 
 
 # ------------------------------------------------------------ language models
