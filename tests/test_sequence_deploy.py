@@ -21,7 +21,7 @@ from seqtrain.errors import SeqtrainError
 from seqtrain.export import core
 from seqtrain.export.tagger import tagger
 from seqtrain.inference import load_trained
-from seqtrain.tasks.tagging import render
+from seqtrain.tasks.tagging import collate, encode_sentence, render
 from seqtrain.training.runs import resolve_checkpoint
 from seqtrain_cli.main import app
 from test_audio import write_tone_corpus
@@ -64,7 +64,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         result = invoke("fit", *args, *TINY, "--logdir", root / name)
         assert result.exit_code == 0, result.output
         out[name] = resolve_checkpoint("latest", root / name).parent
-    out["tones"] = tones
+    out["tones"], out["ner"] = tones, ner
     return out
 
 
@@ -137,6 +137,26 @@ def test_the_no_seqtrain_tagger_example_tags_like_seqtrain_tag(runs, tmp_path):
     assert [[token for token, _ in rows] for rows in got[: len(SENTENCES)]] == sentences
     assert [[tag for _, tag in rows] for rows in got[: len(SENTENCES)]] == [convert(tags, "bioes") for tags in expected]
     assert any(tag != "O" for tags in expected for tag in tags)  # the run has learned to find some entities
+
+
+@pytest.mark.parametrize("variant", [["--char-encoder", "cnn", "--no-crf"], ["--char-encoder", "none"]])
+def test_tagger_variants_export_and_the_example_decodes_them(runs, variant, tmp_path):
+    """A character CNN with a softmax head (argmax decoding), and words and casings alone (no chars input)."""
+    fitted = invoke("fit", "--task", "tag", "--data", runs["ner"], *variant, "--hidden", "8", "--embed-dim", "8",
+                    "--batch-size", "8", "--max-steps", "4", *TINY, "--logdir", tmp_path / "runs")
+    assert fitted.exit_code == 0, fitted.output
+    run = resolve_checkpoint("latest", tmp_path / "runs").parent
+    assert invoke("export", run, "--out", tmp_path / "onnx").exit_code == 0
+    lines = run_example("tag_onnx.py", tmp_path / "onnx", *SENTENCES, env=blocked_env(tmp_path))
+    trained = load_trained(run / "best.pt", "cpu")
+    meta, model = trained.task.meta, trained.model
+    words, chars = {w: i for i, w in enumerate(meta.vocab)}, {c: i for i, c in enumerate(meta.chars)}
+    sentences = [tokenize_sentence(text) for text in SENTENCES]
+    batch = collate([encode_sentence(s, [0] * len(s), words, chars) for s in sentences])
+    with torch.no_grad():
+        decoded = model.decode(model(batch.words, batch.casings, batch.chars, batch.lengths), batch.lengths)
+    expected = [f"{token}\t{meta.tags[i]}" for row, s in enumerate(sentences) for token, i in zip(s, decoded[row].tolist())]
+    assert [line for line in lines if line] == expected
 
 
 def test_the_no_seqtrain_ctc_example_transcribes_like_greedy_seqtrain_transcribe(runs, tmp_path):
