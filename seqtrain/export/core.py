@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -72,7 +71,7 @@ ADAPTERS: dict[type, Adapter] = {}
 def exporter(task_type: type[Task]) -> Callable[[Adapter], Adapter]:
     """Register `adapter(trained, test_loader) -> Export` for a task class and its subclasses.
 
-    The adapter builds its graphs' samples from the first few test batches (`first_batches`) and may score
+    The adapter builds its graphs' samples from a few test batches (`sample_batches`) and may score
     the whole loader for --quantize."""
 
     def register(adapter: Adapter) -> Adapter:
@@ -106,8 +105,12 @@ def plain_recurrent(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def first_batches(loader: Any, count: int = PARITY_BATCHES) -> list[Any]:
-    return list(itertools.islice(iter(loader), count))
+def sample_batches(loader: Any, count: int = PARITY_BATCHES) -> list[Any]:
+    """`count` batches spread over the loader, its first and its last among them: a test split comes sorted by
+    length, so the samples hold its shortest and its longest sequences (a loader without a length: the first)."""
+    total = len(loader) if hasattr(loader, "__len__") else count
+    wanted = {round(i * (total - 1) / max(count - 1, 1)) for i in range(count)}
+    return [batch for index, batch in zip(range(max(wanted) + 1), loader) if index in wanted]
 
 
 def test_loader(trained: Trained) -> Any:

@@ -15,7 +15,7 @@ from torch import nn
 
 from seqtrain.data.pairs import BOS, EOS
 from seqtrain.data.text import _BREAK, _TOKEN
-from seqtrain.export.core import Export, Graph, Runner, as_arrays, exporter, first_batches
+from seqtrain.export.core import Export, Graph, Runner, as_arrays, exporter, sample_batches
 from seqtrain.inference import Trained
 from seqtrain.models.recurrent import padding_mask
 from seqtrain.models.seq2seq import Memory
@@ -98,7 +98,7 @@ def classifier(trained: Trained, loader: Any) -> Export:
     graph = Graph(
         "classifier", module, ["tokens", "lengths"], ["probabilities"],
         {"tokens": {0: "batch", 1: "steps"}, "lengths": BATCH, "probabilities": BATCH},
-        [(batch.tokens, batch.lengths) for batch in first_batches(loader)],
+        [(batch.tokens, batch.lengths) for batch in sample_batches(loader)],
     )
     sidecar = {
         "family": "classifier",
@@ -134,7 +134,7 @@ def language_model(trained: Trained, loader: Any) -> Export:
     lstm = isinstance(model.rnn, nn.LSTM)
     module = LanguageModelStep(model, lstm).eval()
     samples = []
-    for inputs, _ in first_batches(loader):
+    for inputs, _ in sample_batches(loader):
         layers, batch, hidden = model.rnn.num_layers, inputs.shape[0], model.rnn.hidden_size
         zeros = torch.zeros(layers, batch, hidden)
         samples.append((inputs[:, 0], *([zeros, zeros] if lstm else [zeros])))
@@ -199,7 +199,7 @@ def seq2seq(trained: Trained, loader: Any) -> Export:
     encoder = Encoder(model).eval()
     decoder = DecoderStep(model, lstm).eval()
     encoder_samples, decoder_samples = [], []
-    for batch in first_batches(loader):
+    for batch in sample_batches(loader):
         source, lengths = batch.source, batch.source_lengths
         encoder_samples.append((source, lengths))
         memory = model.encode(source, lengths)
@@ -263,7 +263,7 @@ def forecaster(trained: Trained, loader: Any) -> Export:
     mean, std = module.mean, module.std
     graph = Graph(
         "forecaster", module, ["values"], ["forecast"], {"values": BATCH, "forecast": BATCH},
-        [(x * std + mean,) for x, _ in first_batches(loader)],
+        [(x * std + mean,) for x, _ in sample_batches(loader)],
     )
 
     def mse(runners: dict[str, Runner]) -> tuple[str, float, str]:

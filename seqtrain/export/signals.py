@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqtrain.export.core import Export, Graph, Runner, as_arrays, exporter, first_batches
+from seqtrain.export.core import Export, Graph, Runner, as_arrays, exporter, sample_batches
 from seqtrain.export.families import BATCH, Probabilities, label_accuracy
 from seqtrain.inference import Trained
 from seqtrain.models.ctc import BLANK, greedy_decode
@@ -30,24 +30,22 @@ from seqtrain.tasks.signals import SequenceClassificationTask
 class StftLogMel(nn.Module):
     """A LogMel front end's frames through torch.stft: waveforms [B, S], lengths [B] -> frames [B, F, size], counts [B].
 
-    torch.stft centres a window shorter than n_fft inside each n_fft frame, `left` samples in; shifting the
-    waveform right by as many samples makes frame f read samples [f*hop, f*hop + win) as LogMel's do. win - 1
-    zeros more at the end give a waveform shorter than one window its one frame, and the frames past LogMel's
-    count are cut off, so the shapes equal LogMel's for every length.
+    Each stft frame is n_fft samples long with the window zero-padded at its end, so it holds LogMel's frame
+    (samples [f*hop, f*hop + win), windowed) followed by zeros, as LogMel's rfft pads it: the same transform of
+    the same numbers. n_fft - 1 zeros after the waveform give every frame its samples (and a waveform shorter
+    than one window its one frame); the frames past LogMel's count are cut off, so the shapes equal LogMel's
+    for every length.
     """
 
     def __init__(self, frontend: LogMel):
         super().__init__()
         self.frontend = frontend
-        left = (frontend.n_fft - frontend.win) // 2
-        right = frontend.n_fft - frontend.win - left
-        self.pads = (left, right + frontend.win - 1)
-        self.register_buffer("window", nn.functional.pad(frontend.window, (left, right)), persistent=False)
+        self.register_buffer("window", nn.functional.pad(frontend.window, (0, frontend.n_fft - frontend.win)), persistent=False)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         front = self.frontend
-        x = nn.functional.pad(waveforms.float(), self.pads)
-        spectrum = torch.stft(x, front.n_fft, front.hop, window=self.window, center=False, return_complex=False)
+        x = nn.functional.pad(waveforms.float(), (0, front.n_fft - 1))
+        spectrum = torch.stft(x, front.n_fft, front.hop, front.n_fft, self.window, center=False, return_complex=False)
         frames = front.frame_count(torch._shape_as_tensor(waveforms)[1])  # a tensor in the graph, not a traced constant
         power = spectrum.pow(2).sum(-1).transpose(1, 2)[:, :frames]
         return front.from_power(power), front.frame_count(lengths)
@@ -104,7 +102,7 @@ def sequence_classifier(trained: Trained, loader: Any) -> Export:
     reference = Probabilities(trained.model, False).eval() if module.model is not trained.model else None
     graph = Graph(
         "classifier", module, [name, "lengths"], ["probabilities"], {name: axes, "lengths": BATCH, "probabilities": BATCH},
-        [(batch.tokens, batch.lengths) for batch in first_batches(loader)], reference,
+        [(batch.tokens, batch.lengths) for batch in sample_batches(loader)], reference,
     )
     family = "signal_classifier" if name == "values" else "audio_classifier"
     sidecar = {"family": family, "labels": trained.task.meta.labels, **fields}
@@ -119,7 +117,7 @@ def ctc(trained: Trained, loader: Any) -> Export:
     graph = Graph(
         "ctc", module, [name, "lengths"], ["log_probs", "frames"],
         {name: axes, "lengths": BATCH, "log_probs": {0: "batch", 1: "frames"}, "frames": BATCH},
-        [(batch.tokens, batch.lengths) for batch in first_batches(loader)], trained.model,
+        [(batch.tokens, batch.lengths) for batch in sample_batches(loader)], trained.model,
     )
 
     def label_error_rate(runners: dict[str, Runner]) -> tuple[str, float, str]:

@@ -17,7 +17,7 @@ from torch import nn
 
 from seqtrain.data.conll import _TOKEN, SpanCounts, prf
 from seqtrain.errors import SeqtrainError
-from seqtrain.export.core import Export, Graph, Runner, as_arrays, exporter, first_batches
+from seqtrain.export.core import Export, Graph, Runner, as_arrays, exporter, sample_batches
 from seqtrain.export.families import BATCH
 from seqtrain.inference import Trained
 from seqtrain.models.crf import FORBIDDEN
@@ -47,7 +47,7 @@ def tagger(trained: Trained, loader: Any) -> Export:
     def feed(batch: TagBatch) -> tuple[torch.Tensor, ...]:
         return (batch.words, batch.casings, *([batch.chars] if reads_chars else []), batch.lengths)
 
-    samples = [feed(batch) for batch in first_batches(loader)]
+    samples = [feed(batch) for batch in sample_batches(loader)]
     sentence = {0: "batch", 1: "steps"}
     graph = Graph(
         "tagger", module, ["words", "casings", *(["chars"] if reads_chars else []), "lengths"], ["emissions"],
