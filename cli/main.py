@@ -213,20 +213,23 @@ def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
     if file is not None:
         if not file.is_file():
             raise SeqtrainError(f"--file {file} does not exist")
-        lines += text_lines(file.read_bytes(), f"--file {file}")
+        lines += utf8_lines(file.read_bytes(), f"--file {file}")
     if lines == ["-"] or (not lines and not sys.stdin.isatty()):
-        lines = text_lines(sys.stdin.buffer.read(), "stdin")
+        lines = utf8_lines(sys.stdin.buffer.read(), "stdin")
     return [line for line in lines if line.strip() and line != "-"]
 
 
-def text_lines(raw: bytes, where: str) -> list[str]:
+def utf8_lines(raw: bytes, where: str) -> list[str]:
+    """The lines of UTF-8 `raw`, refused in one line naming `where` and the line when it is not UTF-8."""
+    from seqtrain.data.streams import text_lines
+
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise SeqtrainError(f"{where} line {line}: byte 0x{raw[exc.start:exc.start + 1].hex()} is not valid UTF-8; "
                             "give UTF-8 text (as fit reads it)") from None
-    return [line.removesuffix("\r") for line in text.split("\n")]
+    return text_lines(text)
 
 
 def printable(text: str) -> str:
@@ -264,7 +267,8 @@ def predict(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
 ) -> None:
-    """Classify texts with a trained model: prints label(s), probability(ies) and the text, tab-separated.
+    """Classify texts with a trained model: prints label(s), probability(ies) and the text, tab-separated
+    (a regression model of sequences: the predicted number and the sequence's name).
 
     Several labels (--top-k, or a multi-label model) are comma-separated in the first column, their
     probabilities in the second, most likely first; '-' where no label reaches the threshold.
@@ -280,6 +284,9 @@ def predict(
         named = zip(lines, task.predict(trained.model, lines, trained.device, top_k, threshold))
     for text, predictions in named:
         shown = text if len(text) <= 70 or not sys.stdout.isatty() else text[:67] + "..."  # a file or pipe gets it all
+        if isinstance(predictions, float):  # a regression model's number
+            typer.echo(f"{predictions:.6g}\t{printable(shown)}")
+            continue
         labels = ",".join(p.label for p in predictions) or "-"
         probabilities = ",".join(f"{p.probability:.3f}" for p in predictions) or "-"
         typer.echo(f"{labels}\t{probabilities}\t{printable(shown)}")  # tab-separated, for pipes
@@ -351,8 +358,8 @@ def tag(
     if tokens:
         if file is not None and not file.is_file():
             raise SeqtrainError(f"--file {file} does not exist")
-        lines = (text_lines(file.read_bytes(), f"--file {file}") if file
-                 else list(texts or []) or text_lines(sys.stdin.buffer.read(), "stdin"))
+        lines = (utf8_lines(file.read_bytes(), f"--file {file}") if file
+                 else list(texts or []) or utf8_lines(sys.stdin.buffer.read(), "stdin"))
         sentences = token_sentences(lines)
     else:
         sentences = [tokenize_sentence(line) for line in read_texts(texts, file)]

@@ -100,7 +100,7 @@ def list_tasks() -> dict[str, TaskInfo]:
     Returns:
         Task name -> `TaskInfo`.
 
-    Example:
+    Examples:
         >>> sorted(seqtrain.list_tasks()["sine"].settings)[:3]
         ['accumulate', 'batch_size', 'cell']
     """
@@ -152,7 +152,7 @@ def fit(
         SeqtrainError: a setting the task lacks, a value of the wrong type or outside its range, missing data,
             a diverged run...: the one-line message `seqtrain fit` prints, naming the flag.
 
-    Example:
+    Examples:
         >>> run = seqtrain.fit("sine", epochs=2, hidden=16, logdir="runs")
         >>> run.test["mse"], run.best_checkpoint
     """
@@ -263,7 +263,7 @@ def load(
     Raises:
         SeqtrainError: no such run or checkpoint, a damaged or foreign checkpoint, a device that is not there.
 
-    Example:
+    Examples:
         >>> model = seqtrain.load("runs/latest")
         >>> model.task, model.ability
         ('imdb', 'predict')
@@ -336,13 +336,15 @@ class Model:
             return self._use(name)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
-    def _use(self, ability: str) -> Callable[..., Any]:
-        """The task's `ability` method with this model (and its device, where the method takes one) filled in.
+    def _use(self, method_name: str, ability: str | None = None) -> Callable[..., Any]:
+        """The task's method `method_name` (by default the one named as the `ability` it serves) with this model
+        (and its device, where the method takes one) filled in.
 
         The callable has the task method's signature less those two, so `help(model.predict)` shows what to
         pass; a task without the ability raises `SeqtrainError` naming the method that fits.
         """
-        method = getattr(self.trained.require(ability), ability)
+        ability = ability or method_name
+        method = getattr(self.trained.require(ability), method_name)
         signature = inspect.signature(method)
         parameters = list(signature.parameters.values())[1:]  # the model comes first
         filled = {"device": self.device} if "device" in signature.parameters else {}
@@ -352,30 +354,37 @@ class Model:
             bound = public.bind(*args, **kwargs)
             return method(self.module, **bound.arguments, **filled)
 
-        call.__name__, call.__doc__, call.__signature__ = ability, method.__doc__, public  # type: ignore[attr-defined]
+        call.__name__, call.__doc__, call.__signature__ = method_name, method.__doc__, public  # type: ignore[attr-defined]
         return call
 
     # ----------------------------------------------------------- abilities
     def predict(
         self, texts: str | Sequence[str], *, top_k: int = 1, threshold: float | None = None
-    ) -> list[list[Prediction]]:
-        """Classify texts: `seqtrain predict`.
+    ) -> list[list[Prediction]] | list[tuple[str, list[Prediction] | float]]:
+        """Classify texts (or, for sequence and audio models, the sequences in files): `seqtrain predict`.
 
         Args:
-            texts: the texts (one string is one text).
+            texts: the texts (one string is one text); for `signal`, `audio` and `fsdd` models, paths of files
+                (WAV, .ts, CSV, .npy), each holding one or more sequences.
             top_k: how many of the most likely labels to give per text (one-label models).
             threshold: multi-label models: give every label at least this likely (default: the run's).
 
         Returns:
             Per text, its predictions (`label`, `probability`), most likely first; a multi-label text where no
-            label reaches the threshold gets an empty list.
+            label reaches the threshold gets an empty list. Sequence models: a `(name, predictions)` pair per
+            sequence in the files (`name` is the file's, with `:i` for the i-th of several), where a regression
+            model's predictions are its number.
 
-        Example:
+        Examples:
             >>> [[p.label for p in ps] for ps in model.predict(["a wonderful film", "dull"])]
             [['pos'], ['neg']]
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return self._use("predict")(texts, top_k=top_k, threshold=threshold) if texts else []
+        if not texts:
+            return []
+        if hasattr(self.trained.require("predict"), "predict_files"):  # sequence models read files, not texts
+            return self._use("predict_files", "predict")(texts, top_k=top_k)
+        return self._use("predict")(texts, top_k=top_k, threshold=threshold)
 
     @overload
     def generate(self, prime: str = "", *, length: int = 500, temperature: float = 1.0, top_k: int | None = None,
@@ -402,7 +411,7 @@ class Model:
         Returns:
             The prime and the sampled text.
 
-        Example:
+        Examples:
             >>> model.generate(prime="ROMEO:", length=200, temperature=0.5, seed=1)
         """
         if length < 0:

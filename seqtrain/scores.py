@@ -1,12 +1,15 @@
-"""Classification scores from additive counts, so an epoch's batches sum exactly.
+"""Classification and regression scores from additive sums, so an epoch's batches (and ranks) sum exactly.
 
 A single-label pass counts a confusion matrix (rows: true class, columns:
 predicted); a multi-label pass counts true positives, false positives and
-false negatives per label. Both reduce to per-class (tp, fp, fn).
+false negatives per label. Both reduce to per-class (tp, fp, fn). A
+regression pass sums its errors and the truth's first two moments, in units
+of the training targets' spread, from which RMSE, MAE and R^2 follow.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -80,3 +83,24 @@ def headline_scores(counts: Counts, correct: float, count: int, multi_label: boo
     if multi_label:
         out["micro_f1"] = counts.micro_f1()
     return out
+
+
+def regression_sums(predicted: torch.Tensor, truth: torch.Tensor, mean: float, std: float) -> dict[str, torch.Tensor]:
+    """Squared and absolute errors, and the sum and squared sum of the truth, all in units of `std` about `mean`
+    (the training targets'): centred sums keep R^2's spread exact in float32 whatever the target's level."""
+    error = (predicted.detach().double() - truth.double()) / std
+    centred = (truth.double() - mean) / std
+    return {"squared": error.pow(2).sum(), "absolute": error.abs().sum(), "truth": centred.sum(), "truth2": centred.pow(2).sum()}
+
+
+def regression_scores(sums: dict[str, float], count: int, std: float) -> dict[str, float]:
+    """RMSE and MAE in the target's units, and R^2 = 1 - SSE / the split's own spread about its mean (NaN where
+    the split's targets are all equal)."""
+    n = max(count, 1)
+    spread = sums.get("truth2", 0.0) - sums.get("truth", 0.0) ** 2 / n
+    squared = sums.get("squared", 0.0)
+    return {
+        "rmse": std * math.sqrt(squared / n),
+        "mae": std * sums.get("absolute", 0.0) / n,
+        "r2": 1 - squared / spread if spread > 1e-12 else math.nan,
+    }

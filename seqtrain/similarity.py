@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from seqtrain.data.streams import text_lines
 from seqtrain.data.vectors import WordVectors, resolve_vectors
 from seqtrain.errors import SeqtrainError
 
@@ -95,7 +96,7 @@ def read_similarity_pairs(path: Path) -> list[tuple[str, str, float]]:
     if not path.is_file():
         raise SeqtrainError(f"--similarity-pairs {path} does not exist (a 'word1<TAB>word2<TAB>score' file)")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(text_lines(path.read_text(encoding="utf-8", errors="replace")), start=1):
         parts = line.split("\t") if "\t" in line else line.split()
         if not line.strip() or line.startswith("#"):
             continue

@@ -440,3 +440,10 @@ def test_wikitext2_downloads_verified_splits_through_a_mirror(tmp_path):
     (mirror / "test.txt").write_text("tampered")
     with pytest.raises(SeqtrainError, match="checksum mismatch"):
         task.split_text("test", quiet=True)
+
+
+def test_word_tokens_end_lines_at_line_feeds_only():
+    """A form feed or U+2028 inside a line is a character of that line, not an end of sentence."""
+    from seqtrain.tasks.language_modeling import word_tokens
+
+    assert word_tokens("a\x0cb\u2028c\r\nd") == ["a", "b", "c", "<eos>", "d", "<eos>"]

@@ -171,6 +171,11 @@ def test_signal_task_learns_and_predicts_ts_files(tmp_path):
     assert name == "Toy_TEST.ts:0" and set(label.split(",")) == {"ramp", "sine wave"}
     truth = ["sine wave", "ramp"] * 10
     assert sum(line.split("\t")[0].split(",")[0] == t for line, t in zip(lines, truth)) >= 18
+    import seqtrain
+
+    named = seqtrain.load(run).predict(str(data / "Toy_TEST.ts"))  # the Python API reads files as the CLI does
+    assert [name for name, _ in named] == [line.split("\t")[2] for line in lines]
+    assert [ps[0].label for _, ps in named] == [line.split("\t")[0].split(",")[0] for line in lines]
 
 
 def test_signal_task_refuses_a_malformed_file_in_one_line(tmp_path):

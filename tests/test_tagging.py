@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from seqtrain.errors import SeqtrainError
@@ -175,3 +176,41 @@ def test_pretrained_embeddings_are_looked_up_case_insensitively(ner_run, tmp_pat
     vocab = blob["meta"]["vocab"]
     assert blob["config"]["model"]["embed_dim"] == 4
     assert blob["model"]["embedding.weight"][vocab.index("jim")].shape == (4,)
+
+
+def test_presets_decay_the_learning_rate_to_zero(ner_run):
+    """At a constant rate dev F1 rose and fell by a point an epoch; the presets decay it over the run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(ner_run[0]))
+    events.Reload()
+    rates = [point.value for point in events.Scalars("train/lr")]
+    assert rates[0] == pytest.approx(0.01, rel=0.05) and rates[-1] < 0.001
+
+
+def test_two_gloo_processes_tag_as_one(ner_run, tmp_path):
+    """torchrun on CPU: two ranks train the same tagger as one process does, and score the same spans."""
+    import subprocess
+    import sys
+
+    from test_distributed import LOOPBACK_ENV, ROOT
+
+    from seqtrain.training.checkpoint import load_checkpoint
+
+    _, data, _ = ner_run
+    common = ["--task", "conll2003", "--data", data, "--epochs", "2", "--dropout", "0", "--unk-replace", "0",
+              "--device", "cpu", *SMALL[:-4], "--lr", "0.01", "-q"]  # SMALL without its dropout
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "seqtrain", "fit"]
+    done = subprocess.run(launch + [str(a) for a in common] + ["--logdir", str(tmp_path / "ddp")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=LOOPBACK_ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    alone = invoke("fit", *common, "--logdir", tmp_path / "one")
+    assert alone.exit_code == 0, alone.output
+    runs = {name: latest_run(tmp_path / name) for name in ("ddp", "one")}
+    metrics = {name: json.loads((run / "metrics.json").read_text()) for name, run in runs.items()}
+    assert metrics["one"]["test"]["f1"] > 0.3
+    assert metrics["ddp"]["test"] == pytest.approx(metrics["one"]["test"], abs=1e-4)
+    assert metrics["ddp"]["extra"]["test"]["type PER"] == pytest.approx(metrics["one"]["extra"]["test"]["type PER"], abs=1e-4)
+    weights = {name: load_checkpoint(run / "last.pt")["model"] for name, run in runs.items()}
+    for key, value in weights["one"].items():
+        torch.testing.assert_close(weights["ddp"][key], value, rtol=0, atol=1e-4)

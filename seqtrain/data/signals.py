@@ -4,6 +4,8 @@
   `@univariate`, `@equalLength`, `@classLabel true ...`), then one case a line:
   comma-separated values, channels separated by `:`, the label after the last
   `:`. `NAME_TRAIN.ts` and `NAME_TEST.ts` side by side give the two splits.
+  The regression archive (Monash TSER) writes `@targetLabel true` instead:
+  the field after the last `:` is then a real number.
 - A long CSV: one row per time step, an id column grouping rows into
   sequences, an optional time column ordering them, feature columns and a label
   column (`--id-col`, `--time-col`, `--features`, `--label-col`).
@@ -37,6 +39,7 @@ class Sequences:
     values: list[np.ndarray] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    numeric: bool = False  # the labels are numbers to predict (a .ts with @targetLabel true), not class names
 
     def __len__(self) -> int:
         return len(self.values)
@@ -82,7 +85,8 @@ def _number(text: str, where: str) -> float:
 
 # ------------------------------------------------------------------------ .ts
 def read_ts(path: Path) -> Sequences:
-    """A `.ts` file (univariate or multivariate, equal or unequal lengths, missing values) with class labels."""
+    """A `.ts` file (univariate or multivariate, equal or unequal lengths, missing values) with class labels,
+    or with numeric targets (`@targetLabel true`: `numeric` is set and every target is checked to be a number)."""
     out, header, data = Sequences(), {}, False
     try:
         handle = open(path, encoding="utf-8", errors="strict")
@@ -103,8 +107,11 @@ def read_ts(path: Path) -> Sequences:
                         data = True
                         if header.get("timestamps", "false").lower() == "true":
                             raise SeqtrainError(f"{path}: @timeStamps true is not supported; write the values without timestamps")
-                        if header.get("classlabel", "false").split(" ")[0].lower() != "true":
-                            raise SeqtrainError(f"{path}: no '@classLabel true' line: seqtrain reads classification .ts files")
+                        out.numeric = header.get("targetlabel", "false").lower() == "true"
+                        if header.get("classlabel", "false").split(" ")[0].lower() != "true" and not out.numeric:
+                            raise SeqtrainError(
+                                f"{path}: no '@classLabel true' (classes) or '@targetLabel true' (numbers) line before @data"
+                            )
                     continue
                 parts = line.split(":")
                 if len(parts) < 2:
@@ -116,6 +123,8 @@ def read_ts(path: Path) -> Sequences:
                 if not label:
                     raise SeqtrainError(f"{path} line {number}: the label after the last ':' is empty")
                 where = f"{path} line {number}"
+                if out.numeric and not math.isfinite(_number(label, f"{where}, the target after the last ':'")):
+                    raise SeqtrainError(f"{where}: the target after the last ':' is missing; every case needs its number")
                 rows = [[_number(v, where) for v in channel.split(",")] for channel in channels]
                 width = max(len(r) for r in rows)
                 array = np.full((width, len(rows)), np.nan, dtype=np.float64)
@@ -131,6 +140,26 @@ def read_ts(path: Path) -> Sequences:
     if not out.values:
         raise SeqtrainError(f"{path} holds no cases after @data")
     return out
+
+
+def is_ts_source(path: Path) -> bool:
+    """A `.ts` file, or a folder holding `NAME_TRAIN.ts` (or one level down)."""
+    return path.suffix.lower() == ".ts" or (path.is_dir() and (any(path.glob("*_TRAIN.ts")) or any(path.glob("*/*_TRAIN.ts"))))
+
+
+def declares_targets(path: Path) -> bool:
+    """Whether `.ts` data says '@targetLabel true' (numbers to regress), from the training file's header alone;
+    False for anything else, or a path that is not there (a trained run's data may have moved)."""
+    if not path.exists() or not is_ts_source(path):
+        return False
+    with open(ts_pair(path)[0], encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            key, _, value = line.strip().partition(" ")
+            if key.lower() == "@data":
+                return False
+            if key.lower() == "@targetlabel":
+                return value.strip().lower() == "true"
+    return False
 
 
 def ts_pair(path: Path) -> tuple[Path, Path | None]:
@@ -260,7 +289,7 @@ def read_signals(
     path: Path, id_col: str = "id", label_col: str = "label", time_col: str | None = None, features: str | None = None
 ) -> tuple[Sequences, Sequences | None]:
     """(train, test or None) from a `.ts` file or pair, a long CSV, or a folder of class folders (train/ and test/ give the splits)."""
-    if path.suffix.lower() == ".ts" or (path.is_dir() and (any(path.glob("*_TRAIN.ts")) or any(path.glob("*/*_TRAIN.ts")))):
+    if is_ts_source(path):
         train, test = ts_pair(path)
         return read_ts(train), read_ts(test) if test else None
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt"):

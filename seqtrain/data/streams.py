@@ -52,6 +52,12 @@ def read_text(path: str | Path) -> str:
     return text
 
 
+def text_lines(text: str) -> list[str]:
+    """`text` split at line feeds only (a CRLF's carriage return dropped), as files are read everywhere in seqtrain:
+    `str.splitlines` would also break at form feeds, U+2028 and the like, which are characters inside a line."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def split_stream(items: Sequence[T], fraction: float = 0.05) -> tuple[Sequence[T], Sequence[T], Sequence[T]]:
     """Contiguous train / validation / test slices, the last two `fraction` of the stream each; never shuffled."""
     held = int(len(items) * fraction)

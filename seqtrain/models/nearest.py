@@ -1,4 +1,5 @@
-"""The baselines numeric-sequence classification is compared against: the majority class and 1-nearest-neighbour.
+"""The baselines numeric sequences are compared against: 1-nearest-neighbour, with the majority class (classes)
+or the training mean and ridge regression (numbers).
 
 1-NN uses the Euclidean distance, and dynamic time warping (DTW) with a
 Sakoe-Chiba band of `window` (a fraction of the length), the UCR archive's
@@ -16,6 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from seqtrain.models.ridge import fit_ridge
+from seqtrain.scores import regression_scores, regression_sums
+from seqtrain.sums import floats
 
 DTW_BUDGET = 2e9  # cell updates x channels: under a minute on one idle CPU thread
 CHUNK_CELLS = 2**22  # elements per wavefront tensor, to bound memory
@@ -82,39 +87,78 @@ def dtw_cost(queries: int, references: int, steps: int, band: int, channels: int
     return float(queries) * references * steps * min(band + 1, steps) * channels
 
 
+def equal_lengths(
+    train: list[np.ndarray], splits: dict[str, list[np.ndarray]]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], str]:
+    """The training sequences and each split's, resampled to the median training length ([N, steps, C] each),
+    and a phrase saying whether that was needed."""
+    steps = int(np.median([len(s) for s in train]))
+    equal = "equal lengths" if len({len(s) for s in train}) == 1 else f"lengths resampled to {steps} steps"
+    return stack_equal(train, steps), {name: stack_equal(seqs, steps) for name, seqs in splits.items() if seqs}, equal
+
+
+def nearest_neighbours(
+    references: torch.Tensor, queries: dict[str, torch.Tensor], window: float
+) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
+    """Per split, the index of each query's nearest reference by name ('1nn-euclidean', '1nn-dtw-w<window>'
+    where the budget allows DTW), and a phrase saying what each cost or why DTW was skipped."""
+    count, steps, channels = references.shape
+    band = max(1, round(window * steps))
+    total = sum(dtw_cost(len(q), count, steps, band, channels) for q in queries.values())
+    run_dtw = window > 0 and total <= DTW_BUDGET
+    found: dict[str, dict[str, torch.Tensor]] = {}
+    spent = {"euclidean": 0.0, "dtw": 0.0}
+    for split, query in queries.items():
+        begin = time.perf_counter()
+        found[split] = {"1nn-euclidean": euclidean_1nn(query, references)}
+        spent["euclidean"] += time.perf_counter() - begin
+        if run_dtw:
+            begin = time.perf_counter()
+            found[split][f"1nn-dtw-w{window:g}"] = dtw_distances(query, references, band).argmin(1)
+            spent["dtw"] += time.perf_counter() - begin
+    said = f"Euclidean {spent['euclidean']:.2f} s"
+    if run_dtw:
+        said += f", DTW (Sakoe-Chiba band {band} steps = {window:g} of {steps}) {spent['dtw']:.1f} s"
+    elif window > 0:
+        said += (f"; DTW skipped: {total:.2g} cell updates x channels exceed the budget of {DTW_BUDGET:.0g} "
+                 "(a smaller --dtw-window or --max-len makes it affordable)")
+    return found, said
+
+
 def one_nn_baselines(
     train: list[np.ndarray], train_labels: torch.Tensor, splits: dict[str, tuple[list[np.ndarray], torch.Tensor]],
     classes: int, window: float,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], list[str]]:
     """Accuracy of the majority class, 1-NN Euclidean and 1-NN DTW on each split, and lines saying what each cost."""
     majority = int(torch.bincount(train_labels, minlength=classes).argmax())
-    steps = int(np.median([len(s) for s in train]))
-    references = stack_equal(train, steps)
-    band = max(1, round(window * steps))
-    total = sum(dtw_cost(len(seqs), len(train), steps, band, references.shape[2]) for seqs, _ in splits.values())
-    run_dtw = window > 0 and total <= DTW_BUDGET
+    references, queries, equal = equal_lengths(train, {name: seqs for name, (seqs, _) in splits.items()})
+    found, said = nearest_neighbours(references, queries, window)
     rows: dict[str, dict[str, dict[str, float]]] = {}
-    spent = {"euclidean": 0.0, "dtw": 0.0}
-    for split, (sequences, targets) in splits.items():
-        if not sequences:
-            continue
-        queries = stack_equal(sequences, steps)
-        named = {"majority": {"accuracy": float((targets == majority).double().mean())}}
-        begin = time.perf_counter()
-        nearest = euclidean_1nn(queries, references)
-        spent["euclidean"] += time.perf_counter() - begin
-        named["1nn-euclidean"] = {"accuracy": float((train_labels[nearest] == targets).double().mean())}
-        if run_dtw:
-            begin = time.perf_counter()
-            nearest = dtw_distances(queries, references, band).argmin(1)
-            spent["dtw"] += time.perf_counter() - begin
-            named[f"1nn-dtw-w{window:g}"] = {"accuracy": float((train_labels[nearest] == targets).double().mean())}
-        rows[split] = named
-    equal = "equal lengths" if len({len(s) for s in train}) == 1 else f"lengths resampled to {steps} steps"
-    lines = [f"1-NN baselines on {equal}: Euclidean {spent['euclidean']:.2f} s"]
-    if run_dtw:
-        lines[0] += f", DTW (Sakoe-Chiba band {band} steps = {window:g} of {steps}) {spent['dtw']:.1f} s"
-    elif window > 0:
-        lines[0] += (f"; DTW skipped: {total:.2g} cell updates x channels exceed the budget of {DTW_BUDGET:.0g} "
-                     "(a smaller --dtw-window or --max-len makes it affordable)")
-    return rows, lines
+    for split, nearest in found.items():
+        targets = splits[split][1]
+        rows[split] = {"majority": {"accuracy": float((targets == majority).double().mean())}}
+        for name, index in nearest.items():
+            rows[split][name] = {"accuracy": float((train_labels[index] == targets).double().mean())}
+    return rows, [f"1-NN baselines on {equal}: {said}"]
+
+
+def regression_baselines(
+    train: list[np.ndarray], train_targets: torch.Tensor, splits: dict[str, tuple[list[np.ndarray], torch.Tensor]],
+    window: float, mean: float, std: float,
+) -> tuple[dict[str, dict[str, dict[str, float]]], list[str]]:
+    """RMSE, MAE and R^2 on each split of the training mean, 1-NN (the nearest training sequence's target;
+    Euclidean and DTW) and ridge regression on the flattened equal-length sequences; and lines on their cost."""
+    references, queries, equal = equal_lengths(train, {name: seqs for name, (seqs, _) in splits.items()})
+    found, said = nearest_neighbours(references, queries, window)
+    ridge, ridge_said = fit_ridge(references.flatten(1), train_targets)
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    for split, nearest in found.items():
+        truth = splits[split][1].double()
+        guesses = {"mean": torch.full_like(truth, mean), **{name: train_targets[i].double() for name, i in nearest.items()}}
+        if ridge is not None:
+            guesses["ridge"] = ridge(queries[split].flatten(1))
+        rows[split] = {
+            name: regression_scores(floats(regression_sums(guess, truth, mean, std)), len(truth), std)
+            for name, guess in guesses.items()
+        }
+    return rows, [f"baselines on {equal}: 1-NN {said}; {ridge_said}"]

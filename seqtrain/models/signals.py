@@ -1,4 +1,4 @@
-"""Many-to-one over sequences of numeric vectors: normalise, stack frames, encode, pool, classify.
+"""Many-to-one over sequences of numeric vectors: normalise, stack frames, encode, pool, classify (or regress).
 
 The input is feature vectors per step instead of token ids, fed to the same
 padding-exact RecurrentEncoder the text classifier uses. The per-channel
@@ -103,3 +103,18 @@ class SignalClassifier(nn.Module):
         if self.body.frontend is not None:
             return torch.zeros(batch, steps), torch.full((batch,), steps)
         return torch.zeros(batch, steps, len(self.body.normalise.mean)), torch.full((batch,), steps)
+
+
+class SignalRegressor(SignalClassifier):
+    """SequenceEncoder -> pooling -> Linear to one number [B], in the target's own units: the head learns the
+    target scaled by the training split's mean and std (buffers), and its output is scaled back."""
+
+    def __init__(self, channels: int, cfg: ModelSettings, mean: torch.Tensor, std: torch.Tensor,
+                 target_mean: float, target_std: float):
+        super().__init__(channels, 1, cfg, mean, std)
+        self.register_buffer("target_mean", torch.tensor(float(target_mean)))
+        self.register_buffer("target_std", torch.tensor(float(target_std)))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # scaled back in float32: under half-precision autocast a value near 100 would keep steps of 0.5
+        return super().forward(x, lengths).squeeze(-1).float() * self.target_std + self.target_mean

@@ -25,7 +25,7 @@ from torch import nn
 
 from seqtrain.config import Schema, SourceData, TrainSettings, opt
 from seqtrain.data.audio import load_audio
-from seqtrain.data.batching import Batch, epoch_batches
+from seqtrain.data.batching import Batch
 from seqtrain.data.sources import local_source
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.ctc import CtcModel, edit_distance, greedy_decode, prefix_beam_decode, required_frames
@@ -33,7 +33,7 @@ from seqtrain.models.signals import stack_frames
 from seqtrain.tasks.audio import FSDD_NAME, AudioClassificationTask, AudioFeatures, fsdd_recordings, fsdd_split
 from seqtrain.tasks.base import Meta, StepContext, StepResult, TaskData, register
 from seqtrain.tasks.classification import stratified_split
-from seqtrain.tasks.signals import SignalModel
+from seqtrain.tasks.signals import SignalModel, VectorLoader
 
 
 @dataclass
@@ -73,28 +73,6 @@ class CtcMeta(Meta):
     mean: torch.Tensor
     std: torch.Tensor
     max_len: int = 0
-
-
-class UtteranceLoader:
-    """Length-bucketed batches of waveforms with their label sequences (targets: [B, L] padded with 0, and lengths)."""
-
-    def __init__(self, waves: list[torch.Tensor], labels: list[list[int]], batch_size: int, name: str, task, seed: int):
-        self.waves, self.labels, self.batch_size = waves, labels, batch_size
-        self.shuffle, self.seed, self.epoch, self.name, self.task = name == "train", seed, 0, name, task
-        self.lengths = [len(w) for w in waves]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return (len(self.waves) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self):
-        self.task.current_split = self.name
-        for indices in epoch_batches(self.lengths, self.batch_size, self.shuffle, self.seed, self.epoch):
-            waves = nn.utils.rnn.pad_sequence([self.waves[i] for i in indices], batch_first=True)
-            labels = nn.utils.rnn.pad_sequence([torch.tensor(self.labels[i]) for i in indices], batch_first=True)
-            yield Batch(waves, torch.tensor([self.lengths[i] for i in indices]), labels)
 
 
 class CtcTask(AudioClassificationTask):
@@ -156,8 +134,10 @@ class CtcTask(AudioClassificationTask):
                 "left out of training, scored as errors; lower --stack or --hop-ms"
             )
         self.items = items
+        # the waveforms, length-bucketed; targets [N, longest] label ids padded with 0 (the blank), so lengths are (t != 0).sum(1)
+        padded = nn.utils.rnn.pad_sequence([torch.tensor(ls, dtype=torch.long) for ls in labels], batch_first=True)
         loaders = {
-            name: UtteranceLoader([waves[i] for i in idx], [labels[i] for i in idx], config.train.batch_size, name, self, seed)
+            name: VectorLoader([waves[i] for i in idx], padded[idx], config.train.batch_size, name, self, seed)
             if idx else None
             for name, idx in (("train", train), ("val", parts["val"].tolist()), ("test", parts["test"].tolist()))
         }

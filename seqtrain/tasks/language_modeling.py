@@ -26,7 +26,7 @@ from torch import nn
 from seqtrain.config import LanguageModelData, LanguageModelModel, LanguageModelTrain, OwnTextData, Schema
 from seqtrain.data.download import cache_dir, download
 from seqtrain.data.sources import local_source
-from seqtrain.data.streams import StreamLoader, read_text, split_stream
+from seqtrain.data.streams import StreamLoader, read_text, split_stream, text_lines
 from seqtrain.data.text import UNK, Vocab
 from seqtrain.errors import SeqtrainError
 from seqtrain.generation import check_sampling, sample
@@ -82,7 +82,7 @@ WORD_DEFAULTS = {
 def word_tokens(text: str) -> list[str]:
     """Whitespace-separated words with `<eos>` closing every line (pytorch/examples' Corpus.tokenize)."""
     tokens: list[str] = []
-    for line in text.splitlines():
+    for line in text_lines(text):
         tokens.extend(line.split())
         tokens.append(EOS)
     return tokens

@@ -23,7 +23,7 @@ from torch import nn
 from seqtrain.config import Schema, SourceData, TrainSettings, opt
 from seqtrain.data.download import cache_dir, cached_tensors, source_key
 from seqtrain.data.sources import local_source
-from seqtrain.data.streams import read_text
+from seqtrain.data.streams import read_text, text_lines
 from seqtrain.data.text import TOKENIZER_VERSION, encode_texts
 from seqtrain.data.vectors import WordVectors, save_vectors
 from seqtrain.errors import SeqtrainError
@@ -125,9 +125,9 @@ class Word2VecTask(Task):
         given = local_source(data)
         if given is None or data.text is None and is_imdb(given):
             return imdb_reviews(self.config, quiet)
-        key = source_key(given, TOKENIZER_VERSION)
+        key = source_key(given, TOKENIZER_VERSION, "line-feeds")
         return cached_tensors(
-            cache_dir(data.cache_dir) / "word2vec" / f"text-{key}.pt", lambda: encode_documents(read_text(given).splitlines())
+            cache_dir(data.cache_dir) / "word2vec" / f"text-{key}.pt", lambda: encode_documents(text_lines(read_text(given)))
         )
 
     def notes(self) -> list[str]:

@@ -53,6 +53,11 @@ def launched_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_rank() -> int:
+    """This process's rank among those torchrun started (RANK; 0 without torchrun), known before the group opens."""
+    return int(os.environ.get("RANK", "0"))
+
+
 TIMEOUT_ENV = "SEQTRAIN_DIST_TIMEOUT"
 
 
