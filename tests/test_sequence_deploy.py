@@ -93,6 +93,26 @@ def test_each_family_exports_with_parity_and_a_sidecar(runs, family, fmt, tmp_pa
         assert graph["inputs"][0]["name"] == ("values" if family == "signal" else "waveforms")
 
 
+def test_a_signal_regressor_exports_its_number_and_scores_rmse(tmp_path):
+    rng = np.random.default_rng(3)
+    lines = ["id,t,x,score"]
+    for i in range(48):
+        steps, level = int(rng.integers(4, 12)), rng.uniform(0, 10)
+        lines += [f"s{i},{t},{level + rng.normal(0, 0.1):.3f},{level:.3f}" for t in range(steps)]
+    (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
+    fitted = invoke("fit", "--task", "signal", "--data", tmp_path / "long.csv", "--features", "x", "--label-col", "score",
+                    "--objective", "regress", "--hidden", "8", "--batch-size", "4", "--max-steps", "4", "--dtw-window", "0",
+                    *TINY, "--logdir", tmp_path / "runs")
+    assert fitted.exit_code == 0, fitted.output
+    out = tmp_path / "export"
+    result = invoke("export", "latest", "--logdir", tmp_path / "runs", "--quantize", "int8", "--force", "--out", out)
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((out / "seqtrain.json").read_text())
+    assert sidecar["family"] == "signal_regressor" and sidecar["parity"]["max_abs_diff"] <= 1e-5
+    assert [o["name"] for o in sidecar["graphs"]["regressor"]["outputs"]] == ["prediction"]
+    assert sidecar["quantized"]["metric"] == "rmse" and "test rmse" in result.output
+
+
 def test_graphs_take_lengths_they_were_not_traced_with(runs, tmp_path):
     """The front end and frame stacking keep the number of steps variable: a recording shorter than one analysis
     window, odd lengths and a long one give PyTorch's outputs."""

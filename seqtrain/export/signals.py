@@ -13,8 +13,10 @@ parity check compares the written graph with the model as trained.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -94,9 +96,34 @@ def inputs(trained: Trained) -> tuple[str, dict[str, Any], dict[str, Any]]:
     }
 
 
+def signal_regressor(trained: Trained, loader: Any) -> Export:
+    """Signal regressors: values, lengths -> prediction [batch] in the target's units (the graph scales it back)."""
+    name, axes, fields = inputs(trained)
+    meta = trained.task.meta
+    graph = Graph(
+        "regressor", trained.model, [name, "lengths"], ["prediction"], {name: axes, "lengths": BATCH, "prediction": BATCH},
+        [(batch.tokens, batch.lengths) for batch in sample_batches(loader)],
+    )
+
+    def rmse(runners: dict[str, Runner]) -> tuple[str, float, str]:
+        total, count = 0.0, 0
+        for batch in loader:
+            predicted = runners["regressor"](as_arrays((batch.tokens, batch.lengths)))[0]
+            total += float(np.square(predicted.astype(np.float64) - batch.targets.double().numpy()).sum())
+            count += len(batch)
+        return "rmse", math.sqrt(total / max(count, 1)), "min"
+
+    sidecar = {"family": "signal_regressor", "target": {"mean": meta.target_mean, "std": meta.target_std},
+               "output_rule": "one number per sequence in the target's own units (the graph scales it back)", **fields}
+    return Export([graph], sidecar, rmse)
+
+
 @exporter(SequenceClassificationTask)
 def sequence_classifier(trained: Trained, loader: Any) -> Export:
-    """Signal and audio classifiers: values or waveforms, lengths -> probabilities [batch, labels]."""
+    """Signal and audio classifiers: values or waveforms, lengths -> probabilities [batch, labels]
+    (a signal regressor: its prediction)."""
+    if trained.task.meta.regress:
+        return signal_regressor(trained, loader)
     name, axes, fields = inputs(trained)
     module = Probabilities(with_graph_frontend(trained.model), False).eval()
     reference = Probabilities(trained.model, False).eval() if module.model is not trained.model else None
