@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,6 +38,8 @@ class Graph:
 
     `dynamic` names the axes that vary ({"tokens": {0: "batch", 1: "steps"}});
     `samples` come from the run's own test batches, the first one traces.
+    `reference`, where given, is what the written graph must equal instead of `module`: the model as trained,
+    when `module` computes the same thing by operators the format has (an audio front end through torch.stft).
     """
 
     name: str
@@ -47,6 +48,7 @@ class Graph:
     outputs: list[str]
     dynamic: dict[str, dict[int, str]]
     samples: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+    reference: nn.Module | None = None
 
 
 @dataclass
@@ -57,6 +59,9 @@ class Export:
     sidecar: dict[str, Any]
     #: the family's test metric through runners of its graphs by name: (metric, value, "max" or "min"), for --quantize
     score: Callable[[dict[str, Runner]], tuple[str, float, str]] | None = None
+    #: a check of the written graphs beyond their outputs (a tagger's decoded tags): raises SeqtrainError on a
+    #: mismatch, returns what it checked for the sidecar's "parity" entry
+    check: Callable[[dict[str, Runner]], dict[str, Any]] | None = None
 
 
 Adapter = Callable[[Trained, Any], Export]
@@ -66,7 +71,7 @@ ADAPTERS: dict[type, Adapter] = {}
 def exporter(task_type: type[Task]) -> Callable[[Adapter], Adapter]:
     """Register `adapter(trained, test_loader) -> Export` for a task class and its subclasses.
 
-    The adapter builds its graphs' samples from the first few test batches (`first_batches`) and may score
+    The adapter builds its graphs' samples from a few test batches (`sample_batches`) and may score
     the whole loader for --quantize."""
 
     def register(adapter: Adapter) -> Adapter:
@@ -77,7 +82,9 @@ def exporter(task_type: type[Task]) -> Callable[[Adapter], Adapter]:
 
 
 def adapter_for(task: Task) -> Adapter:
-    import seqtrain.export.families  # noqa: F401  (registers the built-in families)
+    import seqtrain.export.families  # noqa: F401  (these register the built-in families)
+    import seqtrain.export.signals  # noqa: F401
+    import seqtrain.export.tagger  # noqa: F401
 
     for cls in type(task).__mro__:
         if cls in ADAPTERS:
@@ -98,8 +105,12 @@ def plain_recurrent(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def first_batches(loader: Any, count: int = PARITY_BATCHES) -> list[Any]:
-    return list(itertools.islice(iter(loader), count))
+def sample_batches(loader: Any, count: int = PARITY_BATCHES) -> list[Any]:
+    """`count` batches spread over the loader, its first and its last among them: a test split comes sorted by
+    length, so the samples hold its shortest and its longest sequences (a loader without a length: the first)."""
+    total = len(loader) if hasattr(loader, "__len__") else count
+    wanted = {round(i * (total - 1) / max(count - 1, 1)) for i in range(count)}
+    return [batch for index, batch in zip(range(max(wanted) + 1), loader) if index in wanted]
 
 
 def test_loader(trained: Trained) -> Any:
@@ -126,10 +137,12 @@ def export_run(checkpoint: Path, fmt: str, out: Path, force: bool = False, quant
     with torch.no_grad():
         export = adapter(trained, test_loader(trained))
     if quantize is not None and export.score is None:
-        raise SeqtrainError("--quantize is scored for classifiers and forecasters; this family exports in float32 only")
+        raise SeqtrainError("--quantize is scored for classifiers and forecasters, taggers, signal, audio and CTC models; "
+                            "this family exports in float32 only")
     out.mkdir(parents=True, exist_ok=True)
     runtimes = {graph.name: write_graph(graph, fmt, out) for graph in export.graphs}
     worst = max(check_parity(graph, runtimes[graph.name]) for graph in export.graphs)
+    checked = export.check(runtimes) if export.check is not None else {}
     sidecar = {
         "format": SIDECAR_FORMAT,
         "seqtrain": __version__,
@@ -138,7 +151,8 @@ def export_run(checkpoint: Path, fmt: str, out: Path, force: bool = False, quant
         "runtime": fmt,
         "graphs": {graph.name: describe(graph, fmt) for graph in export.graphs},
         **export.sidecar,
-        "parity": {"tolerance": TOLERANCE, "max_abs_diff": worst, "samples": sum(len(g.samples) for g in export.graphs)},
+        "parity": {"tolerance": TOLERANCE, "max_abs_diff": worst, "samples": sum(len(g.samples) for g in export.graphs),
+                   **checked},
     }
     if quantize is not None:
         from seqtrain.export.quantize import quantize_export
@@ -201,7 +215,7 @@ def check_parity(graph: Graph, runner: Runner) -> float:
     worst = 0.0
     for sample in graph.samples:
         with torch.no_grad():
-            expected = graph.module(*sample)
+            expected = (graph.module if graph.reference is None else graph.reference)(*sample)
         expected = expected if isinstance(expected, tuple) else (expected,)
         got = runner(as_arrays(sample))
         for name, want, have in zip(graph.outputs, as_arrays(expected), got):

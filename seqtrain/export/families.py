@@ -15,7 +15,7 @@ from torch import nn
 
 from seqtrain.data.pairs import BOS, EOS
 from seqtrain.data.text import _BREAK, _TOKEN
-from seqtrain.export.core import Export, Graph, Runner, as_arrays, exporter, first_batches
+from seqtrain.export.core import Export, Graph, Runner, as_arrays, exporter, sample_batches
 from seqtrain.inference import Trained
 from seqtrain.models.recurrent import padding_mask
 from seqtrain.models.seq2seq import Memory
@@ -72,6 +72,25 @@ class Probabilities(nn.Module):
         return torch.softmax(logits, -1)
 
 
+def label_accuracy(loader: Any, multi_label: bool = False, threshold: float = 0.5):
+    """The test accuracy of a `classifier` graph (tokens or values, lengths -> probabilities) over batches of
+    (tokens, lengths, targets); a multi-label text counts when every label is right."""
+
+    def accuracy(runners: dict[str, Runner]) -> tuple[str, float, str]:
+        correct = total = 0
+        for batch in loader:
+            probabilities = runners["classifier"](as_arrays((batch.tokens, batch.lengths)))[0]
+            truth = batch.targets.numpy()
+            if multi_label:
+                correct += int(((probabilities >= threshold) == (truth == 1)).all(-1).sum())
+            else:
+                correct += int((probabilities.argmax(-1) == truth).sum())
+            total += len(truth)
+        return "accuracy", correct / max(total, 1), "max"
+
+    return accuracy
+
+
 @exporter(TextClassificationTask)
 def classifier(trained: Trained, loader: Any) -> Export:
     meta = trained.task.meta
@@ -79,21 +98,8 @@ def classifier(trained: Trained, loader: Any) -> Export:
     graph = Graph(
         "classifier", module, ["tokens", "lengths"], ["probabilities"],
         {"tokens": {0: "batch", 1: "steps"}, "lengths": BATCH, "probabilities": BATCH},
-        [(batch.tokens, batch.lengths) for batch in first_batches(loader)],
+        [(batch.tokens, batch.lengths) for batch in sample_batches(loader)],
     )
-
-    def accuracy(runners: dict[str, Runner]) -> tuple[str, float, str]:
-        correct = total = 0
-        for batch in loader:
-            probabilities = runners["classifier"](as_arrays((batch.tokens, batch.lengths)))[0]
-            truth = batch.targets.numpy()
-            if meta.multi_label:
-                correct += int(((probabilities >= meta.threshold) == (truth == 1)).all(-1).sum())
-            else:
-                correct += int((probabilities.argmax(-1) == truth).sum())
-            total += len(truth)
-        return "accuracy", correct / max(total, 1), "max"
-
     sidecar = {
         "family": "classifier",
         "vocab": meta.vocab,
@@ -106,7 +112,7 @@ def classifier(trained: Trained, loader: Any) -> Export:
         "multi_label": meta.multi_label,
         "threshold": meta.threshold,
     }
-    return Export([graph], sidecar, accuracy)
+    return Export([graph], sidecar, label_accuracy(loader, meta.multi_label, meta.threshold))
 
 
 # ------------------------------------------------------------ language models
@@ -128,7 +134,7 @@ def language_model(trained: Trained, loader: Any) -> Export:
     lstm = isinstance(model.rnn, nn.LSTM)
     module = LanguageModelStep(model, lstm).eval()
     samples = []
-    for inputs, _ in first_batches(loader):
+    for inputs, _ in sample_batches(loader):
         layers, batch, hidden = model.rnn.num_layers, inputs.shape[0], model.rnn.hidden_size
         zeros = torch.zeros(layers, batch, hidden)
         samples.append((inputs[:, 0], *([zeros, zeros] if lstm else [zeros])))
@@ -193,7 +199,7 @@ def seq2seq(trained: Trained, loader: Any) -> Export:
     encoder = Encoder(model).eval()
     decoder = DecoderStep(model, lstm).eval()
     encoder_samples, decoder_samples = [], []
-    for batch in first_batches(loader):
+    for batch in sample_batches(loader):
         source, lengths = batch.source, batch.source_lengths
         encoder_samples.append((source, lengths))
         memory = model.encode(source, lengths)
@@ -257,7 +263,7 @@ def forecaster(trained: Trained, loader: Any) -> Export:
     mean, std = module.mean, module.std
     graph = Graph(
         "forecaster", module, ["values"], ["forecast"], {"values": BATCH, "forecast": BATCH},
-        [(x * std + mean,) for x, _ in first_batches(loader)],
+        [(x * std + mean,) for x, _ in sample_batches(loader)],
     )
 
     def mse(runners: dict[str, Runner]) -> tuple[str, float, str]:

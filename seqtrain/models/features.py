@@ -68,10 +68,12 @@ class LogMel(nn.Module):
             waveforms = nn.functional.pad(waveforms, (0, self.win - waveforms.shape[1]))
         frames = waveforms.float().unfold(1, self.win, self.hop) * self.window  # [B, F, win]
         power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)  # [B, F, n_fft/2 + 1]
+        return self.from_power(power), self.frame_count(lengths.to(waveforms.device))
+
+    def from_power(self, power: torch.Tensor) -> torch.Tensor:
+        """Power spectra [B, F, n_fft/2 + 1] -> log-mel (or MFCC) frames; shared with the exported front end."""
         features = torch.log(power @ self.filters + 1e-6)
-        if self.dct.numel():
-            features = features @ self.dct
-        return features, self.frame_count(lengths.to(waveforms.device))
+        return features @ self.dct if self.dct.numel() else features
 
 
 class SpecAugment(nn.Module):

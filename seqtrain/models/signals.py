@@ -9,8 +9,6 @@ turns waveforms into log-mel or MFCC frames on the model's device first.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -35,13 +33,15 @@ class Normalise(nn.Module):
 def stack_frames(x: torch.Tensor, lengths: torch.Tensor, every: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, T, C] -> [B, ceil(T/every), every*C]: each group of `every` steps becomes one step (frame subsampling).
 
-    A sequence's last group is completed with zeros (its padding), the same in any batch.
+    A sequence's last group is completed with zeros (its padding), the same in any batch. Integer arithmetic on
+    the shape and a concatenation, not math.ceil and a pad of Python ints, so an exported graph (seqtrain/export)
+    keeps the number of steps as a variable instead of the traced batch's.
     """
     if every == 1:
         return x, lengths
     batch, steps, channels = x.shape
-    width = math.ceil(steps / every) * every
-    x = nn.functional.pad(x, (0, 0, 0, width - steps))
+    width = (steps + every - 1) // every * every
+    x = torch.cat([x, x.new_zeros(batch, width - steps, channels)], 1)
     return x.reshape(batch, width // every, every * channels), (lengths + every - 1) // every
 
 

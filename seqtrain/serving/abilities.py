@@ -8,6 +8,7 @@ checking them), `run` (one model call over many items) and `respond`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from seqtrain.data.conll import tokenize_sentence
 from seqtrain.inference import Trained
+from seqtrain.tasks.tagging import render
 
 
 @dataclass
@@ -168,6 +171,26 @@ def forecast_run(trained: Trained, windows: list[np.ndarray], key: Hashable) -> 
     return trained.task.forecast_windows(trained.model, np.stack(windows), trained.device)
 
 
+class TagRequest(BaseModel):
+    texts: list[str] = Field(description="Sentences to tag, split into tokens as `seqtrain tag` splits them.",
+                             examples=[["Anna met Peter in Rome ."]])
+
+
+def tag_inputs(trained: Trained, request: TagRequest, limits: Limits) -> tuple[list[Any], Hashable]:
+    check_texts(request.texts, limits)
+    sentences = [tokenize_sentence(text) for text in request.texts]
+    if not all(sentences):
+        raise BadRequest("cannot tag a text without tokens")
+    return sentences, None
+
+
+def tag_run(trained: Trained, sentences: list[list[str]], key: Hashable) -> list[Any]:
+    """Per sentence: tokens, tags (in the training data's scheme) and entities, as `seqtrain tag --format json` writes them."""
+    plain = trained.task.meta.scheme == "plain"
+    tagged = trained.task.tag(trained.model, sentences, trained.device)
+    return [json.loads(render(tokens, tags, "json", plain)) for tokens, tags in zip(sentences, tagged)]
+
+
 ABILITIES: dict[str, Ability] = {
     "predict": Ability(PredictRequest, predict_inputs, predict_run, lambda out: {"predictions": out},
                        "Classify texts: the most likely labels with their probabilities, per text."),
@@ -175,6 +198,8 @@ ABILITIES: dict[str, Ability] = {
                          "Translate texts (greedy requests are batched together)."),
     "forecast": Ability(ForecastRequest, forecast_inputs, forecast_run, lambda out: {"forecast": out[0]},
                         "The next `horizon` target values after the rows given, in the target's units."),
+    "tag": Ability(TagRequest, tag_inputs, tag_run, lambda out: {"sentences": out},
+                   "Tag each token of each sentence; the entities found, for span tags."),
 }
 
 
