@@ -298,6 +298,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5)
     parser.add_argument("--client-processes", type=int, default=2, help="processes the clients are spread over")
+    parser.add_argument("--threads", type=int, default=1, help="the server's torch threads (seqtrain serve --threads), both settings")
     parser.add_argument("--memory-minutes", type=float, default=0,
                         help="instead of the comparison: one server with batching on under the same load for this long, "
                              "its resident memory printed every --memory-every seconds, and the growth after the first interval")
@@ -307,8 +308,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     bodies = [{"texts": [text]} for text in reviews(args.reviews, 500)]
-    settings = {f"batching on (max {args.max_batch}, {args.max_wait_ms:g} ms)": ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)],
-                "batching off": ["--max-batch", "1"]}
+    threads = ["--threads", str(args.threads)]
+    settings = {f"batching on (max {args.max_batch}, {args.max_wait_ms:g} ms)": ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *threads],
+                "batching off": ["--max-batch", "1", *threads]}
     if args.memory_minutes:
         return memory_run(args, bodies, next(iter(settings.values())))
     results: dict[str, list[dict]] = {name: [] for name in settings}
@@ -324,7 +326,8 @@ def main() -> None:
             result["batch"] = server.mean_batch("imdb")
             result["exit"] = server.stop()
             results[name].append(result)
-    print(f"{args.clients} clients, {args.seconds:g} s each, {args.rounds} round(s), one IMDB test review per request")
+    print(f"{args.clients} clients, {args.seconds:g} s each, {args.rounds} round(s), one IMDB test review per request, "
+          f"{args.threads} torch thread(s) in the server")
     print("(batch: texts per model call; CPU ms/req: the server's CPU time per answered request, all its threads)")
     print(f"{'setting':<34} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'batch':>6} {'CPU ms/req':>10}  server RSS MiB (start, end, max)  exit")
     for name, runs in results.items():
