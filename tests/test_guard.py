@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from seqtrain.tasks.base import REGISTRY
 from seqtrain.training.checkpoint import load_checkpoint
 from seqtrain.training.runs import latest_run
+from seqtrain.training.trainer import worse_than_baselines
 from seqtrain_cli.main import app
 
 from test_resume import small_text
@@ -64,6 +65,18 @@ def test_a_run_worse_than_its_baseline_says_so(tmp_path):
     assert "worse than a baseline" in result.output and "worse than the uniform baseline on test" in result.output
     report = json.loads((latest_run(tmp_path) / "metrics.json").read_text())
     assert report["warnings"] and "uniform" in report["warnings"][0]
+
+
+def test_the_models_own_per_type_and_per_class_rows_are_not_baselines():
+    """A tagger's per-entity-type F1 (LOC 0.90 above the micro 0.86) or a classifier's per-class row is the model's
+    own score broken down: only real baselines can make a run 'worse than a baseline'."""
+    rows = {"test": {"most-frequent-tag": {"f1": 0.54}, "type LOC": {"f1": 0.90}, "type MISC": {"f1": 0.77}}}
+    assert worse_than_baselines(REGISTRY["conll2003"], {"f1": 0.91}, {"f1": 0.86}, rows) == []
+    rows["test"]["most-frequent-tag"]["f1"] = 0.88
+    assert worse_than_baselines(REGISTRY["conll2003"], {"f1": 0.91}, {"f1": 0.86}, rows) == [
+        "the model is worse than the most-frequent-tag baseline on test: f1 0.86 vs 0.88"]
+    classes = {"test": {"majority": {"accuracy": 0.5}, "class pos": {"accuracy": 0.99}}}
+    assert worse_than_baselines(REGISTRY["imdb"], {"accuracy": 0.9}, {"accuracy": 0.9}, classes) == []
 
 
 def test_precision_bf16_trains_on_cpu_and_16_is_refused_there_in_one_line(tmp_path):

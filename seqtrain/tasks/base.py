@@ -118,6 +118,8 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]] = ("loss",)
     #: the metric shown in progress bars beside the loss
     headline: ClassVar[str | None] = None
+    #: name prefixes of extra_rows that break the model's own score down (per class, per entity type), not baselines
+    breakdown_rows: ClassVar[tuple[str, ...]] = ()
     #: what StepResult.count counts, for the throughput shown in progress bars
     unit: ClassVar[str] = "ex"
     #: the command that uses a trained model of this task ("predict", "generate", "translate", "forecast", "tag"), which
@@ -181,7 +183,8 @@ class Task:
     def extra_rows(self, model: nn.Module, data: TaskData) -> dict[str, dict[str, dict[str, float]]]:
         """Extra rows for the report, by split: {"val": {"naive": {"mse": ...}}, "test": {...}, "all": {...}}.
 
-        Rows under "all" do not belong to one split (e.g. a uniform baseline).
+        Rows under "all" do not belong to one split (e.g. a uniform baseline). Rows named with a prefix in
+        `breakdown_rows` break the model's own score down and are never compared with it as baselines.
         """
         return {}
 

@@ -173,6 +173,7 @@ class TextClassificationTask(Task):
     metric_names: tuple[str, ...] = ("loss", "accuracy", "macro_f1")
     headline = "accuracy"
     ability = "predict"
+    breakdown_rows = ("class ",)
 
     def __init__(self, config):
         super().__init__(config)

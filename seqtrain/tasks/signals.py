@@ -122,6 +122,7 @@ class SequenceClassificationTask(Task):
     metric_names = ("loss", "accuracy", "macro_f1")
     headline = "accuracy"
     ability = "predict"
+    breakdown_rows = ("class ",)
 
     def __init__(self, config):
         super().__init__(config)

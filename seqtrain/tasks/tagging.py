@@ -167,6 +167,7 @@ class TaggingTask(Task):
     headline = "f1"
     unit = "tok"
     ability = "tag"
+    breakdown_rows = ("type ",)
 
     def __init__(self, config):
         super().__init__(config)

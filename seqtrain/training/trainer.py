@@ -726,14 +726,15 @@ def deterministic_modes(enabled: bool):
 def worse_than_baselines(
     task: Task, best_val: dict[str, float], test: dict[str, float], extra: dict[str, dict[str, dict[str, float]]]
 ) -> list[str]:
-    """One line per baseline row (extra_rows) that beats the trained model on the monitored metric."""
+    """One line per baseline row (extra_rows) that beats the trained model on the monitored metric; the model's own
+    breakdown rows (task.breakdown_rows: per class, per entity type) are not baselines."""
     metric, lines = task.monitor, []
     for split, rows in extra.items():
         ours = test if split == "test" else best_val if split == "val" else (test or best_val)
         if metric not in ours:
             continue
         for name, values in rows.items():
-            if metric not in values:
+            if metric not in values or name.startswith(task.breakdown_rows):
                 continue
             worse = ours[metric] < values[metric] if task.monitor_mode == "max" else ours[metric] > values[metric]
             if worse:
