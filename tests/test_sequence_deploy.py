@@ -25,6 +25,7 @@ from seqtrain.tasks.tagging import collate, encode_sentence, render
 from seqtrain.training.runs import resolve_checkpoint
 from seqtrain_cli.main import app
 from test_audio import write_tone_corpus
+from test_export import exported_with_parity
 from test_signals import write_toy_ts
 from test_tagging import write_conll
 
@@ -71,13 +72,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("family", ["tagger", "signal", "audio", "ctc"])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_each_family_exports_with_parity_and_a_sidecar(runs, family, fmt, tmp_path):
-    out = tmp_path / "export"
-    result = invoke("export", runs[family], "--format", fmt, "--out", out)
-    assert result.exit_code == 0, result.output
-    sidecar = json.loads((out / "seqtrain.json").read_text())
-    assert sidecar["parity"]["max_abs_diff"] <= 1e-5 and sidecar["parity"]["samples"] >= 2
+    sidecar = exported_with_parity(runs[family], fmt, tmp_path / "export")
     (graph,) = sidecar["graphs"].values()
-    assert (out / graph["file"]).is_file()
     if family == "tagger":
         tags = sidecar["tags"]
         assert [i["name"] for i in graph["inputs"]] == ["words", "casings", "chars", "lengths"]
