@@ -129,6 +129,16 @@ class Task:
     def __init__(self, config: Config):
         self.config = config
         self.meta: Any = None  # set by prepare() or load_meta(); what build_model reads
+        self._per_meta: dict[str, tuple[Any, Any]] = {}
+
+    def per_meta(self, name: str, build: Callable[[], Any]) -> Any:
+        """`build()` once per meta, then kept: lookups built from the meta (a vocabulary's index over tens of
+        thousands of words takes about 10 ms, more than the model takes for a short text, and a server calls
+        predict, tag or translate many times)."""
+        kept = self._per_meta.get(name)
+        if kept is None or kept[0] is not self.meta:
+            kept = self._per_meta[name] = (self.meta, build())
+        return kept[1]
 
     # ------------------------------------------------------------- settings
     @classmethod

@@ -400,11 +400,8 @@ class TextClassificationTask(Task):
 
     # ------------------------------------------------------------ inference
     def vocab(self) -> Vocab:
-        """The run's Vocab, built once per meta: a dict over tens of thousands of words takes about 10 ms, more than
-        the model takes for a short text, and a server predicts many times."""
-        if getattr(self, "_vocab", (None,))[0] is not self.meta:
-            self._vocab = (self.meta, Vocab(self.meta.vocab))
-        return self._vocab[1]
+        """The run's Vocab, built once per meta (Task.per_meta)."""
+        return self.per_meta("vocab", lambda: Vocab(self.meta.vocab))
 
     def predict(
         self, model: nn.Module, texts: list[str], device: torch.device, top_k: int = 1, threshold: float | None = None

@@ -209,7 +209,7 @@ class Seq2SeqTask(Task):
         if beam < 1:
             raise SeqtrainError(f"--beam must be at least 1, not {beam}")
         meta = self.meta
-        vocab = Vocab(meta.source_vocab, SPECIALS)
+        vocab = self.per_meta("source_vocab", lambda: Vocab(meta.source_vocab, SPECIALS))
         sources = [encode(clean(t), vocab, meta.source_level) for t in texts]
         if any(len(s) == 0 for s in sources):
             raise SeqtrainError("cannot translate an empty text")

@@ -388,8 +388,8 @@ class TaggingTask(Task):
     def tag(self, model: nn.Module, sentences: list[list[str]], device: torch.device) -> list[list[str]]:
         """Each sentence's tags, in the input data's scheme."""
         meta = self.meta
-        words = {w: i for i, w in enumerate(meta.vocab)}
-        chars = {c: i for i, c in enumerate(meta.chars)}
+        words, chars = self.per_meta("index", lambda: ({w: i for i, w in enumerate(meta.vocab)},
+                                                      {c: i for i, c in enumerate(meta.chars)}))
         out: list[list[str]] = [[] for _ in sentences]
         order = [i for i in range(len(sentences)) if sentences[i]]
         model.eval()
