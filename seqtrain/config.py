@@ -151,7 +151,15 @@ class EncoderModel(ModelSettings):
 
 
 @dataclass
-class ClassifierModel(EncoderModel):
+class EnsembleField:
+    ensemble: int = opt(
+        1, "Train K copies of the model side by side (each its own random start and loss) and use the mean of their "
+        "probabilities: steadier and usually better on small sets, at K times the cost.", at_least=1,
+    )
+
+
+@dataclass
+class ClassifierModel(EncoderModel, EnsembleField):
     pooling: str = opt("last", "How the sequence output becomes one vector.", ("last", "mean", "max"))
     embeddings: str | None = opt(
         None, "Pretrained vectors: a GloVe/word2vec text (.txt/.gz/.zip) or binary file, a word2vec or classifier "
@@ -174,7 +182,7 @@ class ClassifierModel(EncoderModel):
 
 
 @dataclass
-class TaggerModel(EncoderModel):
+class TaggerModel(EncoderModel, EnsembleField):
     """Sequence tagging: word and character features, the recurrent encoder, a softmax or CRF per token."""
 
     embeddings: str | None = opt(

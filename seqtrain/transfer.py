@@ -139,6 +139,10 @@ def check_fine_tuning(settings, epochs: int) -> None:
     """Refuse, in one line, fine-tuning options that have nothing to act on."""
     asked = [flag for flag, on in (("--unfreeze-epochs", settings.unfreeze_epochs),
                                    ("--lr-pretrained-scale", settings.lr_pretrained_scale != 1.0)) if on]
+    if settings.ensemble > 1 and (settings.init_from or asked):
+        flags = (["--init-from"] if settings.init_from else []) + asked
+        raise SeqtrainError(f"{' and '.join(flags)} transfer weights into one model, not into --ensemble "
+                            f"{settings.ensemble} members: drop one or the other")
     if asked and not (settings.embeddings or settings.init_from):
         raise SeqtrainError(f"{' and '.join(asked)} act on transferred weights: add --init-from RUN or --embeddings VECTORS, or drop them")
     if settings.unfreeze_epochs and distributed.launched_size() > 1:

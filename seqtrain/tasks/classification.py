@@ -30,6 +30,7 @@ from seqtrain.data.vectors import embedding_matrix, resolve_vectors, vector_dim
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.bow import baselines
 from seqtrain.models.classifier import SequenceClassifier
+from seqtrain.models.ensemble import ClassifierEnsemble, build_ensemble, split_members
 from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData
 from seqtrain.training.budget import step_budget
@@ -331,6 +332,11 @@ class TextClassificationTask(Task):
 
     # ---------------------------------------------------------------- model
     def build_model(self, meta: ClassifierMeta) -> nn.Module:
+        sigmoid = meta.multi_label or len(meta.labels) == 2
+        return build_ensemble(lambda: self.build_member(meta), self.config.model.ensemble,
+                              lambda members: ClassifierEnsemble(members, sigmoid))
+
+    def build_member(self, meta: ClassifierMeta) -> SequenceClassifier:
         model = SequenceClassifier(len(meta.vocab), len(meta.labels), self.config.model, meta.multi_label)
         if self.pretrained is not None:  # only for a fresh model: a checkpoint's weights already hold the vectors
             model.embedding.weight.data.copy_(self.pretrained)
@@ -364,18 +370,18 @@ class TextClassificationTask(Task):
 
     def step(self, model: nn.Module, batch: Batch, state: Any, ctx: StepContext) -> StepResult:
         meta = self.meta
-        logits = model(batch.tokens, batch.lengths)
+
+        def loss_of(logits: torch.Tensor) -> torch.Tensor:
+            if meta.multi_label or logits.dim() == 1:
+                return F.binary_cross_entropy_with_logits(logits, batch.targets.float())
+            return F.cross_entropy(logits, batch.targets)
+
+        loss, logits = split_members(model, model(batch.tokens, batch.lengths), loss_of)
         if meta.multi_label:
-            loss = F.binary_cross_entropy_with_logits(logits, batch.targets.float())
             predicted = (torch.sigmoid(logits) >= meta.threshold).long()
             correct = (predicted == batch.targets).all(-1).sum()
         else:
-            if logits.dim() == 1:
-                loss = F.binary_cross_entropy_with_logits(logits, batch.targets.float())
-                predicted = (logits > 0).long()
-            else:
-                loss = F.cross_entropy(logits, batch.targets)
-                predicted = logits.argmax(-1)
+            predicted = (logits > 0).long() if logits.dim() == 1 else logits.argmax(-1)
             correct = (predicted == batch.targets).sum()
         count = len(batch)
         sums = {"loss": loss.detach() * count, "accuracy": correct}

@@ -33,6 +33,7 @@ from seqtrain.data.sources import local_source
 from seqtrain.data.text import PAD, UNK, Vocab
 from seqtrain.data.vectors import embedding_matrix, resolve_vectors, vector_dim
 from seqtrain.errors import SeqtrainError
+from seqtrain.models.ensemble import TaggerEnsemble, build_ensemble
 from seqtrain.models.recurrent import padding_mask
 from seqtrain.models.tagger import SequenceTagger, casing
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData, register
@@ -309,6 +310,9 @@ class TaggingTask(Task):
 
     # ---------------------------------------------------------------- model
     def build_model(self, meta: TaggerMeta) -> nn.Module:
+        return build_ensemble(lambda: self.build_member(meta), self.config.model.ensemble, TaggerEnsemble)
+
+    def build_member(self, meta: TaggerMeta) -> SequenceTagger:
         model = SequenceTagger(len(meta.vocab), len(meta.chars), meta.tags, meta.train_scheme, self.config.model)
         if self.pretrained is not None:  # only for a fresh model: a checkpoint's weights already hold the vectors
             model.embedding.weight.data.copy_(self.pretrained)
