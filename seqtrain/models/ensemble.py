@@ -5,7 +5,7 @@ Each member starts from its own random weights and trains on its own loss
 stopping see one model, scored by the members' combined output. Why: on a
 training set of a few thousand examples the seed alone moves a score by a
 point or more, and the mean of several members' probabilities is steadier
-and better than any one of them (docs/guides/ensembles.md measures it).
+and often better (docs/tuning.md, "Ensembles", measures where and where not).
 Training the mean output as one model instead would let the members lean
 on each other and lose that: in training the ensemble returns every
 member's output, stacked, and `split_members` trains each on its own loss.
@@ -98,8 +98,7 @@ class TaggerEnsemble(Ensemble):
         return SequenceTagger.loss_sum(self, emissions, tags, lengths)  # type: ignore[arg-type]
 
     def decode(self, emissions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if emissions.dim() == 4:
-            emissions = self.combine(list(emissions))
+        """Viterbi over the combined emissions (what the ensemble gives in evaluation) with the mean CRF."""
         return SequenceTagger.decode(self, emissions, lengths)  # type: ignore[arg-type]
 
 
