@@ -192,6 +192,9 @@ def optuna_module():
     return optuna
 
 
+STORAGE_ATTEMPTS = 5  # opening a study's database while another process creates it: the later opener retries
+
+
 def study_dir(logdir: str | Path, name: str) -> Path:
     return Path(logdir) / name
 
@@ -203,7 +206,15 @@ def storage_of(logdir: str | Path, name: str, url: str | None):
     folder = study_dir(logdir, name)
     folder.mkdir(parents=True, exist_ok=True)
     url = url or f"sqlite:///{(folder / DB).resolve()}"
-    return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30, engine_kwargs=engine_kwargs(url))
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30, engine_kwargs=engine_kwargs(url))
+        except IntegrityError:  # another process wrote a fresh database's schema version at the same moment
+            if attempt == STORAGE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2)
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
