@@ -53,6 +53,11 @@ class TrainSettings:
     )
     clip: float = opt(1.0, "Clip gradients to this global norm; 0 turns clipping off.", at_least=0)
     patience: int = opt(0, "Stop after this many epochs without a better validation score; 0 never stops early.", at_least=0)
+    ema: float = opt(
+        0.0, "Validate, keep (best.pt) and test an exponential moving average of the weights, with this decay per "
+        "step (e.g. 0.99; warmed up as (1+n)/(10+n)); training still steps the weights themselves. 0 turns it off.",
+        at_least=0, below=1,
+    )
     seed: int = opt(42, "Random seed for data order, initialisation and dropout.")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.")
     threads: int = opt(

@@ -21,7 +21,9 @@ class TextTask(TextClassificationTask):
         "Your own labelled texts: class folders, or a CSV/TSV/JSON Lines file; one label or several per text."
     )
     schema: ClassVar[Schema] = Schema(TrainSettings, ClassifierModel, TextData)
-    defaults = RECIPE  # the supervised recipe measured on IMDB, a sound start for any text
+    # The supervised recipe measured on IMDB, a sound start for any text, with its weights averaged (--ema): on
+    # SST-2's 6,920 sentences that lifted the mean test accuracy of four seeds from 80.23% to 81.25% (docs/tuning.md).
+    defaults = {**RECIPE, "ema": 0.99}
 
     def validate(self) -> None:
         super().validate()

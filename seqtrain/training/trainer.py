@@ -33,6 +33,7 @@ from seqtrain.config import TrainSettings
 from seqtrain.errors import SeqtrainError, first_line
 from seqtrain.sums import add_sums, as_floats, fetch, floats
 from seqtrain.tasks.base import Loader, StepContext, Task, TaskData
+from seqtrain.training.averaging import WeightAverage
 from seqtrain.training.checkpoint import BEST, FORMAT, LAST, MARKER, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqtrain.training import distributed
 from seqtrain.training.device import apply_threads, detach_state, move, resolve_device, resolve_precision
@@ -150,6 +151,7 @@ class Session:
     log: RunLogger | NullLogger
     state: TrainState
     tally: Tally = field(default_factory=Tally)
+    average: WeightAverage | None = None  # --ema
     last_good: str = "none yet"  # the newest checkpoint written or resumed from, for the divergence message
     started: float = field(default_factory=time.perf_counter)
     earlier: float = 0.0  # seconds trained in earlier sessions of this run
@@ -260,8 +262,11 @@ class Trainer:
         if self.world.parallel:  # ranks differ in dropout, share the weights (DDP copies rank 0's)
             torch.manual_seed(train.seed * 1000003 + self.world.rank)
         tally = Tally()
+        average = WeightAverage(train.ema) if train.ema else None
         if checkpoint:
             tally = self._restore(checkpoint, state, model, optimizer, scaler)
+            if average is not None and checkpoint.get("average"):
+                average.load_state_dict(checkpoint["average"], device)
         net = model
         if self.world.parallel:
             net = distributed.wrap(model, device)
@@ -283,8 +288,8 @@ class Trainer:
             self._say(f"resuming epoch {state.epoch + 1:d} after its batch {state.position:d} (step {state.global_step:d})")
         last_good = f"{path} (step {state.global_step})" if checkpoint else "none yet"
         return Session(
-            run_dir, device, data, model, net, optimizer, self.scheduler, scaler, log, state, tally, last_good, started,
-            state.wall_time,
+            run_dir, device, data, model, net, optimizer, self.scheduler, scaler, log, state, tally, average, last_good,
+            started, state.wall_time,
         )
 
     def _steps_per_epoch(self, loader: Loader) -> int:
@@ -364,6 +369,7 @@ class Trainer:
                 "state": {**session.state.to_dict(), "wall_time": session.wall_time()},
                 "rng": ranks[0]["rng"],
                 "ranks": ranks,
+                "average": session.average.state_dict() if session.average is not None else None,
             },
         )
 
@@ -397,22 +403,24 @@ class Trainer:
             self._save(s, LAST)  # with the position in the epoch: a resumed run carries on from the next batch
             self._interrupted(s)
             return True
-        val_metrics = self._run(s.model, s.data.val, s.device, epoch) if s.data.val is not None else {}
-        state.epoch = epoch + 1
-        s.tally = Tally()
-        s.log.scalars("epoch/train", train_metrics, state.epoch)
-        s.log.scalars("epoch/val", val_metrics, state.epoch)
-        s.log.scalar("epoch/lr", s.optimizer.param_groups[0]["lr"], state.epoch)
-        s.log.scalar("epoch/nonfinite_steps", state.skipped_steps, state.epoch)
-        if self.world.main:
-            self.task.on_epoch_end(s.model, s.data, s.log, state.epoch)
-        score = (val_metrics or train_metrics)[self.task.monitor]
-        better = state.best is None or (score > state.best if self.task.monitor_mode == "max" else score < state.best)
-        if better:
-            state.best, state.bad_epochs, state.best_val = score, 0, val_metrics
-            self._save(s, BEST)
-        else:
-            state.bad_epochs += 1
+        # With --ema the average is what is validated, shown and kept as best.pt; last.pt keeps the trained weights.
+        with s.average.applied(s.model) if s.average is not None else contextlib.nullcontext():
+            val_metrics = self._run(s.model, s.data.val, s.device, epoch) if s.data.val is not None else {}
+            state.epoch = epoch + 1
+            s.tally = Tally()
+            s.log.scalars("epoch/train", train_metrics, state.epoch)
+            s.log.scalars("epoch/val", val_metrics, state.epoch)
+            s.log.scalar("epoch/lr", s.optimizer.param_groups[0]["lr"], state.epoch)
+            s.log.scalar("epoch/nonfinite_steps", state.skipped_steps, state.epoch)
+            if self.world.main:
+                self.task.on_epoch_end(s.model, s.data, s.log, state.epoch)
+            score = (val_metrics or train_metrics)[self.task.monitor]
+            better = state.best is None or (score > state.best if self.task.monitor_mode == "max" else score < state.best)
+            if better:
+                state.best, state.bad_epochs, state.best_val = score, 0, val_metrics
+                self._save(s, BEST)
+            else:
+                state.bad_epochs += 1
         self._save(s, LAST)
         s.log.flush()
         stop = self._call_back(state.epoch, train_metrics, val_metrics)
@@ -637,6 +645,8 @@ class Trainer:
             tally.count += local
         if self.scheduler is not None:
             self.scheduler.step()
+        if s.average is not None:
+            s.average.update(s.model)
         self.global_step += 1
         lr = s.optimizer.param_groups[0]["lr"]
         s.guard.record(self.global_step, mean_loss, grad_norm, bad, train.max_bad_steps, lr)
