@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+import seqtrain
+
 from seqtrain.tasks.imdb import ImdbTask
 from seqtrain.training.averaging import WeightAverage
 from seqtrain.training.checkpoint import load_checkpoint
@@ -75,3 +77,22 @@ def test_resume_carries_the_average_on_and_reproduces_an_uninterrupted_run(imdb_
     for x, y in zip(a["average"]["shadow"], b["average"]["shadow"]):
         torch.testing.assert_close(x, y)
     assert resumed.test["accuracy"] == pytest.approx(straight.test["accuracy"])
+
+
+def test_any_task_can_average_and_the_cli_takes_the_flag(tmp_path):
+    """A forecaster through the CLI: its best.pt is the average its validation scored, and `evaluate` reads it."""
+    from seqtrain.training.runs import latest_run as newest
+    from test_cli import invoke
+
+    logdir = tmp_path / "runs"
+    result = invoke("fit", "--task", "sine", "--logdir", logdir, "--epochs", "2", "--max-steps", "30", "--hidden", "8",
+                    "--ema", "0.9")
+    assert result.exit_code == 0, result.output
+    run = newest(logdir)
+    best = load_checkpoint(run / "best.pt")
+    assert best["config"]["train"]["ema"] == 0.9 and best["average"]["updates"] > 0
+    loaded = seqtrain.load(run, device="cpu").trained.model  # what evaluate, predict and export read
+    for value, saved in zip(loaded.parameters(), best["average"]["shadow"], strict=True):
+        assert torch.equal(value, saved)
+    bad = invoke("fit", "--task", "sine", "--logdir", logdir, "--ema", "1")
+    assert bad.exit_code != 0 and "--ema" in bad.output and "Traceback" not in bad.output
