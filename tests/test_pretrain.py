@@ -57,3 +57,30 @@ def test_a_distributed_first_run_is_refused_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SeqtrainError, match="run without torchrun first"):
         make("imdb", data=str(root), cache_dir=str(tmp_path / "cache"), hidden=8).prepare()
+
+
+def test_text_pretrains_on_the_unlabelled_text_it_is_given_once(tmp_path):
+    root = write_imdb(tmp_path / "d", train_per_class=30, test_per_class=10)
+    unlabelled = tmp_path / "unlabelled.txt"
+    unlabelled.write_text("the movie was zzzunlabelled and the plot was great fun\n" * 60)
+    cache = tmp_path / "cache"
+    settings = dict(data=str(root / "aclImdb"), pretrain_text=str(unlabelled), cache_dir=str(cache), epochs=1, hidden=8,
+                    embed_dim=12, freeze_embeddings=True, seed=3)
+    first = seqtrain.fit("text", logdir=str(tmp_path / "a"), **settings)
+    [vectors] = list((cache / "pretrained").iterdir())
+    assert vectors.name.startswith("text-")
+    second = seqtrain.fit("text", logdir=str(tmp_path / "b"), **settings)
+    assert list((cache / "pretrained").iterdir()) == [vectors] and first.test == second.test  # read from the cache
+
+    trained = run_vectors(vectors)
+    assert "zzzunlabelled" in trained.words and trained.vectors.shape[1] == 12
+    checkpoint = load_checkpoint(first.run_dir / "best.pt")
+    vocab, embedding = checkpoint["meta"]["vocab"], checkpoint["model"]["embedding.weight"]
+    assert torch.equal(embedding[vocab.index("movie")], trained.vectors[trained.words.index("movie")])
+
+
+def test_a_missing_pretrain_text_is_named_in_one_line(tmp_path):
+    root = write_imdb(tmp_path / "d", train_per_class=10, test_per_class=5)
+    with pytest.raises(SeqtrainError, match="--pretrain-text .*nowhere.txt does not exist"):
+        make("text", data=str(root / "aclImdb"), pretrain_text=str(tmp_path / "nowhere.txt"), cache_dir=str(tmp_path / "c"),
+             hidden=8).prepare()

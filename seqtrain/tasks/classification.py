@@ -292,8 +292,11 @@ class TextClassificationTask(Task):
         return TaskData(loader(train, "train"), loader(val, "val"), loader(test, "test"), meta)
 
     def pretrain_vectors(self, quiet: bool) -> None:
-        """--pretrain-vectors: the preset's in-domain word2vec vectors become --embeddings (a fresh run only)."""
-        if not getattr(self.config.data, "pretrain_vectors", False) or self.config.model.embeddings:
+        """--pretrain-vectors (a preset's own text) or --pretrain-text (the user's): word2vec vectors become
+        --embeddings (a fresh run only)."""
+        data = self.config.data
+        wanted = getattr(data, "pretrain_vectors", False) or getattr(data, "pretrain_text", None)
+        if not wanted or self.config.model.embeddings:
             return
         found = self.in_domain_vectors(quiet)
         if found is None:

@@ -35,23 +35,28 @@ def word2vec_epochs(words: int) -> int:
     return max(1, min(MAX_EPOCHS, math.ceil(WORD_BUDGET / max(words, 1))))
 
 
-def word2vec_settings(config: Config, source: dict[str, Any]) -> dict[str, Any]:
+def word2vec_settings(config: Config, source: dict[str, Any], max_vocab: int | None = None) -> dict[str, Any]:
     """The word2vec run's settings: `source` (its `data` or `text`), the classifier's embedding size, seed,
-    threads and cache, and a vocabulary twice the classifier's (its words are ranked on other text)."""
+    threads and cache, and a vocabulary twice the classifier's (its words are ranked on other text) unless
+    `max_vocab` says otherwise."""
     return {
-        **source, "embed_dim": config.model.embed_dim, "min_count": MIN_COUNT, "max_vocab": 2 * config.data.max_vocab,
+        **source, "embed_dim": config.model.embed_dim, "min_count": MIN_COUNT,
+        "max_vocab": 2 * config.data.max_vocab if max_vocab is None else max_vocab,
         "seed": config.train.seed, "threads": config.train.threads, "device": config.train.device,
         "cache_dir": config.data.cache_dir, "mirror": config.data.mirror,
     }
 
 
-def in_domain_vectors(config: Config, name: str, source: dict[str, Any], quiet: bool) -> tuple[str, str]:
+def in_domain_vectors(
+    config: Config, name: str, source: dict[str, Any], quiet: bool, described: str | None = None,
+    max_vocab: int | None = None,
+) -> tuple[str, str]:
     """A finished word2vec run folder trained on `source` (trained now unless cached under the corpus's
-    content and the settings), and a line saying what it is."""
+    content and the settings), and a line saying what it is (`described`: the text, default the data's own)."""
     from seqtrain.tasks import build_config, make_task
     from seqtrain.training.trainer import Trainer
 
-    settings = word2vec_settings(config, source)
+    settings = word2vec_settings(config, source, max_vocab)
     task = make_task(build_config("word2vec", settings))
     corpus = task.corpus(quiet)
     words = len(corpus["ids"])
@@ -59,14 +64,15 @@ def in_domain_vectors(config: Config, name: str, source: dict[str, Any], quiet: 
     key = corpus_key(corpus, settings, task.config.train.epochs)
     root = cache_dir(config.data.cache_dir) / "pretrained"
     final = root / f"{name}-{key}"
-    what = (f"word vectors: word2vec over {name}'s text outside the test split ({words:,} words, {task.config.train.epochs} "
+    described = described or f"{name}'s text outside the test split"
+    what = (f"word vectors: word2vec over {described} ({words:,} words, {task.config.train.epochs} "
             f"epoch(s), dim {config.model.embed_dim})")
     if final.is_dir():
         return str(final), f"{what}, from the cache {final}"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SeqtrainError(
-            f"--pretrain-vectors trains {name}'s word vectors once, in one process: run without torchrun first "
-            "(later runs read them from the cache), or pass --no-pretrain-vectors"
+            f"{name}'s word vectors are trained once, in one process: run without torchrun first (later runs read "
+            "them from the cache), or start without them (--no-pretrain-vectors, or no --pretrain-text)"
         )
     from rich.console import Console
 

@@ -13,6 +13,7 @@ from seqtrain.errors import SeqtrainError
 from seqtrain.tasks.base import register
 from seqtrain.tasks.classification import TextClassificationTask, cached_corpus, text_bytes
 from seqtrain.tasks.imdb import RECIPE
+from seqtrain.tasks.pretrain import in_domain_vectors
 
 
 @register("text")
@@ -68,6 +69,12 @@ class TextTask(TextClassificationTask):
             return out
 
         return cached_corpus(cache_dir(data.cache_dir), "text", [path, *extra.values()], settings, read, limit)
+
+    def in_domain_vectors(self, quiet: bool) -> tuple[str, str] | None:
+        """--pretrain-text: word2vec over the user's unlabelled text (labelled sets are often too small to learn
+        words from). Every word seen twice gets a vector: ranked on other text, a cut would miss the data's own."""
+        text = given_path("--pretrain-text", self.config.data.pretrain_text)
+        return in_domain_vectors(self.config, "text", {"text": str(text)}, quiet, described=str(text), max_vocab=0)
 
 
 def given_path(flag: str, value: str) -> Path:
