@@ -34,6 +34,7 @@ from seqtrain.models.ensemble import ClassifierEnsemble, build_ensemble, split_m
 from seqtrain.scores import Counts, count_sums, counts_from_sums, headline_scores
 from seqtrain.tasks.base import Meta, StepContext, StepResult, Task, TaskData
 from seqtrain.training.budget import step_budget
+from seqtrain.training.device import one_thread
 from seqtrain.transfer import (
     Coverage, LanguageModelWeights, check_fine_tuning, check_fits, coverage_of, fine_tuning_note,
     init_from_language_model, language_model_weights, log_embedding_layer, parameter_groups, transferred_parameters,
@@ -285,10 +286,11 @@ class TextClassificationTask(Task):
         budget = step_budget(config, len(train), has_val=len(val) > 0)
         if budget:
             self.label_report.append(budget)
-        self.baselines = baselines(
-            {name: ([words(i) for i in idx.tolist()], targets[idx]) for name, idx in parts.items()},
-            len(blob["words"]), classes, multi_label, meta.threshold,
-        )
+        with one_thread():  # the row is the same on every machine, and whatever ran before it in this process
+            self.baselines = baselines(
+                {name: ([words(i) for i in idx.tolist()], targets[idx]) for name, idx in parts.items()},
+                len(blob["words"]), classes, multi_label, meta.threshold,
+            )
         return TaskData(loader(train, "train"), loader(val, "val"), loader(test, "test"), meta)
 
     def pretrain_vectors(self, quiet: bool) -> None:
