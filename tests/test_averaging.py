@@ -81,14 +81,13 @@ def test_resume_carries_the_average_on_and_reproduces_an_uninterrupted_run(imdb_
 
 def test_any_task_can_average_and_the_cli_takes_the_flag(tmp_path):
     """A forecaster through the CLI: its best.pt is the average its validation scored, and `evaluate` reads it."""
-    from seqtrain.training.runs import latest_run as newest
     from test_cli import invoke
 
     logdir = tmp_path / "runs"
     result = invoke("fit", "--task", "sine", "--logdir", logdir, "--epochs", "2", "--max-steps", "30", "--hidden", "8",
                     "--ema", "0.9")
     assert result.exit_code == 0, result.output
-    run = newest(logdir)
+    run = latest_run(logdir)
     best = load_checkpoint(run / "best.pt")
     assert best["config"]["train"]["ema"] == 0.9 and best["average"]["updates"] > 0
     loaded = seqtrain.load(run, device="cpu").trained.model  # what evaluate, predict and export read

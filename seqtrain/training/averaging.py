@@ -1,9 +1,9 @@
 """An exponential moving average of the weights (--ema): what validation scores, best.pt keeps and test reads.
 
-On small sets the weights after any one step are noisy: SST-2's 6,920 sentences overfit within two epochs,
-and which epoch the 872 dev sentences pick swung test accuracy by four points over seeds. Averaging the
-recent steps' weights smooths that out (Polyak averaging; Keras' `use_ema`). Training itself never sees the
-average: it steps the raw weights, and the average follows them.
+The weights after any one step are noisy; averaging the recent steps' weights (Polyak averaging; Keras'
+`use_ema`) is the usual remedy. Training itself never sees the average: it steps the raw weights, and the
+average follows them. Measured here it did not move the mean over seeds (SST-2, 16 seeds: 80.61% against
+80.63%; docs/tuning.md), so it is off by default.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class WeightAverage:
                 torch._foreach_copy_(params, own)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+        return {"updates": self.updates, "shadow": self.shadow}  # the decay is the run's --ema
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         self.updates, self.shadow = state["updates"], [t.to(device, copy=True) for t in state["shadow"]]
